@@ -1,0 +1,40 @@
+# The two front-door commands: `make demo` (runs the benchmark) and `make test` (runs the test suite).
+# Both create the environment (.venv, git-ignored) from requirements.lock on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Offline by construction: nothing in the default pipeline may reach a model hub.
+export HF_HUB_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: env demo test lint lock clean-env
+
+$(STAMP):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "iadbench needs Python 3.11; set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+env: $(STAMP)
+
+demo: env
+	dvc repro
+
+test: env
+	$(BIN)/python -m pytest
+
+lint: env
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+lock: env
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^iadbench' > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean-env:
+	rm -rf $(VENV)

@@ -1,0 +1,5 @@
+import sys
+
+from iadbench.cli import main
+
+sys.exit(main())

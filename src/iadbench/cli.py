@@ -1,0 +1,182 @@
+"""``iadbench``: one command-line entry point for every pipeline stage (each DVC stage's ``cmd`` is a verb here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from iadbench import __version__
+from iadbench.errors import IadbenchError
+from iadbench.paths import (
+    CATEGORIES,
+    DATA_SUMMARY,
+    MANIFEST,
+    MANIFEST_MASKS,
+    PARAMS,
+    SPLIT,
+    dataset_root,
+    export_path,
+    gate_result,
+)
+
+
+class GateFailed(IadbenchError):
+    """A gate found error-severity violations (already printed)."""
+
+
+def _params(args: argparse.Namespace) -> dict:
+    from iadbench.params import load_params
+
+    return load_params(args.params)
+
+
+def cmd_synthesize(args: argparse.Namespace) -> None:
+    """Write the embedded synthetic dataset and its annotation export."""
+    from iadbench.params import SynthesizeParams
+    from iadbench.synth.generate import generate
+
+    params = SynthesizeParams.from_params(_params(args))
+    counts = generate(params, dataset_root("synthetic"), export_path("synthetic"), progress=not args.quiet)
+    print(f"wrote {sum(counts.values())} images to {dataset_root('synthetic')}: {counts}")
+
+
+def cmd_manifest(args: argparse.Namespace) -> None:
+    """Scan data/raw/<dataset> into data/manifest.csv and data/manifest_masks.csv."""
+    from iadbench.data.manifest import scan, write_table
+    from iadbench.params import DataParams
+
+    data = DataParams.from_params(_params(args))
+    images, masks = scan(dataset_root(data.dataset), data.dataset, progress=not args.quiet)
+    write_table(images, MANIFEST)
+    write_table(masks, MANIFEST_MASKS)
+    print(f"{MANIFEST}: {len(images)} images in {images['product'].nunique()} product(s); {len(masks)} masks")
+
+
+def cmd_categories(args: argparse.Namespace) -> None:
+    """Parse the dataset's Label Studio export into data/categories.csv."""
+    from iadbench.data.categories import parse_export, resolve_categories
+    from iadbench.data.manifest import read_table, write_table
+    from iadbench.params import DataParams
+
+    data = DataParams.from_params(_params(args))
+    manifest = read_table(MANIFEST)
+    votes = parse_export(export_path(data.dataset), dataset_root(data.dataset).as_posix(), set(manifest["image_id"]))
+    table = resolve_categories(votes, manifest)
+    write_table(table, CATEGORIES)
+    print(f"{CATEGORIES}: {len(votes)} annotations on {(table['n_annotators'] > 0).sum()} images")
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    """Write the stratified, seeded split to data/split.csv."""
+    from iadbench.data.manifest import read_table, write_table
+    from iadbench.data.split import make_split
+    from iadbench.params import SplitParams
+
+    params = SplitParams.from_params(_params(args))
+    split = make_split(read_table(MANIFEST), read_table(CATEGORIES), params)
+    write_table(split, SPLIT)
+    print(f"{SPLIT}: " + ", ".join(f"{k} {v}" for k, v in split["split"].value_counts().sort_index().items()))
+
+
+def cmd_gate(args: argparse.Namespace) -> None:
+    """Run one validation gate; exit non-zero on any error-severity violation."""
+    from iadbench import gates
+    from iadbench.data.manifest import read_table
+    from iadbench.params import DataParams, GateParams
+
+    params = _params(args)
+    if args.gate == "manifest":
+        root = dataset_root(DataParams.from_params(params).dataset).as_posix()
+        paths = {"images": str(MANIFEST), "masks": str(MANIFEST_MASKS), "root": root}
+        result = gates.manifest_gate(
+            read_table(MANIFEST), read_table(MANIFEST_MASKS), GateParams.from_params(params), paths
+        )
+    elif args.gate == "categories":
+        result = gates.categories_gate(read_table(CATEGORIES), read_table(MANIFEST), {"categories": str(CATEGORIES)})
+    else:
+        result = gates.split_gate(read_table(SPLIT), read_table(MANIFEST), {"split": str(SPLIT)})
+    out = gate_result(args.gate)
+    result.write(out)
+    for violation in result.violations[: args.max_lines]:
+        print(violation, file=sys.stderr)
+    if len(result.violations) > args.max_lines:
+        print(f"... {len(result.violations) - args.max_lines} more in {out}", file=sys.stderr)
+    status = "passed" if result.success else "FAILED"
+    print(f"gate {args.gate} {status}: {len(result.errors)} error(s), {len(result.warnings)} warning(s) -> {out}")
+    if not result.success:
+        raise GateFailed(f"gate {args.gate} failed; nothing downstream runs. Details: {out}")
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    """Write reports/data_summary.json."""
+    from iadbench.data.manifest import read_table
+    from iadbench.data.summary import data_summary
+
+    summary = data_summary(read_table(SPLIT), read_table(MANIFEST), read_table(CATEGORIES))
+    DATA_SUMMARY.parent.mkdir(parents=True, exist_ok=True)
+    DATA_SUMMARY.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"{DATA_SUMMARY}: {summary['images']}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    """Copy an MVTec-layout folder into data/raw/NAME and track it with DVC."""
+    from iadbench.data.importer import import_dataset, parse_defect_map
+
+    defect_map = parse_defect_map(args.defect_map) if args.defect_map else None
+    added = import_dataset(Path(args.path), args.name, args.export, defect_map, args.background, track=not args.no_dvc)
+    print("imported: " + ", ".join(map(str, added)))
+    tracked = " ".join(f"{p}.dvc" for p in added)
+    print(f"next: git add {tracked} && git commit -m 'import {args.name}'")
+    print(f"then: dvc exp run -S data.dataset={args.name}   (or set data.dataset in params.yaml and dvc repro)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``iadbench`` argument parser."""
+    parser = argparse.ArgumentParser(prog="iadbench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"iadbench {__version__}")
+    parser.add_argument("--params", type=Path, default=PARAMS, help="params file (default: params.yaml)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, func: Callable[[argparse.Namespace], None], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    verb("synthesize", cmd_synthesize, "write the embedded synthetic dataset (params: synthesize)")
+    verb("manifest", cmd_manifest, "scan data/raw/<data.dataset> into data/manifest.csv")
+    verb("categories", cmd_categories, "parse annotation/exports/<data.dataset>.json into data/categories.csv")
+    verb("split", cmd_split, "write the seeded, stratified split to data/split.csv (params: split)")
+    g = verb("gate", cmd_gate, "run a Great Expectations validation gate; exit 1 on any error")
+    g.add_argument("gate", choices=["manifest", "categories", "split"])
+    g.add_argument("--max-lines", type=int, default=100, help="violations printed (all are in the JSON)")
+    verb("summary", cmd_summary, "write reports/data_summary.json (DVC metrics)")
+    i = verb("import", cmd_import, "copy an MVTec-layout folder to data/raw/NAME and `dvc add` it")
+    i.add_argument("path", help="folder in the MVTec AD layout (read only)")
+    i.add_argument("--name", required=True, help="dataset name: data/raw/NAME, data.dataset=NAME")
+    i.add_argument("--export", type=Path, help="Label Studio JSON export with the dataset's categories")
+    i.add_argument("--defect-map", help="provisional categories before labelling: 'crack=structural,stain=surface'")
+    i.add_argument("--background", choices=["with", "without"], help="background category of the provisional export")
+    i.add_argument("--no-dvc", action="store_true", help="copy only, do not `dvc add`")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one verb; user errors print one clear message (no traceback) and exit 1 (gate) or 2 (input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except GateFailed as exc:
+        print(f"iadbench: {exc}", file=sys.stderr)
+        return 1
+    except IadbenchError as exc:
+        print(f"iadbench {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

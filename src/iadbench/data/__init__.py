@@ -1,0 +1,1 @@
+"""Data stages: manifest, categories, split, import, summary."""

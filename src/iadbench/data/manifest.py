@@ -1,0 +1,223 @@
+"""Scan a dataset in the MVTec AD layout into one table: one row per image, one per mask file.
+
+The manifest records facts (does the file decode, its size, channels, hash, does its mask match); it does not
+judge them. The manifest gate (:mod:`iadbench.gates`) turns facts into pass/fail with the rule and the file.
+Only layout problems that leave nothing to tabulate (no dataset folder, a product without ``train/`` and
+``test/``, an empty product) stop the scan itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from iadbench.errors import InputError, InputErrors
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+MASK_SUFFIX = "_mask"
+
+IMAGE_COLUMNS = [
+    "image_id", "dataset", "product", "split_folder", "label", "defect_type", "image_path", "sha256",
+    "decodes", "decode_error", "width", "height", "channels", "mode", "format",
+    "mask_path", "mask_exists", "mask_decodes", "mask_width", "mask_height", "mask_binary", "mask_empty",
+    "mask_fraction",
+]  # fmt: skip
+MASK_COLUMNS = [
+    "mask_id", "dataset", "product", "defect_type", "mask_path", "image_id", "has_image",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What decoding one file told us."""
+
+    decodes: bool
+    error: str
+    width: int
+    height: int
+    channels: int
+    mode: str
+    format: str
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (the content hash that ties later artifacts to this exact image)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def decode(path: Path) -> tuple[ImageFacts, Image.Image | None]:
+    """Fully decode an image (``load()`` reads every byte, so truncated files fail here, not in training)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            facts = ImageFacts(True, "", im.width, im.height, len(im.getbands()), im.mode, im.format or "")
+            return facts, im.copy()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a fact to record, not a crash
+        return ImageFacts(False, f"{type(exc).__name__}: {exc}", 0, 0, 0, "", ""), None
+
+
+def mask_facts(image: Image.Image) -> tuple[bool, bool, float]:
+    """``(binary, empty, foreground_fraction)`` of a decoded mask.
+
+    Binary means: one channel (or channels that agree), values ⊆ {0, 255} or ⊆ {0, 1} (MVTec AD writes 0/255).
+    Foreground is every non-zero pixel.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3:
+        if not all(np.array_equal(arr[..., 0], arr[..., k]) for k in range(1, arr.shape[2])):
+            return False, False, float((arr != 0).any(axis=2).mean())
+        arr = arr[..., 0]
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    values = set(np.unique(arr).tolist())
+    binary = values <= {0, 255} or values <= {0, 1}
+    fraction = float((arr != 0).mean())
+    return binary, fraction == 0.0, fraction
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if _is_image(p)) if folder.is_dir() else []
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Files of a dataset in the MVTec AD layout, found without decoding anything."""
+
+    images: list[tuple[str, str, str, Path]]  # (product, split folder, defect type, path)
+    masks: list[tuple[str, str, Path]]  # (product, defect type, path)
+
+
+def list_files(root: Path) -> Listing:
+    """List images and masks under ``root``, checking only the folder layout.
+
+    Raises :class:`InputErrors` for layout problems that leave nothing to tabulate: no dataset folder, no product,
+    a product without ``train/`` and ``test/``, an empty product.
+    """
+    if not root.is_dir():
+        raise InputError(root, "dataset folder not found", "import it with `iadbench import PATH --name NAME`")
+    products = _subdirs(root)
+    if not products:
+        raise InputError(root, "dataset holds no product folder (MVTec AD layout: <product>/train/good/...)")
+    problems: list[InputError] = []
+    images: list[tuple[str, str, str, Path]] = []
+    masks: list[tuple[str, str, Path]] = []
+    for product_dir in products:
+        product = product_dir.name
+        train, test = product_dir / "train", product_dir / "test"
+        if not train.is_dir() or not test.is_dir():
+            problems.append(InputError(product_dir, "product folder must hold train/ and test/ (MVTec AD layout)"))
+            continue
+        found = 0
+        for split_dir in (train, test):
+            for defect_dir in _subdirs(split_dir):
+                for image in _images_in(defect_dir):
+                    images.append((product, split_dir.name, defect_dir.name, image))
+                    found += 1
+        if found == 0:
+            problems.append(InputError(product_dir, "empty product: no image under train/ or test/"))
+        for defect_dir in _subdirs(product_dir / "ground_truth"):
+            masks += [(product, defect_dir.name, m) for m in _images_in(defect_dir)]
+    if problems:
+        raise InputErrors(problems)
+    return Listing(images=images, masks=masks)
+
+
+def scan(root: Path, dataset: str, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scan ``root`` (= ``data/raw/<dataset>``) into ``(images, masks)`` tables.
+
+    Paths in the tables are as given by ``root`` (relative to the repository root in the pipeline), POSIX-style.
+    Raises :class:`InputErrors` for layout problems (see :func:`list_files`).
+    """
+    listing = list_files(root)
+    entries, mask_files = listing.images, listing.masks
+    masks_by_key = {
+        (p, d, m.stem.removesuffix(MASK_SUFFIX)): m for p, d, m in mask_files if m.stem.endswith(MASK_SUFFIX)
+    }
+    rows: list[dict] = []
+    image_of_mask: dict[Path, str] = {}
+    for product, split_folder, defect_type, path in tqdm(entries, desc="manifest", unit="img", disable=not progress):
+        label = "good" if defect_type == "good" else "anomalous"
+        facts, _ = decode(path)
+        mask_path = masks_by_key.get((product, defect_type, path.stem)) if split_folder == "test" else None
+        row = {
+            "image_id": path.relative_to(root).as_posix(),
+            "dataset": dataset,
+            "product": product,
+            "split_folder": split_folder,
+            "label": label,
+            "defect_type": defect_type,
+            "image_path": path.as_posix(),
+            "sha256": sha256_of(path),
+            "decodes": facts.decodes,
+            "decode_error": facts.error,
+            "width": facts.width,
+            "height": facts.height,
+            "channels": facts.channels,
+            "mode": facts.mode,
+            "format": facts.format,
+            "mask_path": "",
+            "mask_exists": False,
+            "mask_decodes": False,
+            "mask_width": 0,
+            "mask_height": 0,
+            "mask_binary": False,
+            "mask_empty": False,
+            "mask_fraction": 0.0,
+        }
+        if mask_path is not None:
+            image_of_mask[mask_path] = path.relative_to(root).as_posix()
+            mfacts, mimage = decode(mask_path)
+            row.update(mask_path=mask_path.as_posix(), mask_exists=True, mask_decodes=mfacts.decodes)
+            row.update(mask_width=mfacts.width, mask_height=mfacts.height)
+            if mimage is not None:
+                binary, empty, fraction = mask_facts(mimage)
+                row.update(mask_binary=binary, mask_empty=empty, mask_fraction=round(fraction, 8))
+        rows.append(row)
+    images = pd.DataFrame(rows, columns=IMAGE_COLUMNS).sort_values("image_id", kind="stable").reset_index(drop=True)
+
+    mask_rows = []
+    for product, defect_type, m in mask_files:
+        mask_rows.append(
+            {
+                "mask_id": m.relative_to(root).as_posix(),
+                "dataset": dataset,
+                "product": product,
+                "defect_type": defect_type,
+                "mask_path": m.as_posix(),
+                "image_id": image_of_mask.get(m, ""),
+                "has_image": m in image_of_mask,
+            }
+        )
+    masks = pd.DataFrame(mask_rows, columns=MASK_COLUMNS).sort_values("mask_id", kind="stable").reset_index(drop=True)
+    return images, masks
+
+
+def write_table(df: pd.DataFrame, path: Path) -> None:
+    """Write a table as CSV with a stable row order and line endings (so reruns are byte-identical)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False, lineterminator="\n")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a table written by :func:`write_table`; string columns keep empty strings (not NaN)."""
+    if not path.is_file():
+        raise InputError(path, "table not found", "run the stage that writes it (dvc repro)")
+    return pd.read_csv(path, keep_default_na=False, na_values=[])

@@ -1,0 +1,49 @@
+"""``reports/data_summary.json``: counts per dataset, product, split and category, declared as DVC metrics."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, SPLITS, split_categories
+
+
+def data_summary(split: pd.DataFrame, manifest: pd.DataFrame, categories: pd.DataFrame) -> dict:
+    """Nested counts with stable keys (``dvc metrics show`` flattens them to ``images.train`` etc.).
+
+    An image with several defect categories counts once in each of them.
+    """
+    datasets = sorted(split["dataset"].unique())
+    out: dict = {"dataset": ",".join(datasets), "images": {"total": int(len(split))}}
+    for s in SPLITS:
+        out["images"][s] = int((split["split"] == s).sum())
+    out["anomalous"] = {s: int(((split["split"] == s) & (split["label"] == "anomalous")).sum()) for s in SPLITS[1:]}
+    out["products"] = {}
+    for product, group in split.groupby("product", sort=True):
+        entry = {"train": int((group["split"] == "train").sum())}
+        for s in SPLITS[1:]:
+            for label in ("good", "anomalous"):
+                entry[f"{s}_{label}"] = int(((group["split"] == s) & (group["label"] == label)).sum())
+        out["products"][str(product)] = entry
+    cats = split["defect_categories"].map(split_categories)
+    out["defect_categories"] = {
+        c: {s: int(((split["split"] == s) & cats.map(lambda cs, c=c: c in cs)).sum()) for s in SPLITS[1:]}
+        for c in DEFECT_CATEGORIES
+    }
+    out["backgrounds"] = {
+        b: {s: int(((split["split"] == s) & (split["background"] == b)).sum()) for s in SPLITS} for b in BACKGROUNDS
+    }
+    annotated = categories[categories["n_annotators"] > 0]
+    out["annotation"] = {
+        "annotated_images": int(len(annotated)),
+        "mean_annotators": round(float(annotated["n_annotators"].mean()), 4) if len(annotated) else 0.0,
+        "mean_defect_agreement": round(float(annotated["defect_agreement"].mean()), 4) if len(annotated) else 0.0,
+        "defect_ties": int(categories["defect_tie"].astype(bool).sum()),
+        "background_ties": int(categories["background_tie"].astype(bool).sum()),
+    }
+    anomalous = manifest[manifest["label"] == "anomalous"]
+    out["masks"] = {
+        "anomalous_images": int(len(anomalous)),
+        "empty": int(anomalous["mask_empty"].astype(bool).sum()),
+        "mean_defect_area_fraction": round(float(anomalous["mask_fraction"].mean()), 6) if len(anomalous) else 0.0,
+    }
+    return out

@@ -1,0 +1,156 @@
+"""Typed, range-checked views of ``params.yaml``; each stage reads only its own sections."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iadbench.errors import ParamsError
+from iadbench.paths import PARAMS
+
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def load_params(path: str | Path = PARAMS) -> dict[str, Any]:
+    """Read ``params.yaml`` as a dict; a missing or malformed file is a :class:`ParamsError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found (run from the repository root)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections")
+    return data
+
+
+def _section(params: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    section = params.get(name)
+    if not isinstance(section, dict):
+        raise ParamsError(f"{source}: section '{name}' is missing or not a mapping")
+    return section
+
+
+def _get(section: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in section:
+        raise ParamsError(f"{where}.{key} is missing")
+    value = section[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ParamsError(f"{where}.{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ParamsError(message)
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """``data``: which dataset under ``data/raw`` the pipeline runs on."""
+
+    dataset: str
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> DataParams:
+        """Validate ``data.dataset`` (a folder name, no path separators)."""
+        s = _section(params, "data", source)
+        dataset = _get(s, "dataset", str, f"{source}: data")
+        _check(
+            bool(DATASET_NAME.match(dataset)),
+            f"{source}: data.dataset must be a plain folder name (letters, digits, _ . -), got {dataset!r}",
+        )
+        return cls(dataset=dataset)
+
+
+@dataclass(frozen=True)
+class SynthesizeParams:
+    """``synthesize``: sizes and seed of the embedded synthetic dataset."""
+
+    seed: int
+    image_size: int
+    n_train: int
+    n_test_good: int
+    n_test_per_defect: int
+    annotators: int
+    annotator_error: float
+    products: tuple[str, ...]
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> SynthesizeParams:
+        """Validate ranges: sizes ≥ 32 px, at least 2 train and 2 test images of each kind, 1–9 annotators."""
+        from iadbench.synth.products import PRODUCTS
+
+        s = _section(params, "synthesize", source)
+        w = f"{source}: synthesize"
+        out = cls(
+            seed=_get(s, "seed", int, w),
+            image_size=_get(s, "image_size", int, w),
+            n_train=_get(s, "n_train", int, w),
+            n_test_good=_get(s, "n_test_good", int, w),
+            n_test_per_defect=_get(s, "n_test_per_defect", int, w),
+            annotators=_get(s, "annotators", int, w),
+            annotator_error=_get(s, "annotator_error", float, w),
+            products=tuple(_get(s, "products", list, w)),
+        )
+        _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
+        _check(32 <= out.image_size <= 1024, f"{w}.image_size must be in [32, 1024], got {out.image_size}")
+        _check(out.n_train >= 2, f"{w}.n_train must be >= 2, got {out.n_train}")
+        _check(out.n_test_good >= 2, f"{w}.n_test_good must be >= 2, got {out.n_test_good}")
+        _check(out.n_test_per_defect >= 1, f"{w}.n_test_per_defect must be >= 1, got {out.n_test_per_defect}")
+        _check(1 <= out.annotators <= 9, f"{w}.annotators must be in [1, 9], got {out.annotators}")
+        _check(
+            0.0 <= out.annotator_error < 0.5,
+            f"{w}.annotator_error must be in [0, 0.5), got {out.annotator_error}",
+        )
+        _check(len(out.products) > 0, f"{w}.products must name at least one product")
+        unknown = sorted(set(out.products) - set(PRODUCTS))
+        _check(not unknown, f"{w}.products: unknown product(s) {unknown}; valid: {sorted(PRODUCTS)}")
+        _check(len(set(out.products)) == len(out.products), f"{w}.products lists a product twice")
+        return out
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """``split``: validation fraction of each product's test images, and the seed."""
+
+    seed: int
+    val_fraction: float
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> SplitParams:
+        """Validate ``0 < val_fraction < 1`` (0 leaves no data to fit thresholds, 1 none to test on)."""
+        s = _section(params, "split", source)
+        w = f"{source}: split"
+        out = cls(seed=_get(s, "seed", int, w), val_fraction=_get(s, "val_fraction", float, w))
+        _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
+        _check(
+            0.0 < out.val_fraction < 1.0,
+            f"{w}.val_fraction must be strictly between 0 and 1, got {out.val_fraction}",
+        )
+        return out
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """``gates``: how strict the validation gates are where a choice is reasonable."""
+
+    empty_mask: str  # "warn" or "fail": an anomalous image whose mask has no foreground pixel
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> GateParams:
+        """Validate ``gates.empty_mask`` in {warn, fail}."""
+        s = _section(params, "gates", source)
+        out = cls(empty_mask=_get(s, "empty_mask", str, f"{source}: gates"))
+        _check(
+            out.empty_mask in {"warn", "fail"},
+            f"{source}: gates.empty_mask must be 'warn' or 'fail', got {out.empty_mask!r}",
+        )
+        return out

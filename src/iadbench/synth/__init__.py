@@ -1,0 +1,1 @@
+"""The embedded synthetic dataset: seeded generators of MVTec-layout products with exact defect masks."""
