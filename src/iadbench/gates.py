@@ -299,7 +299,9 @@ def categories_gate(categories: pd.DataFrame, manifest: pd.DataFrame, paths: dic
     table = categories.merge(manifest[["image_id", "split_folder", "image_path"]], on="image_id", how="left")
     table["n_categories"] = table["defect_categories"].str.len()
     rules = [
-        Rule("categories", f"one row per manifest image ({len(manifest)})", e.ExpectTableRowCountToEqual(value=len(manifest))),
+        Rule(
+            "categories", f"one row per manifest image ({len(manifest)})", e.ExpectTableRowCountToEqual(value=len(manifest))
+        ),
         Rule(
             "categories", "every anomalous test image has at least one known defect category",
             e.ExpectColumnValuesToBeBetween(
@@ -353,7 +355,9 @@ def split_gate(split: pd.DataFrame, manifest: pd.DataFrame, paths: dict[str, str
     products = products.merge(n_manifest, on="product", how="outer").merge(n_split, on="product", how="outer")
     products = products.fillna(0)
     rules = [
-        Rule("split", "no image in two splits", e.ExpectColumnValuesToBeUnique(column="image_id"), "image_path", ("split",)),
+        Rule(
+            "split", "no image in two splits", e.ExpectColumnValuesToBeUnique(column="image_id"), "image_path", ("split",)
+        ),
         Rule(
             "split", "split is train, validation or test",
             e.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "validation", "test"]), "image_path",
@@ -382,7 +386,8 @@ def split_gate(split: pd.DataFrame, manifest: pd.DataFrame, paths: dict[str, str
         ),
         Rule(
             "products", "split counts match the manifest",
-            e.ExpectColumnPairValuesToBeEqual(column_A="n_manifest", column_B="n_split"), "product", ("n_manifest", "n_split"),
+            e.ExpectColumnPairValuesToBeEqual(column_A="n_manifest", column_B="n_split"),
+            "product", ("n_manifest", "n_split"),
         ),
         Rule(
             "products", "every product's validation split holds good images",

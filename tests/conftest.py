@@ -1,0 +1,70 @@
+"""Shared fixtures: a tiny synthetic dataset built once per session, copied per test that mutates it."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from iadbench.params import GateParams, SplitParams, SynthesizeParams
+from iadbench.synth.generate import generate
+
+TINY = {
+    "data": {"dataset": "synthetic"},
+    "synthesize": {
+        "seed": 0,
+        "image_size": 48,
+        "products": ["nut", "weave", "tiles"],
+        "n_train": 3,
+        "n_test_good": 3,
+        "n_test_per_defect": 1,
+        "annotators": 3,
+        "annotator_error": 0.1,
+    },
+    "split": {"seed": 0, "val_fraction": 0.3},
+    "gates": {"empty_mask": "warn"},
+}
+
+
+def tiny_synth(**overrides) -> SynthesizeParams:
+    return SynthesizeParams.from_params({"synthesize": {**TINY["synthesize"], **overrides}})
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 for every file under root (to prove a folder is byte-identical)."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_template(tmp_path_factory) -> Path:
+    """A repo-like folder holding data/raw/synthetic and annotation/exports/synthetic.json (tiny, 48 px)."""
+    root = tmp_path_factory.mktemp("tiny")
+    generate(
+        tiny_synth(), root / "data/raw/synthetic", root / "annotation/exports/synthetic.json", root, progress=False
+    )
+    return root
+
+
+@pytest.fixture
+def tiny_repo(tiny_dataset_template, tmp_path, monkeypatch) -> Path:
+    """A private copy of the tiny dataset; the working directory is its root (stages use relative paths)."""
+    root = tmp_path / "repo"
+    shutil.copytree(tiny_dataset_template, root)
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def split_params() -> SplitParams:
+    return SplitParams.from_params(TINY)
+
+
+@pytest.fixture
+def gate_params() -> GateParams:
+    return GateParams.from_params(TINY)
