@@ -33,7 +33,7 @@ lint: env
 	$(BIN)/ruff format --check src tests benchmarks
 
 lock: env
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^iadbench' > requirements.lock.new
+	{ head -n 2 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^iadbench'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
 clean-env:

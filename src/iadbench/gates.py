@@ -300,7 +300,8 @@ def categories_gate(categories: pd.DataFrame, manifest: pd.DataFrame, paths: dic
     table["n_categories"] = table["defect_categories"].str.len()
     rules = [
         Rule(
-            "categories", f"one row per manifest image ({len(manifest)})", e.ExpectTableRowCountToEqual(value=len(manifest))
+            "categories", f"one row per manifest image ({len(manifest)})",
+            e.ExpectTableRowCountToEqual(value=len(manifest)),
         ),
         Rule(
             "categories", "every anomalous test image has at least one known defect category",
@@ -356,7 +357,8 @@ def split_gate(split: pd.DataFrame, manifest: pd.DataFrame, paths: dict[str, str
     products = products.fillna(0)
     rules = [
         Rule(
-            "split", "no image in two splits", e.ExpectColumnValuesToBeUnique(column="image_id"), "image_path", ("split",)
+            "split", "no image in two splits",
+            e.ExpectColumnValuesToBeUnique(column="image_id"), "image_path", ("split",),
         ),
         Rule(
             "split", "split is train, validation or test",
