@@ -53,14 +53,19 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PROJECT / name, root / name)
     (root / "params.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
+    home = root.parent / "home"  # an empty HOME: no global git identity or DVC config from this machine
+    home.mkdir()
     env = {
         **os.environ,
+        "HOME": str(home),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "HF_HUB_OFFLINE": "1",
         "DVC_NO_ANALYTICS": "1",
         "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
     }  # fmt: skip
     _run(["git", "init", "-q"], root, env)
+    _run(["git", "config", "user.name", "iadbench test"], root, env)
+    _run(["git", "config", "user.email", "test@iadbench.invalid"], root, env)
     _run(["git", "add", "-A"], root, env)
     _run(["git", "commit", "-qm", "tiny"], root, env)
     return root, env
