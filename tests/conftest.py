@@ -12,7 +12,7 @@ from iadbench.params import GateParams, SplitParams, SynthesizeParams
 from iadbench.synth.generate import generate
 
 TINY = {
-    "data": {"dataset": "synthetic"},
+    "data": {"dataset": "synthetic", "products": ["nut"], "image_size": 64},
     "synthesize": {
         "seed": 0,
         "image_size": 48,
@@ -25,6 +25,10 @@ TINY = {
     },
     "split": {"seed": 0, "val_fraction": 0.3},
     "gates": {"empty_mask": "warn"},
+    "models": ["padim", "ae"],
+    "backbone": {"name": "efficientnet_lite0", "weights": "package", "layers": ["blocks.1", "blocks.2", "blocks.4"]},
+    "train": {"seed": 0, "epochs": 1, "batch_size": 4, "num_workers": 0},
+    "model_options": {"padim": {"n_features": 50}, "ae": {"latent_dim": 32, "base_channels": 16, "lr": 0.0002}},
 }
 
 

@@ -74,9 +74,14 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
 def test_repro_builds_every_stage(repo):
     root, env = repo
     out = _run(["dvc", "repro"], root, env)
+    cells = {f"{stage}@{model}-nut" for stage in ("train", "predict") for model in ("padim", "ae")}
     assert _stages_run(out.stdout) == {
-        "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split", "gate_split", "summary"
+        "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split", "gate_split", "summary",
+        "gate_maps", *cells,
     }  # fmt: skip
+    assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
+    meta = json.loads((root / "models/padim/nut/meta.json").read_text())
+    assert meta["weights_source"] == "package" and meta["backbone"] == "efficientnet_lite0"
     for gate in ("manifest", "categories", "split"):
         assert json.loads((root / f"reports/gates/{gate}.json").read_text())["success"]
     summary = json.loads((root / "reports/data_summary.json").read_text())
@@ -95,7 +100,10 @@ def test_second_repro_does_nothing(repo):
 
 def test_clean_rebuild_is_byte_identical(repo):
     root, env = repo
-    before = {p: (root / p).read_bytes() for p in ("data/split.csv", "data/manifest.csv", "data/categories.csv")}
+    before = {
+        p: (root / p).read_bytes()
+        for p in ("data/split.csv", "data/manifest.csv", "data/categories.csv", "data/maps/padim/nut.npz")
+    }
     raw_before = tree_digest(root / "data/raw/synthetic")
     for p in before:
         (root / p).unlink()
@@ -113,7 +121,8 @@ def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo):
     _run(["git", "commit", "-qm", "lock"], root, env)
     baseline = json.loads((root / "reports/data_summary.json").read_text())["images"]["validation"]
     out = _run(["dvc", "exp", "run", "-n", "val60", "-S", "split.val_fraction=0.6"], root, env)
-    assert _stages_run(out.stdout) == {"split", "gate_split", "summary"}
+    assert {"split", "gate_split", "summary", "train@padim-nut", "predict@padim-nut"} <= _stages_run(out.stdout)
+    assert not {"synthesize", "manifest", "categories"} & _stages_run(out.stdout)
     shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
     assert "val60" in shown and "images.validation" in shown
     exps = json.loads(_run(["dvc", "exp", "show", "--json"], root, env).stdout)
@@ -126,6 +135,17 @@ def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo):
     assert baseline in values and any(v > baseline for v in values)
 
 
+def test_exp_run_with_fewer_models_retrains_nothing(repo):
+    root, env = repo
+    _run(["git", "checkout", "--", "params.yaml"], root, env)
+    _run(["dvc", "checkout", "-q"], root, env, check=False)
+    _run(["dvc", "repro"], root, env)
+    out = _run(["dvc", "exp", "run", "-n", "padim-only", "-S", "models=[padim]"], root, env)
+    ran = _stages_run(out.stdout)
+    assert not any(s.startswith(("train@", "predict@")) for s in ran), ran
+    assert ran <= {"gate_maps"}
+
+
 def test_changing_split_seed_reruns_only_split_and_later(repo):
     root, env = repo
     _run(["git", "checkout", "--", "params.yaml"], root, env)
@@ -133,7 +153,10 @@ def test_changing_split_seed_reruns_only_split_and_later(repo):
     _run(["dvc", "repro"], root, env)
     _set_params(root, split={"seed": 1})
     out = _run(["dvc", "repro"], root, env)
-    assert _stages_run(out.stdout) == {"split", "gate_split", "summary"}
+    assert _stages_run(out.stdout) == {
+        "split", "gate_split", "summary", "gate_maps",
+        *(f"{stage}@{model}-nut" for stage in ("train", "predict") for model in ("padim", "ae")),
+    }  # fmt: skip
     _run(["git", "checkout", "--", "params.yaml"], root, env)
 
 

@@ -94,6 +94,10 @@ def cmd_gate(args: argparse.Namespace) -> None:
         result = gates.manifest_gate(
             read_table(MANIFEST), read_table(MANIFEST_MASKS), GateParams.from_params(params), paths
         )
+    elif args.gate == "maps":
+        from iadbench.models.gate import maps_gate
+
+        result = maps_gate(params, read_table(SPLIT))
     elif args.gate == "categories":
         result = gates.categories_gate(read_table(CATEGORIES), read_table(MANIFEST), {"categories": str(CATEGORIES)})
     else:
@@ -119,6 +123,37 @@ def cmd_summary(args: argparse.Namespace) -> None:
     DATA_SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     DATA_SUMMARY.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{DATA_SUMMARY}: {summary['images']}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train one (model, product) cell."""
+    from iadbench.models.run import train_cell
+
+    meta = train_cell(_params(args), args.model, args.product, progress=False if args.quiet else None)
+    print(
+        f"trained {args.model} on {args.product}: {meta['epochs']} epoch(s), {meta['fit_seconds']} s, "
+        f"peak RSS {meta['train_peak_rss_mb']} MiB, weights {meta['weights_source']} {meta['backbone']}"
+    )
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Write anomaly maps and scores of one (model, product) cell."""
+    from iadbench.models.run import predict_cell
+
+    report = predict_cell(_params(args), args.model, args.product, progress=False if args.quiet else None)
+    print(
+        f"predicted {report['n_images']} images with {args.model} on {args.product}: "
+        f"{report['images_per_second']} img/s, peak RSS {report['predict_peak_rss_mb']} MiB"
+    )
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    """Print the model registry."""
+    from iadbench.models.registry import MODELS
+
+    for entry in MODELS.values():
+        maps = "maps+scores" if entry.pixel_maps else "scores only"
+        print(f"{entry.name:22s} {entry.family:40s} {maps:12s} {entry.note}")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -151,8 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
     verb("categories", cmd_categories, "parse annotation/exports/<data.dataset>.json into data/categories.csv")
     verb("split", cmd_split, "write the seeded, stratified split to data/split.csv (params: split)")
     g = verb("gate", cmd_gate, "run a Great Expectations validation gate; exit 1 on any error")
-    g.add_argument("gate", choices=["manifest", "categories", "split"])
+    g.add_argument("gate", choices=["manifest", "categories", "split", "maps"])
     g.add_argument("--max-lines", type=int, default=100, help="violations printed (all are in the JSON)")
+    for name, func, text in (
+        ("train", cmd_train, "train one (model, product) cell on the split's train rows"),
+        ("predict", cmd_predict, "write anomaly maps and scores of one (model, product) cell"),
+    ):
+        p = verb(name, func, text)
+        p.add_argument("--model", required=True, help="a registry name (iadbench models lists them)")
+        p.add_argument("--product", required=True)
+    verb("models", cmd_models, "list the registered models")
     verb("summary", cmd_summary, "write reports/data_summary.json (DVC metrics)")
     i = verb("import", cmd_import, "copy an MVTec-layout folder to data/raw/NAME and `dvc add` it")
     i.add_argument("path", help="folder in the MVTec AD layout (read only)")

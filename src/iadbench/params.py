@@ -154,3 +154,53 @@ class GateParams:
             f"{source}: gates.empty_mask must be 'warn' or 'fail', got {out.empty_mask!r}",
         )
         return out
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """``data.image_size`` (one input size for every model) and ``backbone`` (name, layers, weights)."""
+
+    image_size: int
+    backbone: str
+    layers: tuple[str, ...]
+    weights: str
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> ModelParams:
+        """Validate: image size in [32, 1024]; weights is package, hub, none or a file path."""
+        d = _section(params, "data", source)
+        b = _section(params, "backbone", source)
+        size = _get(d, "image_size", int, f"{source}: data")
+        _check(32 <= size <= 1024, f"{source}: data.image_size must be in [32, 1024], got {size}")
+        layers = tuple(_get(b, "layers", list, f"{source}: backbone"))
+        _check(bool(layers), f"{source}: backbone.layers must name at least one layer")
+        return cls(
+            size, _get(b, "name", str, f"{source}: backbone"), layers, _get(b, "weights", str, f"{source}: backbone")
+        )
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """``train``: seed, fixed epoch count, batch size, loader workers."""
+
+    seed: int
+    epochs: int
+    batch_size: int
+    num_workers: int
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> TrainParams:
+        """Validate: epochs ≥ 1, batch size ≥ 1, workers ≥ 0."""
+        s = _section(params, "train", source)
+        w = f"{source}: train"
+        out = cls(
+            _get(s, "seed", int, w),
+            _get(s, "epochs", int, w),
+            _get(s, "batch_size", int, w),
+            _get(s, "num_workers", int, w),
+        )
+        _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
+        _check(out.epochs >= 1, f"{w}.epochs must be >= 1, got {out.epochs}")
+        _check(out.batch_size >= 1, f"{w}.batch_size must be >= 1, got {out.batch_size}")
+        _check(out.num_workers >= 0, f"{w}.num_workers must be >= 0, got {out.num_workers}")
+        return out

@@ -1,0 +1,124 @@
+"""Measure every registered model: does it train and predict offline here, how long, how much memory.
+
+Runs each model in its own process (`iadbench train` then `iadbench predict`) on one tiny synthetic product in a
+temporary repository, with HF_HUB_OFFLINE=1 and a timeout, and writes `reports/model_status.json` and
+`reports/model_status.md` (the README's model table is that file, not typed by hand).
+
+    python benchmarks/model_status.py [--size 64] [--epochs 1] [--timeout 600] [--models padim,ae]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from iadbench.cli import main as iadbench
+from iadbench.models.registry import MODELS
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _params(size: int, epochs: int) -> dict:
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["data"].update(dataset="synthetic", products=["nut"], image_size=size)
+    params["synthesize"].update(image_size=size, products=["nut"], n_train=8, n_test_good=4, n_test_per_defect=2)
+    params["train"].update(epochs=epochs, batch_size=4)
+    return params
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:400] if lines else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--timeout", type=int, default=600)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--work", default="/tmp/iadbench-model-status")
+    args = parser.parse_args()
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    os.chdir(work)
+    Path("params.yaml").write_text(yaml.safe_dump(_params(args.size, args.epochs), sort_keys=False))
+    for verb in (["--quiet", "synthesize"], ["--quiet", "manifest"], ["categories"], ["split"]):
+        assert iadbench(verb) == 0, verb
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MALLOC_MMAP_THRESHOLD_": "4194304"}
+    results = []
+    for model in args.models.split(","):
+        entry = MODELS[model]
+        row = {"model": model, "family": entry.family, "outputs": "maps+scores" if entry.pixel_maps else "scores only"}
+        size = max(args.size, entry.min_size)
+        if size != args.size:
+            params = yaml.safe_load(Path("params.yaml").read_text())
+            params["data"]["image_size"] = size
+            Path(f"params-{model}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        pfile = f"params-{model}.yaml" if size != args.size else "params.yaml"
+        start = time.perf_counter()
+        for verb in ("train", "predict"):
+            cmd = ["iadbench", "--quiet", "--params", pfile, verb, "--model", model, "--product", "nut"]
+            try:
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                row.update(status=f"timeout after {args.timeout} s in {verb}")
+                break
+            if proc.returncode != 0:
+                message = _last_line(proc.stderr)
+                kind = "needs a download" if "not available offline" in message or "needs" in message else "error"
+                row.update(status=f"{kind} ({verb})", message=message)
+                break
+        else:
+            report = json.loads(Path(f"reports/predict/{model}/nut.json").read_text())
+            row.update(status="ok", fit_seconds=report["fit_seconds"], images_per_second=report["images_per_second"],
+                       peak_rss_mb=max(report["train_peak_rss_mb"], report["predict_peak_rss_mb"]),
+                       weights=f"{report['backbone'] or '-'} ({report['weights_source']})")  # fmt: skip
+        row["wall_seconds"] = round(time.perf_counter() - start, 1)
+        row["image_size"] = size
+        results.append(row)
+        print(json.dumps(row), flush=True)
+
+    meta = {
+        "epochs": args.epochs,
+        "n_train": 8,
+        "n_predict": "validation + test of 4 good and 12 anomalous images",
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
+    out = PROJECT / "reports"
+    (out / "model_status.json").write_text(json.dumps({"setup": meta, "models": results}, indent=1) + "\n")
+    lines = [
+        f"Measured by `python benchmarks/model_status.py` ({args.size} px, {args.epochs} epoch(s), 8 train images "
+        f"of the synthetic `nut`, offline, {meta['cores']} CPU cores).",
+        "",
+        "| model | family | outputs | status | fit s | predict img/s | peak RSS MiB | weights / message |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        detail = r.get("weights") or r.get("message", "").replace("|", "/")
+        lines.append(
+            f"| {r['model']} | {r['family']} | {r['outputs']} | {r['status']} | {r.get('fit_seconds', '')} | "
+            f"{r.get('images_per_second', '')} | {r.get('peak_rss_mb', '')} | {detail} |"
+        )
+    (out / "model_status.md").write_text("\n".join(lines) + "\n")
+    readme = PROJECT / "README.md"
+    start, end = "<!-- model-status:start -->", "<!-- model-status:end -->"
+    text = readme.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
+
+
+if __name__ == "__main__":
+    main()

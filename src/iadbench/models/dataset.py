@@ -1,0 +1,49 @@
+"""Images of one product and split, read from the split file (never from a library datamodule's split)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from anomalib.data import ImageBatch, ImageItem
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2.functional import to_dtype, to_image
+
+
+class SplitDataset(Dataset):
+    """Rows of ``data/split.csv`` as anomalib :class:`ImageItem` objects.
+
+    Images are converted to RGB (grayscale channels repeated: every backbone here expects three) and resized to
+    ``image_size`` × ``image_size`` (bilinear, no crop), so that images of different sizes batch together; the
+    model's own pre-processor then only normalises.
+    """
+
+    def __init__(self, rows: pd.DataFrame, image_size: int) -> None:
+        self.rows = rows.reset_index(drop=True)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> ImageItem:
+        row = self.rows.iloc[index]
+        with Image.open(row["image_path"]) as im:
+            rgb = im.convert("RGB").resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
+        image = to_dtype(to_image(rgb), torch.float32, scale=True)
+        label = torch.tensor(int(row["label"] == "anomalous"))
+        return ImageItem(image=image, gt_label=label, image_path=str(row["image_path"]))
+
+
+def loader(
+    rows: pd.DataFrame, image_size: int, batch_size: int, shuffle: bool, seed: int, workers: int = 0
+) -> DataLoader:
+    """A seeded DataLoader collating anomalib batches."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        SplitDataset(rows, image_size),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=ImageBatch.collate,
+        generator=generator,
+    )

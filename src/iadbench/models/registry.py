@@ -1,0 +1,430 @@
+"""The model registry: one entry per method, each built from explicit params (no library defaults for protocol
+settings: input size, no centre crop, backbone, weights, raw outputs).
+
+Every model is constructed with ``post_processor=False`` (raw anomaly maps and scores: thresholds are fitted by
+iadbench on the validation split, never by anomalib's normalisation), ``evaluator=False`` and
+``visualizer=False``, and with the model's own pre-processor at ``data.image_size`` (resize, no crop).
+
+To add a method: write a builder and add one :class:`ModelEntry` to :data:`MODELS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from iadbench.errors import IadbenchError
+from iadbench.models.weights import BackboneWeights, inject, resolve_weights
+
+
+class ModelConfigError(IadbenchError):
+    """A model cannot be built with the given params (unknown name, bad size, bad layer, missing download)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything a builder may read, from ``params.yaml``."""
+
+    model: str
+    image_size: int
+    backbone: str
+    layers: tuple[str, ...]
+    weights: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+Builder = Callable[[ModelConfig, str, bool], Any]  # (config, backbone name, pretrained?) -> AnomalibModule
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered method."""
+
+    name: str
+    family: str
+    build: Builder
+    pixel_maps: bool = True  # False: image scores only (excluded from pixel metrics)
+    image_score: str = "map_max"  # "map_max" or "model" (the model defines its own image score)
+    default_backbone: str | None = None  # set: backbone/weights come from model_options.<name>, not backbone.*
+    uses_layers: bool = True
+    size_multiple: int = 1
+    min_size: int = 32
+    note: str = ""
+    precheck: Callable[[ModelConfig], str | None] | None = None  # message if a needed download is absent
+    min_train: Callable[[ModelConfig], int] | None = None  # fewest train images the method can fit on
+
+
+def _raw(cls: Any, cfg: ModelConfig, **pre_kwargs: Any) -> dict[str, Any]:
+    size = (cfg.image_size, cfg.image_size)
+    return {
+        "pre_processor": cls.configure_pre_processor(image_size=size, **pre_kwargs),
+        "post_processor": False,
+        "evaluator": False,
+        "visualizer": False,
+    }
+
+
+def _o(cfg: ModelConfig, key: str, default: Any) -> Any:
+    return cfg.options.get(key, default)
+
+
+def _layers(cfg: ModelConfig) -> list[str]:
+    return list(_o(cfg, "layers", cfg.layers))
+
+
+# ------------------------------------------------------------------------------------------------ builders
+def _ae(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from iadbench.models.ae import SsimAutoencoder
+
+    return SsimAutoencoder(
+        latent_dim=_o(cfg, "latent_dim", 100), base_channels=_o(cfg, "base_channels", 32), lr=_o(cfg, "lr", 2e-4),
+        **_raw(SsimAutoencoder, cfg),
+    )  # fmt: skip
+
+
+def _padim(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Padim
+
+    return Padim(
+        backbone=backbone,
+        layers=_layers(cfg),
+        pre_trained=pretrained,
+        n_features=_o(cfg, "n_features", 100),
+        **_raw(Padim, cfg),
+    )
+
+
+def _patchcore(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Patchcore
+
+    return Patchcore(
+        backbone=backbone, layers=_layers(cfg), pre_trained=pretrained,
+        coreset_sampling_ratio=_o(cfg, "coreset_sampling_ratio", 0.1), num_neighbors=_o(cfg, "num_neighbors", 9),
+        **_raw(Patchcore, cfg, center_crop_size=None),
+    )  # fmt: skip
+
+
+def _stfpm(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Stfpm
+
+    return Stfpm(backbone=backbone, layers=_layers(cfg), **_raw(Stfpm, cfg))
+
+
+def _cflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Cflow
+
+    return Cflow(
+        backbone=backbone, layers=_layers(cfg), pre_trained=pretrained,
+        fiber_batch_size=_o(cfg, "fiber_batch_size", 64), coupling_blocks=_o(cfg, "coupling_blocks", 8),
+        condition_vector=_o(cfg, "condition_vector", 128), lr=_o(cfg, "lr", 1e-4),
+        **_raw(Cflow, cfg),
+    )  # fmt: skip
+
+
+def _rd(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import ReverseDistillation
+
+    return ReverseDistillation(
+        backbone=backbone, layers=_layers(cfg), pre_trained=pretrained, **_raw(ReverseDistillation, cfg)
+    )
+
+
+def _fastflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Fastflow
+
+    return Fastflow(
+        backbone=backbone, pre_trained=pretrained, flow_steps=_o(cfg, "flow_steps", 8), **_raw(Fastflow, cfg)
+    )
+
+
+def _dfm(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Dfm
+
+    return Dfm(
+        backbone=backbone, layer=_o(cfg, "layer", cfg.layers[-1]), pre_trained=pretrained,
+        pooling_kernel_size=_o(cfg, "pooling_kernel_size", 4), pca_level=_o(cfg, "pca_level", 0.97), score_type="fre",
+        **_raw(Dfm, cfg),
+    )  # fmt: skip
+
+
+def _dfkde(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Dfkde
+
+    return Dfkde(
+        backbone=backbone, layers=[_o(cfg, "layer", cfg.layers[-1])], pre_trained=pretrained,
+        n_pca_components=_o(cfg, "n_pca_components", 16), **_raw(Dfkde, cfg),
+    )  # fmt: skip
+
+
+def _fre(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    import timm
+    from anomalib.models import Fre
+
+    layer = _o(cfg, "layer", cfg.layers[-1])
+    pool = _o(cfg, "pooling_kernel_size", 2)
+    probe = timm.create_model(backbone, pretrained=False, features_only=True)
+    info = {i["module"]: i for i in probe.feature_info.info}[layer]
+    side = cfg.image_size // info["reduction"] // pool
+    return Fre(
+        backbone=backbone, layer=layer, pre_trained=pretrained, pooling_kernel_size=pool,
+        input_dim=info["num_chs"] * side * side, latent_dim=_o(cfg, "latent_dim", 220), **_raw(Fre, cfg),
+    )  # fmt: skip
+
+
+def _ganomaly(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Ganomaly
+
+    return Ganomaly(batch_size=_o(cfg, "batch_size", 16), n_features=_o(cfg, "n_features", 64), **_raw(Ganomaly, cfg))
+
+
+def _cfa(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Cfa
+
+    return Cfa(backbone=backbone, **_raw(Cfa, cfg))
+
+
+def _csflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Csflow
+
+    return Csflow(n_coupling_blocks=_o(cfg, "n_coupling_blocks", 4), **_raw(Csflow, cfg))
+
+
+def _uflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Uflow
+
+    return Uflow(backbone="mcait", **_raw(Uflow, cfg))
+
+
+def _draem(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Draem
+
+    return Draem(dtd_dir=_o(cfg, "anomaly_source_dir", None), **_raw(Draem, cfg))
+
+
+def _dsr(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Dsr
+
+    return Dsr(**_raw(Dsr, cfg))
+
+
+def _efficient_ad(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import EfficientAd
+
+    return EfficientAd(
+        imagenet_dir=_o(cfg, "imagenet_dir", "datasets/imagenette"),
+        model_size=_o(cfg, "model_size", "small"),
+        **_raw(EfficientAd, cfg),
+    )
+
+
+def _supersimplenet(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Supersimplenet
+
+    return Supersimplenet(backbone=backbone, layers=_layers(cfg), **_raw(Supersimplenet, cfg))
+
+
+def _pretrained_dir() -> Any:
+    from anomalib.utils.path import get_pretrained_weights_dir
+
+    return get_pretrained_weights_dir()
+
+
+def _dsr_needs(cfg: ModelConfig) -> str | None:
+    path = _pretrained_dir() / "dsr" / "vq_model_pretrained_128_4096.pckl"
+    if path.is_file():
+        return None
+    return (
+        f"dsr needs anomalib's pretrained VQ model, which is a download: put vq_model_pretrained_128_4096.pckl "
+        f"(anomalib's DSR weights release) at {path} (anomalib reads only that place)"
+    )
+
+
+def _efficient_ad_needs(cfg: ModelConfig) -> str | None:
+    teacher = _pretrained_dir() / "efficientad_pretrained_weights"
+    imagenet = _o(cfg, "imagenet_dir", "datasets/imagenette")
+    from pathlib import Path
+
+    missing = []
+    if not teacher.is_dir():
+        missing.append(f"its teacher weights (anomalib's efficientad_pretrained_weights release) at {teacher}")
+    if not Path(imagenet).is_dir():
+        missing.append(f"an ImageNet(te) image folder; set model_options.efficient_ad.imagenet_dir (now {imagenet})")
+    return "efficient_ad needs downloads that are not here: " + "; ".join(missing) if missing else None
+
+
+MODELS: dict[str, ModelEntry] = {
+    e.name: e
+    for e in [
+        ModelEntry(
+            "ae",
+            "reconstruction (AE, SSIM loss)",
+            _ae,
+            default_backbone="",
+            uses_layers=False,
+            size_multiple=32,
+            note="Bergmann et al. SSIM autoencoder; written for iadbench (anomalib has none)",
+        ),
+        ModelEntry(
+            "stfpm",
+            "knowledge distillation (KD)",
+            _stfpm,
+            note="stands in for the seed's multiresolution KD (MKD): same teacher-student feature "
+            "regression on a pyramid of layers; anomalib 2.7 has no MKD",
+        ),
+        ModelEntry("padim", "memory bank / Gaussian", _padim),
+        ModelEntry("cflow", "normalizing flow", _cflow),
+        ModelEntry("patchcore", "memory bank / nearest neighbour", _patchcore, image_score="model"),
+        ModelEntry(
+            "reverse_distillation",
+            "knowledge distillation",
+            _rd,
+            default_backbone="resnet18",
+            note="its decoder exists only for ResNet/Wide-ResNet backbones",
+        ),
+        ModelEntry(
+            "fastflow",
+            "normalizing flow",
+            _fastflow,
+            default_backbone="resnet18",
+            uses_layers=False,
+            note="supports resnet18, wide_resnet50_2, cait and deit backbones only",
+        ),
+        ModelEntry("dfm", "feature modelling (PCA)", _dfm, uses_layers=False, image_score="model"),
+        ModelEntry(
+            "dfkde",
+            "feature modelling (KDE)",
+            _dfkde,
+            pixel_maps=False,
+            uses_layers=False,
+            image_score="model",
+            min_train=lambda cfg: int(_o(cfg, "n_pca_components", 16)),
+            note="its KDE silently stays unfitted with fewer train images than n_pca_components",
+        ),
+        ModelEntry("fre", "feature reconstruction", _fre, uses_layers=False, image_score="model"),
+        ModelEntry(
+            "ganomaly",
+            "GAN reconstruction",
+            _ganomaly,
+            pixel_maps=False,
+            uses_layers=False,
+            image_score="model",
+            default_backbone="",
+        ),
+        ModelEntry(
+            "cfa",
+            "coupled hypersphere",
+            _cfa,
+            default_backbone="resnet18",
+            uses_layers=False,
+            note="supports vgg19_bn, resnet18, wide_resnet50_2 and efficientnet_b5 backbones only",
+        ),
+        ModelEntry("csflow", "normalizing flow", _csflow, default_backbone="tf_efficientnet_b5", uses_layers=False),
+        ModelEntry(
+            "uflow",
+            "normalizing flow (U-shaped)",
+            _uflow,
+            default_backbone="cait_m48_448",
+            uses_layers=False,
+            note="its 'mcait' extractor loads cait_m48_448 and cait_s24_224 and resizes to 448 px whatever the input",
+        ),
+        ModelEntry(
+            "draem",
+            "synthetic anomalies + reconstruction",
+            _draem,
+            default_backbone="",
+            uses_layers=False,
+            image_score="model",
+            note="model_options.draem.anomaly_source_dir: a folder of texture images (DTD)",
+        ),
+        ModelEntry(
+            "dsr",
+            "dual subspace re-projection",
+            _dsr,
+            default_backbone="",
+            uses_layers=False,
+            image_score="model",
+            precheck=_dsr_needs,
+        ),
+        ModelEntry(
+            "efficient_ad",
+            "student-teacher + AE",
+            _efficient_ad,
+            default_backbone="",
+            uses_layers=False,
+            min_size=256,
+            precheck=_efficient_ad_needs,
+            image_score="model",
+        ),
+        ModelEntry(
+            "supersimplenet",
+            "synthetic anomalies + discriminator",
+            _supersimplenet,
+            default_backbone="wide_resnet50_2.tv_in1k",
+            image_score="model",
+        ),
+    ]  # fmt: skip
+}
+
+
+def get_entry(name: str) -> ModelEntry:
+    """Registry entry of ``name``; an unknown name lists the valid ones."""
+    if name not in MODELS:
+        raise ModelConfigError(f"unknown model {name!r}; valid: {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def check_layers(backbone: str, layers: list[str]) -> None:
+    """Fail if a layer is not a feature stage of the timm backbone (anomalib would drop it silently)."""
+    import timm
+
+    try:
+        probe = timm.create_model(backbone, pretrained=False, features_only=True)
+    except Exception as exc:  # noqa: BLE001 - timm raises RuntimeError/ValueError for unknown names
+        raise ModelConfigError(f"backbone {backbone!r} is not a timm model with feature stages: {exc}") from exc
+    available = probe.feature_info.module_name()
+    unknown = [layer for layer in layers if layer not in available]
+    if unknown:
+        raise ModelConfigError(f"layers {unknown} are not feature stages of {backbone}; available: {available}")
+
+
+def check_backbone_name(backbone: str) -> None:
+    """Fail with a useful message if timm does not know ``backbone``."""
+    import timm
+
+    if not timm.is_model(backbone):
+        close = timm.list_models(f"*{backbone.split('_')[0]}*")[:10]
+        raise ModelConfigError(f"unknown timm backbone {backbone!r}; similar names: {close}")
+
+
+def build_model(cfg: ModelConfig) -> tuple[Any, BackboneWeights, ModelEntry, list[str]]:
+    """Construct the model of ``cfg`` with its backbone weights; return (module, weights, entry, requested)."""
+    entry = get_entry(cfg.model)
+    if cfg.image_size < entry.min_size or cfg.image_size % entry.size_multiple:
+        raise ModelConfigError(
+            f"{cfg.model} does not accept data.image_size={cfg.image_size}: needs a multiple of {entry.size_multiple} "
+            f"and at least {entry.min_size} px"
+        )
+    if entry.precheck is not None and (problem := entry.precheck(cfg)):
+        raise ModelConfigError(problem)
+    if entry.default_backbone == "":
+        backbone, spec, param = "", "none", ""
+    elif entry.default_backbone is not None:
+        backbone = str(_o(cfg, "backbone", entry.default_backbone))
+        spec, param = str(_o(cfg, "weights", "hub")), f"model_options.{cfg.model}.weights"
+    else:
+        backbone, spec, param = cfg.backbone, cfg.weights, "backbone.weights"
+        check_backbone_name(backbone)
+        if entry.uses_layers:
+            check_layers(backbone, _layers(cfg))
+    weights = resolve_weights(backbone, spec, param) if backbone else BackboneWeights("", "none")
+    try:
+        with inject(weights, cfg.model, param) as requested:
+            module = entry.build(cfg, backbone, weights.source != "none")
+    except IadbenchError:
+        raise
+    except OSError as exc:
+        raise ModelConfigError(
+            f"{cfg.model} needs a file that is not here: {exc}. Set the matching model_options.{cfg.model} param."
+        ) from exc
+    return module, weights, entry, requested

@@ -1,0 +1,247 @@
+"""The ``train`` and ``predict`` stages of one (model, product) cell.
+
+``train`` fits on the split file's train rows only, with a fixed epoch count (no early stopping, no checkpoint
+choice on any held-out data), seeds everywhere and ``deterministic`` where the library allows; DVCLive's Lightning
+logger records the training curves. ``predict`` reloads the weights and writes, for every validation and test
+image, the raw anomaly map (float16, at ``data.image_size``) and the raw image score, keyed by image id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from iadbench.errors import IadbenchError
+from iadbench.models.registry import ModelConfig, build_model
+from iadbench.paths import SPLIT
+
+MAPS_DIR = Path("data/maps")
+MODELS_DIR = Path("models")
+PREDICT_REPORTS = Path("reports/predict")
+
+
+def model_config(params: dict[str, Any], model: str) -> ModelConfig:
+    """Model config from ``data.image_size``, ``backbone`` and ``model_options.<model>``."""
+    from iadbench.params import ModelParams
+
+    mp = ModelParams.from_params(params)
+    return ModelConfig(
+        model=model,
+        image_size=mp.image_size,
+        backbone=mp.backbone,
+        layers=mp.layers,
+        weights=mp.weights,
+        options=dict((params.get("model_options") or {}).get(model) or {}),
+    )
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def versions() -> dict[str, str]:
+    """Package versions that produced an artifact."""
+    import anomalib
+    import lightning
+    import timm
+    import torchvision
+
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "anomalib": anomalib.__version__,
+        "lightning": lightning.__version__,
+        "timm": timm.__version__,
+    }
+
+
+def _rows(product: str, splits: tuple[str, ...]) -> pd.DataFrame:
+    from iadbench.data.manifest import read_table
+
+    split = read_table(SPLIT)
+    if product not in set(split["product"]):
+        raise IadbenchError(f"{SPLIT}: product {product!r} not found; products: {sorted(split['product'].unique())} "
+                            "(set data.products in params.yaml)")  # fmt: skip
+    rows = split[(split["product"] == product) & split["split"].isin(splits)].sort_values("image_id")
+    if rows.empty:
+        raise IadbenchError(f"{SPLIT}: product {product!r} has no {'/'.join(splits)} images")
+    return rows
+
+
+def _quiet() -> None:
+    warnings.filterwarnings("ignore")
+    for name in (
+        "lightning", "lightning.pytorch", "lightning.fabric", "anomalib",
+        "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+    ):  # fmt: skip
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _engine(max_epochs: int, root: str, logger: Any, progress: bool) -> Any:
+    from anomalib.engine import Engine
+
+    return Engine(
+        accelerator="auto", devices=1, max_epochs=max_epochs, deterministic="warn", logger=logger,
+        default_root_dir=root, enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+
+
+def train_cell(params: dict[str, Any], model: str, product: str, progress: bool | None = None) -> dict[str, Any]:
+    """Fit ``model`` on ``product``'s train rows; write ``models/<model>/<product>/{model.pt,meta.json}``."""
+    from lightning.pytorch import seed_everything
+
+    from iadbench.params import TrainParams
+
+    _quiet()
+    train = TrainParams.from_params(params)
+    cfg = model_config(params, model)
+    rows = _rows(product, ("train",))
+    progress = sys.stderr.isatty() if progress is None else progress
+    seed_everything(train.seed, workers=True)
+    module, weights, entry, requested = build_model(cfg)
+    if entry.min_train is not None and len(rows) < entry.min_train(cfg):
+        raise IadbenchError(
+            f"{SPLIT}: {model} needs at least {entry.min_train(cfg)} train images of {product}, found {len(rows)} "
+            f"(see model_options.{model})"
+        )
+    out = MODELS_DIR / model / product
+    out.mkdir(parents=True, exist_ok=True)
+    logger = _dvclive_logger(out / "dvclive")
+    with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root:
+        engine = _engine(train.epochs, root, logger, progress)
+        data = loader(rows, cfg.image_size, train.batch_size, True, train.seed, train.num_workers)
+        start = time.perf_counter()
+        engine.fit(module, train_dataloaders=data)
+        fit_seconds = time.perf_counter() - start
+        epochs = int(engine.trainer.max_epochs)
+    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, out / "model.pt")
+    meta = {
+        "model": model, "product": product, "family": entry.family, "pixel_maps": entry.pixel_maps,
+        "image_score": entry.image_score, "epochs": epochs, "seed": train.seed, "image_size": cfg.image_size,
+        "n_train": len(rows), "options": cfg.options, **weights.metadata(), "pretrained_requested": requested,
+        "fit_seconds": round(fit_seconds, 3), "train_peak_rss_mb": round(peak_rss_mb(), 1),
+        "device": "cuda" if torch.cuda.is_available() else "cpu", "versions": versions(),
+    }  # fmt: skip
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    return meta
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return _plain(value.value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, bool | int | float | str) or value is None else str(value)
+
+
+def _git_has_no_commit() -> bool:
+    import subprocess
+
+    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True)
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return False
+    return subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True).returncode != 0
+
+
+def _dvclive_logger(directory: Path) -> Any:
+    """DVCLive's Lightning logger, with hyperparameters made YAML-safe (PatchCore logs an enum, which it rejects)."""
+    from dvclive.lightning import DVCLiveLogger
+
+    if _git_has_no_commit():
+        # DVCLive 3.49 asks git for HEAD before checking that one exists, and crashes deep inside Lightning.
+        raise IadbenchError("this git repository has no commit yet; DVCLive needs one: git add -A && git commit")
+
+    class PlainParamsLogger(DVCLiveLogger):
+        def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+            params = vars(params) if hasattr(params, "__dict__") and not isinstance(params, dict) else params
+            super().log_hyperparams(_plain(dict(params)), *args, **kwargs)
+
+    return PlainParamsLogger(dir=str(directory), save_dvc_exp=False, dvcyaml=None, report=None)
+
+
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a state dict, first resizing buffers that memory-bank models grow while fitting (PatchCore, PaDiM)."""
+    buffers = dict(module.named_buffers())
+    for key, value in state.items():
+        if key in buffers and buffers[key].shape != value.shape:
+            parent_name, _, attr = key.rpartition(".")
+            parent = module.get_submodule(parent_name) if parent_name else module
+            parent.register_buffer(attr, torch.empty_like(value))
+    module.load_state_dict(state)
+
+
+def loader(rows: pd.DataFrame, image_size: int, batch_size: int, shuffle: bool, seed: int, workers: int) -> Any:
+    """See :func:`iadbench.models.dataset.loader` (imported lazily: anomalib is slow to import)."""
+    from iadbench.models.dataset import loader as make
+
+    return make(rows, image_size, batch_size, shuffle, seed, workers)
+
+
+def predict_cell(params: dict[str, Any], model: str, product: str, progress: bool | None = None) -> dict[str, Any]:
+    """Write ``data/maps/<model>/<product>.npz`` and ``reports/predict/<model>/<product>.json``."""
+    from iadbench.params import TrainParams
+
+    _quiet()
+    train = TrainParams.from_params(params)
+    cfg = model_config(params, model)
+    rows = _rows(product, ("validation", "test"))
+    progress = sys.stderr.isatty() if progress is None else progress
+    cell = MODELS_DIR / model / product
+    if not (cell / "model.pt").is_file():
+        raise IadbenchError(f"{cell / 'model.pt'}: trained model not found (run the train stage first)")
+    meta = json.loads((cell / "meta.json").read_text())
+    module, _, entry, _ = build_model(cfg)
+    load_state(module, torch.load(cell / "model.pt", map_location="cpu", weights_only=True))
+    module.eval()
+    with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root:
+        engine = _engine(1, root, False, progress)
+        data = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers)
+        start = time.perf_counter()
+        batches = engine.predict(module, dataloaders=data)
+        seconds = time.perf_counter() - start
+    scores = torch.cat([b.pred_score.reshape(-1) for b in batches]).float().cpu().numpy()
+    arrays: dict[str, np.ndarray] = {
+        "image_id": rows["image_id"].to_numpy(dtype=str),
+        "split": rows["split"].to_numpy(dtype=str),
+        "scores": scores.astype(np.float32),
+    }
+    if entry.pixel_maps:
+        maps = torch.cat([b.anomaly_map.reshape(len(b.pred_score), *b.anomaly_map.shape[-2:]) for b in batches])
+        if maps.shape[-1] != cfg.image_size or maps.shape[-2] != cfg.image_size:
+            maps = torch.nn.functional.interpolate(maps[:, None].float(), size=(cfg.image_size,) * 2, mode="bilinear")[
+                :, 0
+            ]
+        arrays["maps"] = maps.float().cpu().numpy().astype(np.float16)
+    out = MAPS_DIR / model / f"{product}.npz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("wb") as fh:
+        np.savez(fh, **arrays)
+    report = {
+        "model": model, "product": product, "n_images": len(rows), "pixel_maps": entry.pixel_maps,
+        "image_score": entry.image_score, "map_size": cfg.image_size if entry.pixel_maps else 0,
+        "predict_seconds": round(seconds, 3), "images_per_second": round(len(rows) / max(seconds, 1e-9), 2),
+        "predict_peak_rss_mb": round(peak_rss_mb(), 1), "fit_seconds": meta["fit_seconds"],
+        "train_peak_rss_mb": meta["train_peak_rss_mb"], "epochs": meta["epochs"],
+        **{k: meta[k] for k in ("backbone", "weights_source", "weights_sha256")},
+        "versions": versions(), "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", ""),
+    }  # fmt: skip
+    report_path = PREDICT_REPORTS / model / f"{product}.json"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=1) + "\n")
+    return report

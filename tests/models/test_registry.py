@@ -1,0 +1,80 @@
+import pytest
+
+from iadbench.errors import ParamsError
+from iadbench.models.registry import MODELS, ModelConfig, ModelConfigError, build_model
+from iadbench.models.weights import WeightsError
+from iadbench.params import ModelParams, TrainParams
+
+
+def _cfg(model, **kw):
+    base = {"image_size": 64, "backbone": "efficientnet_lite0", "layers": ("blocks.1", "blocks.2", "blocks.4"),
+            "weights": "none", "options": {}}  # fmt: skip
+    base.update(kw)
+    return ModelConfig(model=model, **base)
+
+
+def test_registry_has_every_family_of_the_seeds():
+    for name in ("ae", "stfpm", "padim", "cflow", "patchcore", "reverse_distillation"):
+        assert name in MODELS
+    assert not MODELS["dfkde"].pixel_maps and not MODELS["ganomaly"].pixel_maps
+
+
+def test_unknown_model_lists_the_valid_ones():
+    with pytest.raises(ModelConfigError, match=r"unknown model 'padin'; valid: \[.*'padim'"):
+        build_model(_cfg("padin"))
+
+
+def test_unknown_backbone_and_layer():
+    with pytest.raises(ModelConfigError, match="unknown timm backbone 'efficientnet_lite9'"):
+        build_model(_cfg("padim", backbone="efficientnet_lite9"))
+    with pytest.raises(ModelConfigError, match=r"layers \['blocks.3'\] are not feature stages of efficientnet_lite0"):
+        build_model(_cfg("padim", layers=("blocks.1", "blocks.3")))
+
+
+def test_image_size_not_accepted():
+    with pytest.raises(ModelConfigError, match="ae does not accept data.image_size=48: needs a multiple of 32"):
+        build_model(_cfg("ae", image_size=48))
+    with pytest.raises(ModelConfigError, match="efficient_ad does not accept data.image_size=64"):
+        build_model(_cfg("efficient_ad"))
+
+
+def test_models_that_need_a_download_fail_at_construction(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        WeightsError, match=r"model_options.reverse_distillation.weights=hub needs a download of resnet18"
+    ):
+        build_model(_cfg("reverse_distillation", options={"weights": "hub"}))
+    with pytest.raises(ModelConfigError, match="dsr needs anomalib's pretrained VQ model"):
+        build_model(_cfg("dsr"))
+
+
+def test_package_weights_reach_a_hard_coded_pretrained_teacher():
+    """STFPM hard-codes pre_trained=True for its teacher: the package weights must reach it."""
+    module, weights, _, requested = build_model(_cfg("stfpm", weights="package"))
+    assert requested and set(requested) == {"efficientnet_lite0"}
+    teacher = dict(module.model.teacher_model.named_parameters())
+    stem = next(v for k, v in teacher.items() if k.endswith("conv_stem.weight"))
+    assert (stem == weights.state_dict["conv_stem.weight"]).all()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"data": {"image_size": 16}, "backbone": {"name": "x", "layers": ["a"], "weights": "none"}},
+            "image_size must be in",
+        ),
+        (
+            {"data": {"image_size": 64}, "backbone": {"name": "x", "layers": [], "weights": "none"}},
+            "at least one layer",
+        ),
+    ],
+)
+def test_model_params_out_of_range(section, message):
+    with pytest.raises(ParamsError, match=message):
+        ModelParams.from_params(section)
+
+
+def test_train_params_out_of_range():
+    with pytest.raises(ParamsError, match="train.epochs must be >= 1"):
+        TrainParams.from_params({"train": {"seed": 0, "epochs": 0, "batch_size": 4, "num_workers": 0}})

@@ -1,0 +1,104 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from iadbench.cli import main
+from iadbench.errors import IadbenchError
+from iadbench.models.gate import maps_gate
+from iadbench.models.run import predict_cell, train_cell
+from tests.conftest import TINY
+
+FAMILIES = ["ae", "stfpm", "padim", "cflow", "patchcore"]
+
+
+@pytest.fixture
+def params(tiny_repo, monkeypatch) -> dict:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    project = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    params = {**TINY, **{k: project[k] for k in ("backbone", "model_options")}}
+    params["data"] = {**TINY["data"], "products": ["nut"], "image_size": 64}
+    params["models"] = FAMILIES
+    # CFLOW samples fiber_batch_size feature positions per step: 3 images x 4 x 4 positions at 64 px is 48
+    params["model_options"]["cflow"] = {**params["model_options"]["cflow"], "fiber_batch_size": 16}
+    params["train"] = {"seed": 0, "epochs": 1, "batch_size": 4, "num_workers": 0}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    for verb in (["--quiet", "manifest"], ["categories"], ["split"]):
+        assert main(verb) == 0
+    return params
+
+
+def _split() -> pd.DataFrame:
+    return pd.read_csv("data/split.csv", keep_default_na=False)
+
+
+@pytest.mark.slow
+def test_every_default_family_trains_and_predicts_offline(params):
+    split = _split()
+    expected = sorted(split.loc[(split["product"] == "nut") & (split["split"] != "train"), "image_id"])
+    for model in FAMILIES:
+        meta = train_cell(params, model, "nut", progress=False)
+        assert meta["n_train"] == 3 and meta["epochs"] >= 1
+        report = predict_cell(params, model, "nut", progress=False)
+        data = np.load(f"data/maps/{model}/nut.npz")
+        assert list(data["image_id"]) == expected, model
+        assert data["maps"].dtype == np.float16 and data["maps"].shape == (len(expected), 64, 64)
+        assert np.isfinite(data["scores"]).all() and np.isfinite(data["maps"]).all()
+        assert report["images_per_second"] > 0 and report["predict_peak_rss_mb"] > 0
+    stfpm = json.loads(Path("models/stfpm/nut/meta.json").read_text())
+    assert stfpm["weights_source"] == "package" and len(stfpm["weights_sha256"]) == 64
+    assert json.loads(Path("models/ae/nut/meta.json").read_text())["weights_source"] == "none"
+    assert (Path("models/ae/nut/dvclive") / "metrics.json").is_file()
+    assert maps_gate(params, split).success
+
+
+def test_padim_is_deterministic_and_the_gate_catches_bad_maps(params):
+    params = {**params, "models": ["padim"]}
+    train_cell(params, "padim", "nut", progress=False)
+    predict_cell(params, "padim", "nut", progress=False)
+    first = dict(np.load("data/maps/padim/nut.npz"))
+    train_cell(params, "padim", "nut", progress=False)
+    predict_cell(params, "padim", "nut", progress=False)
+    second = dict(np.load("data/maps/padim/nut.npz"))
+    assert np.array_equal(first["scores"], second["scores"]) and np.array_equal(first["maps"], second["maps"])
+    assert maps_gate(params, _split()).success
+
+    broken = dict(second)
+    broken["maps"] = second["maps"].copy()
+    broken["maps"][0, 3, 3] = np.nan
+    keep = np.arange(len(broken["scores"])) != 1
+    broken = {k: (v[keep] if k != "maps" else v[keep]) for k, v in broken.items()}
+    np.savez("data/maps/padim/nut.npz", **broken)
+    result = maps_gate(params, _split())
+    rules = {v.rule for v in result.errors}
+    assert "anomaly map is finite (no NaN/inf)" in rules
+    assert "one prediction per validation/test image of the split, and no other" in rules
+    assert all(v.file.startswith("data/maps/padim/nut.npz#nut/") for v in result.errors)
+
+
+def test_product_with_empty_train_split(params):
+    split = _split()
+    split[~((split["product"] == "nut") & (split["split"] == "train"))].to_csv("data/split.csv", index=False)
+    with pytest.raises(IadbenchError, match="product 'nut' has no train images"):
+        train_cell(params, "padim", "nut", progress=False)
+    with pytest.raises(IadbenchError, match=r"product 'bolt' not found; products: \['nut'"):
+        train_cell(params, "padim", "bolt", progress=False)
+
+
+def test_predict_without_a_trained_model(params):
+    with pytest.raises(IadbenchError, match="models/padim/nut/model.pt: trained model not found"):
+        predict_cell(params, "padim", "nut", progress=False)
+
+
+def test_git_repository_without_commit_is_a_clear_error(tmp_path, monkeypatch):
+    import subprocess
+
+    from iadbench.models.run import _dvclive_logger
+
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    with pytest.raises(IadbenchError, match="no commit yet; DVCLive needs one"):
+        _dvclive_logger(tmp_path / "dvclive")
