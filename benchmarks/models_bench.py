@@ -38,8 +38,8 @@ def _repo(params: dict) -> Path:
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "add", "-A"], check=True)
-    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@iadbench.invalid", "commit", "-qm", "bench"],
-                   check=True)  # fmt: skip
+    identity = ["-c", "user.name=bench", "-c", "user.email=bench@iadbench.invalid"]
+    subprocess.run(["git", *identity, "commit", "-qm", "bench"], check=True)
     return work
 
 

@@ -47,4 +47,4 @@ def test_pre_processor_only_resizes():
     pre = SsimAutoencoder.configure_pre_processor((64, 64))
     x = torch.rand(1, 3, 100, 80)
     y = pre.transform(x)
-    assert y.shape == (1, 3, 64, 64) and 0 <= y.min() and y.max() <= 1
+    assert y.shape == (1, 3, 64, 64) and y.min() >= 0 and y.max() <= 1
