@@ -181,23 +181,30 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """``train``: seed, fixed epoch count, batch size, loader workers."""
+    """``train``: seed, fixed epoch count, batch size, loader workers, determinism."""
 
     seed: int
     epochs: int
     batch_size: int
     num_workers: int
+    deterministic: bool | str = "warn"  # Lightning's flag: True, False or "warn" (deterministic where supported)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> TrainParams:
-        """Validate: epochs ≥ 1, batch size ≥ 1, workers ≥ 0."""
+        """Validate: epochs ≥ 1, batch size ≥ 1, workers ≥ 0, deterministic in {true, false, warn}."""
         s = _section(params, "train", source)
         w = f"{source}: train"
+        deterministic = s.get("deterministic", "warn")
+        _check(
+            deterministic in (True, False, "warn"),
+            f"{w}.deterministic must be true, false or warn, got {deterministic!r}",
+        )
         out = cls(
             _get(s, "seed", int, w),
             _get(s, "epochs", int, w),
             _get(s, "batch_size", int, w),
             _get(s, "num_workers", int, w),
+            deterministic,
         )
         _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
         _check(out.epochs >= 1, f"{w}.epochs must be >= 1, got {out.epochs}")

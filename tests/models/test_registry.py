@@ -78,3 +78,11 @@ def test_model_params_out_of_range(section, message):
 def test_train_params_out_of_range():
     with pytest.raises(ParamsError, match="train.epochs must be >= 1"):
         TrainParams.from_params({"train": {"seed": 0, "epochs": 0, "batch_size": 4, "num_workers": 0}})
+
+
+def test_train_deterministic_flag_values():
+    base = {"seed": 0, "epochs": 1, "batch_size": 4, "num_workers": 0}
+    assert TrainParams.from_params({"train": base}).deterministic == "warn"
+    assert TrainParams.from_params({"train": {**base, "deterministic": False}}).deterministic is False
+    with pytest.raises(ParamsError, match="train.deterministic must be true, false or warn"):
+        TrainParams.from_params({"train": {**base, "deterministic": "sometimes"}})

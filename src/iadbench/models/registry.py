@@ -10,6 +10,7 @@ To add a method: write a builder and add one :class:`ModelEntry` to :data:`MODEL
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -374,15 +375,21 @@ def get_entry(name: str) -> ModelEntry:
     return MODELS[name]
 
 
-def check_layers(backbone: str, layers: list[str]) -> None:
-    """Fail if a layer is not a feature stage of the timm backbone (anomalib would drop it silently)."""
+@functools.cache
+def feature_stages(backbone: str) -> tuple[str, ...]:
+    """Names of the feature stages timm exposes for ``backbone`` (``features_only``), cached per process."""
     import timm
 
     try:
         probe = timm.create_model(backbone, pretrained=False, features_only=True)
     except Exception as exc:  # noqa: BLE001 - timm raises RuntimeError/ValueError for unknown names
         raise ModelConfigError(f"backbone {backbone!r} is not a timm model with feature stages: {exc}") from exc
-    available = probe.feature_info.module_name()
+    return tuple(probe.feature_info.module_name())
+
+
+def check_layers(backbone: str, layers: list[str]) -> None:
+    """Fail if a layer is not a feature stage of the timm backbone (anomalib would drop it silently)."""
+    available = list(feature_stages(backbone))
     unknown = [layer for layer in layers if layer not in available]
     if unknown:
         raise ModelConfigError(f"layers {unknown} are not feature stages of {backbone}; available: {available}")

@@ -91,12 +91,17 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _engine(max_epochs: int, root: str, logger: Any, progress: bool) -> Any:
+def _engine(max_epochs: int, root: str, logger: Any, progress: bool, deterministic: bool | str = "warn") -> Any:
+    from anomalib.callbacks.checkpoint import ModelCheckpoint
     from anomalib.engine import Engine
 
+    # iadbench saves the fitted state itself; a checkpoint callback that keeps nothing stops the Engine from adding
+    # one that writes a Lightning checkpoint per epoch (no checkpoint is ever chosen on held-out data anyway).
+    no_checkpoints = ModelCheckpoint(dirpath=root, save_top_k=0, save_last=False)
     return Engine(
-        accelerator="auto", devices=1, max_epochs=max_epochs, deterministic="warn", logger=logger,
+        accelerator="auto", devices=1, max_epochs=max_epochs, deterministic=deterministic, logger=logger,
         default_root_dir=root, enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        callbacks=[no_checkpoints],
     )  # fmt: skip
 
 
@@ -122,7 +127,7 @@ def train_cell(params: dict[str, Any], model: str, product: str, progress: bool 
     out.mkdir(parents=True, exist_ok=True)
     logger = _dvclive_logger(out / "dvclive")
     with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root:
-        engine = _engine(train.epochs, root, logger, progress)
+        engine = _engine(train.epochs, root, logger, progress, train.deterministic)
         data = loader(rows, cfg.image_size, train.batch_size, True, train.seed, train.num_workers)
         start = time.perf_counter()
         engine.fit(module, train_dataloaders=data)
@@ -132,7 +137,8 @@ def train_cell(params: dict[str, Any], model: str, product: str, progress: bool 
     meta = {
         "model": model, "product": product, "family": entry.family, "pixel_maps": entry.pixel_maps,
         "image_score": entry.image_score, "epochs": epochs, "seed": train.seed, "image_size": cfg.image_size,
-        "n_train": len(rows), "options": cfg.options, **weights.metadata(), "pretrained_requested": requested,
+        "n_train": len(rows), "options": cfg.options, "deterministic": train.deterministic, **weights.metadata(),
+        "pretrained_requested": requested,
         "fit_seconds": round(fit_seconds, 3), "train_peak_rss_mb": round(peak_rss_mb(), 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu", "versions": versions(),
     }  # fmt: skip
@@ -210,7 +216,7 @@ def predict_cell(params: dict[str, Any], model: str, product: str, progress: boo
     load_state(module, torch.load(cell / "model.pt", map_location="cpu", weights_only=True))
     module.eval()
     with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root:
-        engine = _engine(1, root, False, progress)
+        engine = _engine(1, root, False, progress, train.deterministic)
         data = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers)
         start = time.perf_counter()
         batches = engine.predict(module, dataloaders=data)

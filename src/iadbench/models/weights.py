@@ -19,6 +19,7 @@ what to download and which param to point at it, instead of hanging on a hub.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 from collections.abc import Iterator
@@ -103,11 +104,11 @@ def match_to_architecture(state: dict[str, torch.Tensor], name: str, origin: str
     only if the count and every shape agree (that is how the package file maps onto timm's names). Anything else is
     weights for another architecture, reported with the first mismatch.
     """
-    reference = _timm_create(name, pretrained=False).state_dict()
+    reference = _reference_shapes(name)
     if set(reference) <= set(state):
-        bad = [k for k in reference if state[k].shape != reference[k].shape]
+        bad = [k for k in reference if tuple(state[k].shape) != reference[k]]
         if bad:
-            got, want = tuple(state[bad[0]].shape), tuple(reference[bad[0]].shape)
+            got, want = tuple(state[bad[0]].shape), reference[bad[0]]
             raise WeightsError(f"{origin}: tensor {bad[0]} has shape {got}, {name} expects {want}")
         return {k: state[k] for k in reference}
     if len(state) != len(reference):
@@ -116,13 +117,26 @@ def match_to_architecture(state: dict[str, torch.Tensor], name: str, origin: str
         )
     mapped = {}
     for (key, expected), (src_key, tensor) in zip(reference.items(), state.items(), strict=True):
-        if tensor.shape != expected.shape:
+        if tuple(tensor.shape) != expected:
             raise WeightsError(
                 f"{origin}: tensor #{len(mapped)} {src_key} has shape {tuple(tensor.shape)}, "
-                f"{name} expects {key} {tuple(expected.shape)} (weights for another architecture?)"
+                f"{name} expects {key} {expected} (weights for another architecture?)"
             )
         mapped[key] = tensor
     return mapped
+
+
+@functools.cache
+def _reference_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """Key → shape of timm's ``name`` state dict, in order (cached: building a model costs ~50 ms)."""
+    return {k: tuple(v.shape) for k, v in _timm_create(name, pretrained=False).state_dict().items()}
+
+
+@functools.cache
+def _package_weights() -> BackboneWeights:
+    path = package_weights_file()
+    state = match_to_architecture(_read(path), PACKAGE_BACKBONE, str(path))
+    return BackboneWeights(PACKAGE_BACKBONE, "package", str(path), _sha256(path), state)
 
 
 def resolve_weights(name: str, weights: str, param: str = "backbone.weights") -> BackboneWeights:
@@ -141,9 +155,7 @@ def resolve_weights(name: str, weights: str, param: str = "backbone.weights") ->
     if weights == "package":
         if name != PACKAGE_BACKBONE:
             raise WeightsError(f"{param}=package ships weights for {PACKAGE_BACKBONE} only, not {name}")
-        path = package_weights_file()
-        state = match_to_architecture(_read(path), name, str(path))
-        return BackboneWeights(name, "package", str(path), _sha256(path), state)
+        return _package_weights()  # an installed package's file does not change within a process
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found ({param} is package, hub, none or a file path)")
