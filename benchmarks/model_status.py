@@ -29,7 +29,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 def _params(size: int, epochs: int) -> dict:
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     params["data"].update(dataset="synthetic", products=["nut"], image_size=size)
-    params["synthesize"].update(image_size=size, products=["nut"], n_train=8, n_test_good=4, n_test_per_defect=2)
+    # 20 train images: DFKDE needs at least n_pca_components (16) to fit at all
+    params["synthesize"].update(image_size=size, products=["nut"], n_train=20, n_test_good=4, n_test_per_defect=2)
     params["train"].update(epochs=epochs, batch_size=4)
     return params
 
@@ -37,6 +38,24 @@ def _params(size: int, epochs: int) -> dict:
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:400] if lines else ""
+
+
+DOWNLOAD_HINTS = ("not available offline", "needs a download", "is a download", "needs downloads", "(a download;")
+
+
+def _cell(model: str, pfile: str, env: dict, timeout: int) -> tuple[str, str]:
+    """Train then predict one cell in fresh processes; return (status, last error line)."""
+    for verb in ("train", "predict"):
+        cmd = ["iadbench", "--quiet", "--params", pfile, verb, "--model", model, "--product", "nut"]
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return f"timeout after {timeout} s ({verb})", ""
+        if proc.returncode != 0:
+            message = _last_line(proc.stderr)
+            kind = "needs a download" if any(h in message for h in DOWNLOAD_HINTS) else f"error ({verb})"
+            return kind, message
+    return "ok", ""
 
 
 def main() -> None:
@@ -66,21 +85,19 @@ def main() -> None:
             Path(f"params-{model}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         pfile = f"params-{model}.yaml" if size != args.size else "params.yaml"
         start = time.perf_counter()
-        for verb in ("train", "predict"):
-            cmd = ["iadbench", "--quiet", "--params", pfile, verb, "--model", model, "--product", "nut"]
-            try:
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
-            except subprocess.TimeoutExpired:
-                row.update(status=f"timeout after {args.timeout} s in {verb}")
-                break
-            if proc.returncode != 0:
-                message = _last_line(proc.stderr)
-                kind = "needs a download" if "not available offline" in message or "needs" in message else "error"
-                row.update(status=f"{kind} ({verb})", message=message)
-                break
-        else:
+        status, message = _cell(model, pfile, env, args.timeout)
+        if status == "needs a download" and entry.default_backbone:
+            # Would it run offline on random features? (model_options.<model>.weights=none)
+            params = yaml.safe_load(Path(pfile).read_text())
+            params["model_options"][model]["weights"] = "none"
+            Path(f"params-{model}-none.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            retry, retry_message = _cell(model, f"params-{model}-none.yaml", env, args.timeout)
+            status = f"needs a download; with weights=none: {retry}"
+            message = message if retry == "ok" else f"{message} / weights=none: {retry_message}"
+        row.update(status=status, message=message)
+        if status.endswith("ok"):
             report = json.loads(Path(f"reports/predict/{model}/nut.json").read_text())
-            row.update(status="ok", fit_seconds=report["fit_seconds"], images_per_second=report["images_per_second"],
+            row.update(fit_seconds=report["fit_seconds"], images_per_second=report["images_per_second"],
                        peak_rss_mb=max(report["train_peak_rss_mb"], report["predict_peak_rss_mb"]),
                        weights=f"{report['backbone'] or '-'} ({report['weights_source']})")  # fmt: skip
         row["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -90,23 +107,30 @@ def main() -> None:
 
     meta = {
         "epochs": args.epochs,
-        "n_train": 8,
+        "n_train": 20,
         "n_predict": "validation + test of 4 good and 12 anomalous images",
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "python": sys.version.split()[0],
     }
     out = PROJECT / "reports"
+    previous = out / "model_status.json"
+    if previous.is_file():  # a --models subset updates its rows and keeps the others
+        measured = {r["model"] for r in results}
+        kept = {r["model"]: r for r in json.loads(previous.read_text())["models"] if r["model"] not in measured}
+        by_name = {**kept, **{r["model"]: r for r in results}}
+        results = [by_name[m] for m in MODELS if m in by_name]
     (out / "model_status.json").write_text(json.dumps({"setup": meta, "models": results}, indent=1) + "\n")
     lines = [
-        f"Measured by `python benchmarks/model_status.py` ({args.size} px, {args.epochs} epoch(s), 8 train images "
-        f"of the synthetic `nut`, offline, {meta['cores']} CPU cores).",
+        f"Measured by `python benchmarks/model_status.py` ({args.size} px, {args.epochs} epoch(s), 20 train images "
+        f"of the synthetic `nut`, offline, {meta['cores']} CPU cores; full messages in reports/model_status.json).",
         "",
         "| model | family | outputs | status | fit s | predict img/s | peak RSS MiB | weights / message |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        detail = r.get("weights") or r.get("message", "").replace("|", "/")
+        message = r.get("message", "").replace("|", "/").removeprefix("iadbench train: error: ")
+        detail = r.get("weights") or (message[:150] + " …" if len(message) > 150 else message)
         lines.append(
             f"| {r['model']} | {r['family']} | {r['outputs']} | {r['status']} | {r.get('fit_seconds', '')} | "
             f"{r.get('images_per_second', '')} | {r.get('peak_rss_mb', '')} | {detail} |"

@@ -81,3 +81,20 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save({"x": Evil()}, path)
     with pytest.raises(WeightsError, match="not a readable weights file"):
         resolve_weights("efficientnet_lite0", str(path))
+
+
+def test_torchvision_builders_are_routed_too(package, tmp_path):
+    import torchvision
+
+    resnet = timm.create_model("resnet18", pretrained=False).state_dict()  # timm and torchvision share its keys
+    path = tmp_path / "resnet18.pth"
+    torch.save(resnet, path)
+    weights = resolve_weights("resnet18", str(path))
+    with inject(weights, "cfa", "model_options.cfa.weights") as requested:
+        model = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.DEFAULT)
+    assert requested == ["torchvision:resnet18"]
+    assert torch.equal(model.state_dict()["conv1.weight"], resnet["conv1.weight"])
+    none = resolve_weights("resnet18", "none")
+    expected = "builds a torchvision efficientnet_b5 that always loads ImageNet weights"
+    with pytest.raises(WeightsError, match=expected), inject(none, "csflow", "model_options.csflow.weights"):
+        torchvision.models.efficientnet_b5(weights=torchvision.models.EfficientNet_B5_Weights.IMAGENET1K_V1)

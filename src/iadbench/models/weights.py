@@ -210,9 +210,29 @@ def inject(weights: BackboneWeights, model_name: str, param: str) -> Iterator[li
             raise WeightsError(f"{weights.path}: {len(missing)} tensors of {model_name_} missing, e.g. {missing[0]}")
         return model
 
+    from torchvision.models._api import WeightsEnum
+
+    original_get_state_dict = WeightsEnum.get_state_dict
+
+    def get_state_dict(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - mirrors torchvision
+        # torchvision builders (CFA, CS-Flow) always load ImageNet weights: serve a matching file, else say so.
+        arch = type(self).__name__.removesuffix("_Weights").lower()
+        requested.append(f"torchvision:{arch}")
+        if weights.source == "hub":
+            return original_get_state_dict(self, *args, **kwargs)
+        if weights.state_dict is not None and weights.name.replace("_", "") == arch.replace("_", ""):
+            return weights.state_dict
+        raise WeightsError(
+            f"{model_name} builds a torchvision {arch} that always loads ImageNet weights (a download; "
+            f"weights=none cannot switch it off). Save torchvision's {type(self).__name__} state dict on a connected "
+            f"machine and set {param} to that file (with the matching backbone)."
+        )
+
     timm.create_model = create_model
+    WeightsEnum.get_state_dict = get_state_dict
     try:
         yield requested
     finally:
         timm.create_model = original
+        WeightsEnum.get_state_dict = original_get_state_dict
         _ORIGINAL_CREATE = None
