@@ -165,6 +165,49 @@ def bench_overhead(args: argparse.Namespace) -> dict:
     }  # fmt: skip
 
 
+def _replace_block(name: str, lines: list[str]) -> None:
+    readme = PROJECT / "README.md"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = readme.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
+
+
+def render() -> None:
+    """Write the README's benchmark tables from reports/bench/*.json (numbers are never typed by hand)."""
+    bench = PROJECT / "reports/bench"
+    weights = json.loads((bench / "weights.json").read_text())
+    lines = [
+        "From `reports/bench/weights.json` (`python benchmarks/models_bench.py weights`; magnetic tile, test split "
+        "of iadbench's split, image score = model's own; PatchCore with a 1 % coreset to fit CPU time):",
+        "",
+        "| model | input px | weights | image AUROC | pixel AUROC | fit s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, r in weights.items():
+        model, source = key.split("/")
+        lines.append(f"| {model} | {r['image_size']} | {source} | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | "
+                     f"{r['fit_seconds']:.0f} |")  # fmt: skip
+    _replace_block("bench-weights", lines)
+    rows = []
+    for path in sorted(bench.glob("overhead_*.json")):
+        r = json.loads(path.read_text())
+        best = r["best"]
+        rows.append(f"| {r['model']} | {best['bare_engine']:.2f} | {best['iadbench']:.2f} | "
+                    f"x{r['ratio_vs_bare_engine']:.3f} | "
+                    f"{best.get('iadbench_deterministic_off', float('nan')):.2f} | "
+                    f"x{r.get('ratio_vs_bare_engine_deterministic_off', float('nan')):.3f} |")  # fmt: skip
+    _replace_block("bench-overhead", [
+        "From `reports/bench/overhead_*.json` (`python benchmarks/models_bench.py overhead --model M`; fit + predict "
+        "of the default synthetic `nut`, best of 3, seconds):",
+        "",
+        "| model | bare anomalib Engine | iadbench | ratio | iadbench, train.deterministic=false | ratio |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *rows,
+    ])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -174,7 +217,11 @@ def main() -> None:
     o = sub.add_parser("overhead")
     o.add_argument("--model", default="padim")
     o.add_argument("--repeats", type=int, default=3)
+    sub.add_parser("render", help="rewrite the README's benchmark tables from reports/bench/*.json")
     args = parser.parse_args()
+    if args.bench == "render":
+        render()
+        return
     here = Path.cwd()
     result = bench_weights(args) if args.bench == "weights" else bench_overhead(args)
     work = Path.cwd()
@@ -183,6 +230,7 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=1) + "\n")
     os.chdir(here)
     shutil.rmtree(work, ignore_errors=True)
+    render()
     print(f"-> {out}")
 
 

@@ -50,3 +50,19 @@ def test_other_params_errors(tmp_path, monkeypatch, capsys, section, message):
     verb = "manifest" if section.startswith("data") else "synthesize"
     assert main([verb]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_models_verb_lists_the_registry(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "padim" in out and "scores only" in out and "stands in for the seed's multiresolution KD" in out
+
+
+def test_unknown_model_on_the_command_line(tiny_repo, capsys):
+    import yaml
+
+    from tests.conftest import TINY
+
+    (tiny_repo / "params.yaml").write_text(yaml.safe_dump(TINY))
+    assert main(["train", "--model", "padin", "--product", "nut"]) == 2
+    assert "unknown model 'padin'; valid:" in capsys.readouterr().err

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from iadbench.errors import IadbenchError
-from iadbench.models.registry import ModelConfig, build_model
+from iadbench.models.registry import ModelConfig, build_model, get_entry
 from iadbench.paths import SPLIT
 
 MAPS_DIR = Path("data/maps")
@@ -112,6 +112,7 @@ def train_cell(params: dict[str, Any], model: str, product: str, progress: bool 
     from iadbench.params import TrainParams
 
     _quiet()
+    get_entry(model)  # an unknown name is the first thing to report
     train = TrainParams.from_params(params)
     cfg = model_config(params, model)
     rows = _rows(product, ("train",))
@@ -204,6 +205,7 @@ def predict_cell(params: dict[str, Any], model: str, product: str, progress: boo
     from iadbench.params import TrainParams
 
     _quiet()
+    get_entry(model)
     train = TrainParams.from_params(params)
     cfg = model_config(params, model)
     rows = _rows(product, ("validation", "test"))
