@@ -8,7 +8,6 @@ Only layout problems that leave nothing to tabulate (no dataset folder, a produc
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from iadbench.errors import InputError, InputErrors
+from iadbench.hashing import sha256_of
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 MASK_SUFFIX = "_mask"
@@ -44,15 +44,6 @@ class ImageFacts:
     channels: int
     mode: str
     format: str
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes (the content hash that ties later artifacts to this exact image)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def decode(path: Path) -> tuple[ImageFacts, Image.Image | None]:

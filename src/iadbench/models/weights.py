@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 import torch
 
 from iadbench.errors import IadbenchError
+from iadbench.hashing import sha256_of
 
 PACKAGE_BACKBONE = "efficientnet_lite0"
 SOURCES = ("package", "hub", "none")
@@ -56,14 +56,6 @@ class BackboneWeights:
             "weights_path": self.path,
             "weights_sha256": self.sha256,
         }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_weights_file() -> Path:
@@ -136,7 +128,7 @@ def _reference_shapes(name: str) -> dict[str, tuple[int, ...]]:
 def _package_weights() -> BackboneWeights:
     path = package_weights_file()
     state = match_to_architecture(_read(path), PACKAGE_BACKBONE, str(path))
-    return BackboneWeights(PACKAGE_BACKBONE, "package", str(path), _sha256(path), state)
+    return BackboneWeights(PACKAGE_BACKBONE, "package", str(path), sha256_of(path), state)
 
 
 def resolve_weights(name: str, weights: str, param: str = "backbone.weights") -> BackboneWeights:
@@ -160,7 +152,7 @@ def resolve_weights(name: str, weights: str, param: str = "backbone.weights") ->
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found ({param} is package, hub, none or a file path)")
     state = match_to_architecture(_read(path), name, str(path))
-    return BackboneWeights(name, "file", str(path), _sha256(path), state)
+    return BackboneWeights(name, "file", str(path), sha256_of(path), state)
 
 
 _ORIGINAL_CREATE = None
