@@ -83,10 +83,12 @@ def _rows(product: str, splits: tuple[str, ...]) -> pd.DataFrame:
 
 
 def _quiet() -> None:
+    import lightning.pytorch  # noqa: F401 - imported first: Lightning sets its loggers to INFO on import
+
     warnings.filterwarnings("ignore")
     for name in (
-        "lightning", "lightning.pytorch", "lightning.fabric", "anomalib",
-        "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+        "lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning", "anomalib",
+        "lightning.pytorch.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
     ):  # fmt: skip
         logging.getLogger(name).setLevel(logging.WARNING)
 
