@@ -1,0 +1,1 @@
+"""Metrics: one confusion-count kernel, and every curve, threshold rule and metric derived from it."""

@@ -1,0 +1,119 @@
+"""The confusion-count kernel: TP and FP at every distinct threshold, computed once, exactly.
+
+A score ``s ≥ t`` is predicted anomalous. For the distinct scores ``t_1 > t_2 > … > t_m`` the kernel returns
+cumulative float64 counts ``TP_k = #{positives with s ≥ t_k}`` and ``FP_k = #{negatives with s ≥ t_k}``;
+``FN_k = P − TP_k`` and ``TN_k = N − FP_k``. Every curve, threshold rule and metric in :mod:`iadbench.metrics` is
+derived from these counts (the shape of scikit-learn's ``_binary_clf_curve``), so nothing sorts twice and no
+function ever applies a sigmoid to raw scores.
+
+Two exact paths:
+
+- **sort** (any float dtype): one stable argsort of the scores, cumulative sums at the last index of each run of
+  equal scores — O(n log n).
+- **float16 histogram**: a float16 array has at most 65,536 distinct bit patterns, so counting positives and
+  negatives per pattern (``bincount``) and walking the patterns in score order gives the same counts without a
+  sort — O(n + 65,536). Anomaly maps are stored as float16, so this is the fast path for pixel metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Cumulative confusion counts at each distinct threshold, thresholds in descending order."""
+
+    thresholds: np.ndarray  # float64, strictly decreasing
+    tp: np.ndarray  # float64, non-decreasing
+    fp: np.ndarray  # float64, non-decreasing
+    n_pos: float
+    n_neg: float
+
+    @property
+    def fn(self) -> np.ndarray:
+        """False negatives ``P − TP``."""
+        return self.n_pos - self.tp
+
+    @property
+    def tn(self) -> np.ndarray:
+        """True negatives ``N − FP``."""
+        return self.n_neg - self.fp
+
+    def __add__(self, other: Counts) -> Counts:
+        """Pool two count sets (e.g. several products) by merging their thresholds."""
+        thresholds = np.union1d(self.thresholds, other.thresholds)[::-1]
+        return Counts(
+            thresholds,
+            _at(self, thresholds, "tp") + _at(other, thresholds, "tp"),
+            _at(self, thresholds, "fp") + _at(other, thresholds, "fp"),
+            self.n_pos + other.n_pos,
+            self.n_neg + other.n_neg,
+        )
+
+
+def _at(counts: Counts, thresholds: np.ndarray, field: str) -> np.ndarray:
+    """Counts of ``field`` at arbitrary thresholds (0 above the highest score)."""
+    values = getattr(counts, field)
+    # number of own thresholds >= t  ->  index of the last one that is still >= t
+    k = np.searchsorted(-counts.thresholds, -thresholds, side="right")
+    out = np.zeros(len(thresholds), dtype=np.float64)
+    has = k > 0
+    out[has] = values[k[has] - 1]
+    return out
+
+
+def _validate(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores)
+    labels = np.asarray(labels)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} must have the same shape")
+    if not np.issubdtype(scores.dtype, np.floating) and not np.issubdtype(scores.dtype, np.integer):
+        raise ValueError(f"scores must be numeric, got {scores.dtype}")
+    scores, labels = scores.ravel(), labels.ravel().astype(bool)
+    if scores.size and not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or inf")
+    return scores, labels
+
+
+def confusion_counts(scores: np.ndarray, labels: np.ndarray) -> Counts:
+    """TP/FP at every distinct threshold; the float16 histogram path for float16 input, the sort path otherwise.
+
+    Edge cases: empty input gives empty curves with ``n_pos = n_neg = 0``; constant scores give one threshold.
+    """
+    scores, labels = _validate(scores, labels)
+    if scores.dtype == np.float16:
+        return _counts_float16(scores, labels)
+    return _counts_sorted(scores, labels)
+
+
+def _counts_sorted(scores: np.ndarray, labels: np.ndarray) -> Counts:
+    order = np.argsort(scores, kind="stable")[::-1]
+    s = scores[order].astype(np.float64)
+    y = labels[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1] if s.size else np.array([], dtype=int)
+    tp = np.cumsum(y, dtype=np.float64)[last]
+    fp = (last + 1) - tp
+    return Counts(s[last], tp, fp.astype(np.float64), float(labels.sum()), float((~labels).sum()))
+
+
+def _sortable_float16_keys(bits: np.ndarray) -> np.ndarray:
+    """Map float16 bit patterns to uint16 keys whose order is the float order (sign-magnitude → offset)."""
+    bits = bits.astype(np.uint32)
+    negative = (bits & 0x8000) != 0
+    return np.where(negative, 0xFFFF - bits, bits | 0x8000).astype(np.int64)
+
+
+def _counts_float16(scores: np.ndarray, labels: np.ndarray) -> Counts:
+    scores = np.where(scores == 0, np.float16(0), scores)  # -0.0 and +0.0 are one score
+    keys = _sortable_float16_keys(scores.view(np.uint16))
+    pos = np.bincount(keys[labels], minlength=65536).astype(np.float64)
+    total = np.bincount(keys, minlength=65536).astype(np.float64)
+    present = np.flatnonzero(total)[::-1]  # distinct scores, descending
+    tp = np.cumsum(pos[present])
+    fp = np.cumsum(total[present]) - tp
+    key_to_bits = np.where(present >= 0x8000, present & 0x7FFF, 0xFFFF - present).astype(np.uint16)
+    thresholds = key_to_bits.view(np.float16).astype(np.float64)
+    return Counts(thresholds, tp, fp, float(labels.sum()), float((~labels).sum()))

@@ -1,0 +1,164 @@
+"""Curves, threshold rules and threshold-free metrics, all derived from one :class:`Counts` (DESIGN.md §3).
+
+Definitions (``s ≥ t`` is anomalous; counts over pixels or images):
+TPR = TP/(TP+FN), FPR = FP/(FP+TN), precision = TP/(TP+FP), F1 = 2TP/(2TP+FP+FN), IoU = TP/(TP+FP+FN).
+
+Threshold rules, fitted on the validation split only:
+
+- **ROC-T**: argmax_t √(TPR·(1−FPR));  **IoU-T**: argmax_t √(IoU·(1−FPR));  **PR-T**: argmax_t F1
+  (after "Rethinking Benchmarking Framework of Self-Supervised Learning Approaches for Anomaly Localization");
+- **good-FPR1** (good-only rule, for validation sets without anomalous samples): the lowest threshold that flags
+  at most 1 % of the good samples.
+
+Ties between thresholds go to the highest threshold (the first in descending order). Undefined values (a rate
+whose denominator is 0, AUROC without both classes) are NaN, never 0.
+
+References: AUROC and AP as scikit-learn's ``roc_auc_score`` and ``average_precision_score`` (AP is the step
+sum ``Σ (R_k − R_{k−1}) P_k`` with no interpolation); PG_n = TNR at FNR ≤ n %, PB_n = TPR at FPR ≤ n %
+(best over thresholds meeting the bound); FPR@95TPR = 1 − PG5 by definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from iadbench.metrics.counts import Counts
+
+RULES = ("roc", "iou", "pr")
+GOOD_ONLY_RULE = "good_fpr1"
+
+
+def _div(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def rates(c: Counts) -> dict[str, np.ndarray]:
+    """TPR, FPR, precision, F1 and IoU at every threshold of ``c``."""
+    return {
+        "tpr": _div(c.tp, c.n_pos),
+        "fpr": _div(c.fp, c.n_neg),
+        "precision": _div(c.tp, c.tp + c.fp),
+        "f1": _div(2 * c.tp, 2 * c.tp + c.fp + c.fn),
+        "iou": _div(c.tp, c.tp + c.fp + c.fn),
+    }
+
+
+def roc_curve(c: Counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr, tpr, thresholds)`` with the point (0, 0) at threshold +inf prepended (scikit-learn's convention)."""
+    r = rates(c)
+    return np.r_[0.0, r["fpr"]], np.r_[0.0, r["tpr"]], np.r_[np.inf, c.thresholds]
+
+
+def auroc(c: Counts) -> float:
+    """Area under the ROC curve by the trapezoidal rule; NaN unless both classes are present."""
+    if c.n_pos == 0 or c.n_neg == 0:
+        return float("nan")
+    fpr, tpr, _ = roc_curve(c)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def average_precision(c: Counts) -> float:
+    """AP = Σ_k (R_k − R_{k−1}) · P_k over descending thresholds, R_0 = 0; NaN without positives."""
+    if c.n_pos == 0:
+        return float("nan")
+    r = rates(c)
+    recall = np.r_[0.0, r["tpr"]]
+    return float(np.sum(np.diff(recall) * np.nan_to_num(r["precision"])))
+
+
+def f1_max(c: Counts) -> tuple[float, float]:
+    """``(max F1, its threshold)``; NaN when there are no positives."""
+    if c.n_pos == 0 or not len(c.thresholds):
+        return float("nan"), float("nan")
+    f1 = rates(c)["f1"]
+    k = int(np.nanargmax(f1))
+    return float(f1[k]), float(c.thresholds[k])
+
+
+def tnr_at_fnr(c: Counts, fnr: float) -> float:
+    """PG: the best TNR over thresholds whose FNR ≤ ``fnr`` (e.g. PG2 = ``tnr_at_fnr(c, 0.02)``)."""
+    if c.n_pos == 0 or c.n_neg == 0:
+        return float("nan")
+    r = rates(c)
+    ok = (1.0 - r["tpr"]) <= fnr + 1e-12
+    return float(np.max(1.0 - r["fpr"][ok])) if ok.any() else 0.0
+
+
+def tpr_at_fpr(c: Counts, fpr: float) -> float:
+    """PB: the best TPR over thresholds whose FPR ≤ ``fpr`` (e.g. PB2 = ``tpr_at_fpr(c, 0.02)``); 0 if none."""
+    if c.n_pos == 0 or c.n_neg == 0:
+        return float("nan")
+    r = rates(c)
+    ok = r["fpr"] <= fpr + 1e-12
+    return float(np.max(r["tpr"][ok])) if ok.any() else 0.0
+
+
+def fpr_at_tpr(c: Counts, tpr: float) -> float:
+    """FPR at the first threshold reaching TPR ≥ ``tpr`` (FPR@95TPR = ``fpr_at_tpr(c, 0.95)`` = 1 − PG5)."""
+    return 1.0 - tnr_at_fnr(c, 1.0 - tpr)
+
+
+@dataclass(frozen=True)
+class FittedThreshold:
+    """A threshold chosen by a rule, with the counts and rates behind it (written to the thresholds file)."""
+
+    rule: str
+    threshold: float
+    objective: float
+    tp: float
+    fp: float
+    fn: float
+    tn: float
+    tpr: float
+    fpr: float
+    precision: float
+    f1: float
+    iou: float
+
+    def to_dict(self) -> dict:
+        """Flat, JSON-ready."""
+        return asdict(self)
+
+
+def fit_threshold(c: Counts, rule: str) -> FittedThreshold:
+    """Fit ``rule`` (roc, iou, pr, or good_fpr1) on validation counts ``c``.
+
+    roc/iou/pr need positives; without them, use :data:`GOOD_ONLY_RULE` (a ``ValueError`` says so).
+    """
+    if not len(c.thresholds):
+        raise ValueError("no validation samples to fit a threshold on")
+    r = rates(c)
+    if rule == GOOD_ONLY_RULE:
+        if c.n_neg == 0:
+            raise ValueError("good_fpr1 needs good validation samples")
+        ok = np.flatnonzero(r["fpr"] <= 0.01 + 1e-12)
+        # the lowest threshold still within 1 % FPR; above every score if even the top one flags too many
+        k = int(ok[-1]) if len(ok) else -1
+        objective = float(r["fpr"][k]) if k >= 0 else 0.0
+    else:
+        if rule not in RULES:
+            raise ValueError(f"unknown threshold rule {rule!r}; valid: {[*RULES, GOOD_ONLY_RULE]}")
+        if c.n_pos == 0:
+            raise ValueError(f"rule {rule!r} needs anomalous validation samples; use {GOOD_ONLY_RULE!r}")
+        goal = {
+            "roc": np.sqrt(np.nan_to_num(r["tpr"]) * (1 - np.nan_to_num(r["fpr"]))),
+            "iou": np.sqrt(np.nan_to_num(r["iou"]) * (1 - np.nan_to_num(r["fpr"]))),
+            "pr": np.nan_to_num(r["f1"]),
+        }[rule]
+        k = int(np.argmax(goal))
+        objective = float(goal[k])
+    if k < 0:
+        threshold = float(np.nextafter(c.thresholds[0], np.inf))
+        tp = fp = 0.0
+    else:
+        threshold, tp, fp = float(c.thresholds[k]), float(c.tp[k]), float(c.fp[k])
+    fn, tn = c.n_pos - tp, c.n_neg - fp
+    return FittedThreshold(
+        rule, threshold, objective, tp, fp, fn, tn,
+        float(_div(tp, c.n_pos)), float(_div(fp, c.n_neg)), float(_div(tp, tp + fp)),
+        float(_div(2 * tp, 2 * tp + fp + fn)), float(_div(tp, tp + fp + fn)),
+    )  # fmt: skip
