@@ -78,25 +78,38 @@ def _validate(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     return scores, labels
 
 
-def confusion_counts(scores: np.ndarray, labels: np.ndarray) -> Counts:
+def confusion_counts(scores: np.ndarray, labels: np.ndarray, positive_weights: np.ndarray | None = None) -> Counts:
     """TP/FP at every distinct threshold; the float16 histogram path for float16 input, the sort path otherwise.
 
+    ``positive_weights`` (same shape, used where ``labels`` is true) turns TP into a weighted count: with weight
+    ``1/(R·|region|)`` per defect pixel, TP is the mean per-region overlap (see :func:`iadbench.metrics.pro`).
     Edge cases: empty input gives empty curves with ``n_pos = n_neg = 0``; constant scores give one threshold.
     """
     scores, labels = _validate(scores, labels)
+    weights = None
+    if positive_weights is not None:
+        weights = np.asarray(positive_weights, dtype=np.float64).ravel()
+        if weights.shape != scores.shape:
+            raise ValueError("positive_weights must have the shape of scores")
     if scores.dtype == np.float16:
-        return _counts_float16(scores, labels)
-    return _counts_sorted(scores, labels)
+        return _counts_float16(scores, labels, weights)
+    return _counts_sorted(scores, labels, weights)
 
 
-def _counts_sorted(scores: np.ndarray, labels: np.ndarray) -> Counts:
+def _counts_sorted(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> Counts:
     order = np.argsort(scores, kind="stable")[::-1]
     s = scores[order].astype(np.float64)
     y = labels[order]
     last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1] if s.size else np.array([], dtype=int)
-    tp = np.cumsum(y, dtype=np.float64)[last]
-    fp = (last + 1) - tp
-    return Counts(s[last], tp, fp.astype(np.float64), float(labels.sum()), float((~labels).sum()))
+    fp = np.cumsum(~y, dtype=np.float64)[last]
+    if weights is None:
+        tp = np.cumsum(y, dtype=np.float64)[last]
+        n_pos = float(labels.sum())
+    else:
+        w = np.where(y, weights[order], 0.0)
+        tp = np.cumsum(w)[last]
+        n_pos = float(w.sum())
+    return Counts(s[last], tp, fp, n_pos, float((~labels).sum()))
 
 
 def _sortable_float16_keys(bits: np.ndarray) -> np.ndarray:
@@ -106,14 +119,16 @@ def _sortable_float16_keys(bits: np.ndarray) -> np.ndarray:
     return np.where(negative, 0xFFFF - bits, bits | 0x8000).astype(np.int64)
 
 
-def _counts_float16(scores: np.ndarray, labels: np.ndarray) -> Counts:
+def _counts_float16(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> Counts:
     scores = np.where(scores == 0, np.float16(0), scores)  # -0.0 and +0.0 are one score
     keys = _sortable_float16_keys(scores.view(np.uint16))
-    pos = np.bincount(keys[labels], minlength=65536).astype(np.float64)
-    total = np.bincount(keys, minlength=65536).astype(np.float64)
-    present = np.flatnonzero(total)[::-1]  # distinct scores, descending
+    neg = np.bincount(keys[~labels], minlength=65536).astype(np.float64)
+    pos_w = None if weights is None else weights[labels]
+    pos = np.bincount(keys[labels], weights=pos_w, minlength=65536).astype(np.float64)
+    present = np.flatnonzero(np.bincount(keys, minlength=65536))[::-1]  # distinct scores, descending
     tp = np.cumsum(pos[present])
-    fp = np.cumsum(total[present]) - tp
+    fp = np.cumsum(neg[present])
     key_to_bits = np.where(present >= 0x8000, present & 0x7FFF, 0xFFFF - present).astype(np.uint16)
     thresholds = key_to_bits.view(np.float16).astype(np.float64)
-    return Counts(thresholds, tp, fp, float(labels.sum()), float((~labels).sum()))
+    n_pos = float(labels.sum()) if weights is None else float(pos.sum())
+    return Counts(thresholds, tp, fp, n_pos, float((~labels).sum()))
