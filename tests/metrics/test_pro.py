@@ -65,3 +65,20 @@ def test_integrate_to_interpolates_at_the_limit():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="must have the same shape"):
         aupro(np.zeros((2, 8, 8)), np.zeros((2, 8, 9), bool))
+
+
+def test_agrees_with_anomalib_aupro():
+    """anomalib 2.7's AUPRO (same definition, float32 arithmetic) agrees to well within 1e-3."""
+    import torch
+    from anomalib.metrics.aupro import _AUPRO
+
+    rng = np.random.default_rng(7)
+    masks = np.zeros((6, 64, 64), bool)
+    masks[0, 5:15, 5:20] = True
+    masks[1, 30:40, 30:34] = True
+    masks[1, 50:52, 2:10] = True
+    masks[3, 20:44, 20:44] = True
+    maps = (rng.normal(size=masks.shape) + 1.5 * masks).astype(np.float32)
+    reference = _AUPRO(fpr_limit=0.3)
+    reference.update(torch.from_numpy(maps), torch.from_numpy(masks.astype(int)))
+    assert aupro(maps, masks) == pytest.approx(float(reference.compute()), abs=1e-5)
