@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iadbench.gates import ERROR, GateResult, Table, run_gate
+from iadbench.gates import ERROR, GateResult, Rule, Table, run_gate
 from iadbench.models.registry import get_entry
 from iadbench.models.run import MAPS_DIR
 
@@ -50,8 +50,6 @@ def maps_gate(params: dict[str, Any], split: pd.DataFrame) -> GateResult:
     facts = map_facts(params, split)
     facts["where"] = facts["file"] + "#" + facts["image_id"]
     size = int(params["data"]["image_size"])
-    from iadbench.gates import Rule
-
     rules = [
         Rule("maps", "one prediction per validation/test image of the split, and no other",
              e.ExpectColumnValuesToBeInSet(column="present", value_set=[True]), "where", ("map_shape",), ERROR),

@@ -111,6 +111,7 @@ def train_cell(params: dict[str, Any], model: str, product: str, progress: bool 
     """Fit ``model`` on ``product``'s train rows; write ``models/<model>/<product>/{model.pt,meta.json}``."""
     from lightning.pytorch import seed_everything
 
+    from iadbench.models.dataset import loader
     from iadbench.params import TrainParams
 
     _quiet()
@@ -195,15 +196,9 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     module.load_state_dict(state)
 
 
-def loader(rows: pd.DataFrame, image_size: int, batch_size: int, shuffle: bool, seed: int, workers: int) -> Any:
-    """See :func:`iadbench.models.dataset.loader` (imported lazily: anomalib is slow to import)."""
-    from iadbench.models.dataset import loader as make
-
-    return make(rows, image_size, batch_size, shuffle, seed, workers)
-
-
 def predict_cell(params: dict[str, Any], model: str, product: str, progress: bool | None = None) -> dict[str, Any]:
     """Write ``data/maps/<model>/<product>.npz`` and ``reports/predict/<model>/<product>.json``."""
+    from iadbench.models.dataset import loader
     from iadbench.params import TrainParams
 
     _quiet()

@@ -121,7 +121,9 @@ def match_to_architecture(state: dict[str, torch.Tensor], name: str, origin: str
 @functools.cache
 def _reference_shapes(name: str) -> dict[str, tuple[int, ...]]:
     """Key → shape of timm's ``name`` state dict, in order (cached: building a model costs ~50 ms)."""
-    return {k: tuple(v.shape) for k, v in _timm_create(name, pretrained=False).state_dict().items()}
+    import timm  # called outside inject(): the real timm.create_model
+
+    return {k: tuple(v.shape) for k, v in timm.create_model(name, pretrained=False).state_dict().items()}
 
 
 @functools.cache
@@ -155,28 +157,16 @@ def resolve_weights(name: str, weights: str, param: str = "backbone.weights") ->
     return BackboneWeights(name, "file", str(path), sha256_of(path), state)
 
 
-_ORIGINAL_CREATE = None
-
-
-def _timm_create(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - mirrors timm.create_model
-    import timm
-
-    create = _ORIGINAL_CREATE or timm.create_model
-    return create(*args, **kwargs)
-
-
 @contextlib.contextmanager
 def inject(weights: BackboneWeights, model_name: str, param: str) -> Iterator[list[str]]:
-    """Route every ``timm.create_model(..., pretrained=True)`` made inside the block to ``weights``.
+    """Route every ``timm.create_model(..., pretrained=True)`` and torchvision weight load to ``weights``.
 
     Yields the list of architectures that asked for pretrained weights (recorded in the metadata). ``param``
     names the setting a user changes when another architecture is requested offline.
     """
     import timm
 
-    global _ORIGINAL_CREATE
     original = timm.create_model
-    _ORIGINAL_CREATE = original
     requested: list[str] = []
 
     def create_model(model_name_: str, pretrained: bool = False, **kwargs):  # noqa: ANN003, ANN202
@@ -227,4 +217,3 @@ def inject(weights: BackboneWeights, model_name: str, param: str) -> Iterator[li
     finally:
         timm.create_model = original
         WeightsEnum.get_state_dict = original_get_state_dict
-        _ORIGINAL_CREATE = None
