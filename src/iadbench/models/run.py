@@ -91,6 +91,15 @@ def _quiet() -> None:
         "lightning.pytorch.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
     ):  # fmt: skip
         logging.getLogger(name).setLevel(logging.WARNING)
+    # iadbench loads the fitted state itself (load_state); anomalib's "weights will not be loaded" would mislead
+    engine_logger = logging.getLogger("anomalib.engine.engine")
+    if not any(isinstance(f, _NoCheckpointNotice) for f in engine_logger.filters):
+        engine_logger.addFilter(_NoCheckpointNotice())
+
+
+class _NoCheckpointNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "ckpt_path is not provided" not in record.getMessage()
 
 
 def _engine(max_epochs: int, root: str, logger: Any, progress: bool, deterministic: bool | str = "warn") -> Any:
