@@ -102,3 +102,24 @@ def test_git_repository_without_commit_is_a_clear_error(tmp_path, monkeypatch):
     subprocess.run(["git", "init", "-q"], check=True)
     with pytest.raises(IadbenchError, match="no commit yet; DVCLive needs one"):
         _dvclive_logger(tmp_path / "dvclive")
+
+
+def test_dfkde_with_too_few_train_images_is_a_clear_error(params):
+    # its KDE stays unfitted below n_pca_components train images and only crashed later, at predict
+    with pytest.raises(IadbenchError, match="dfkde needs at least 16 train images of nut, found 3"):
+        train_cell(params, "dfkde", "nut", progress=False)
+
+
+def test_misleading_anomalib_notice_is_filtered():
+    import logging
+
+    from iadbench.models.run import _quiet
+
+    _quiet()
+    _quiet()  # idempotent: one filter, not one per call
+    engine_logger = logging.getLogger("anomalib.engine.engine")
+    assert len(engine_logger.filters) == 1
+    notice = logging.LogRecord("anomalib.engine.engine", logging.WARNING, "", 0,
+                               "ckpt_path is not provided. Model weights will not be loaded.", None, None)  # fmt: skip
+    other = logging.LogRecord("anomalib.engine.engine", logging.WARNING, "", 0, "something else", None, None)
+    assert not engine_logger.filter(notice) and engine_logger.filter(other)
