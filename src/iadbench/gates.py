@@ -177,11 +177,17 @@ def run_gate(gate: str, tables: dict[str, Table], rules: list[Rule]) -> GateResu
 
 
 # ------------------------------------------------------------------------------------------------- suites
-def product_counts(images: pd.DataFrame, split_column: str) -> pd.DataFrame:
-    """Per product: number of images per (split, label), as columns ``n_<split>_<label>``."""
+def product_counts(images: pd.DataFrame, split_column: str, required: tuple[str, ...]) -> pd.DataFrame:
+    """Per product: number of images per (split, label), as columns ``n_<split>_<label>``; ``required`` columns
+    that no image fills are 0 (so a product missing a kind of image fails its rule instead of a KeyError).
+    """
     counts = images.groupby(["product", split_column, "label"]).size().unstack([1, 2], fill_value=0)
     counts.columns = [f"n_{s}_{lbl}" for s, lbl in counts.columns]
-    return counts.reset_index()
+    counts = counts.reset_index()
+    for column in required:
+        if column not in counts:
+            counts[column] = 0
+    return counts
 
 
 def manifest_rules(gx: Any, params: GateParams) -> list[Rule]:
@@ -278,10 +284,7 @@ def manifest_gate(images: pd.DataFrame, masks: pd.DataFrame, params: GateParams,
     """Run the manifest gate; ``paths`` names the files the tables came from and the dataset root."""
     import great_expectations as gx
 
-    products = product_counts(images, "split_folder")
-    for col in ("n_train_good", "n_test_good", "n_test_anomalous"):
-        if col not in products:
-            products[col] = 0
+    products = product_counts(images, "split_folder", ("n_train_good", "n_test_good", "n_test_anomalous"))
     products["product_path"] = paths["root"] + "/" + products["product"]
     tables = {
         "images": Table(paths["images"], images),
@@ -347,10 +350,9 @@ def split_gate(split: pd.DataFrame, manifest: pd.DataFrame, paths: dict[str, str
     )
     coverage["_merge"] = coverage["_merge"].astype(str)
     coverage["image_path"] = coverage["image_path"].fillna(coverage["image_id"])
-    products = product_counts(split, "split")
-    for col in ("n_validation_good", "n_validation_anomalous", "n_test_good", "n_test_anomalous"):
-        if col not in products:
-            products[col] = 0
+    products = product_counts(
+        split, "split", ("n_validation_good", "n_validation_anomalous", "n_test_good", "n_test_anomalous")
+    )
     n_manifest = manifest.groupby("product").size().rename("n_manifest")
     n_split = split.groupby("product").size().rename("n_split")
     products = products.merge(n_manifest, on="product", how="outer").merge(n_split, on="product", how="outer")
