@@ -25,6 +25,8 @@ TINY = {
     },
     "split": {"seed": 0, "val_fraction": 0.3},
     "gates": {"empty_mask": "warn"},
+    "threshold": {"method": "iou"},
+    "evaluate": {"aupro_fpr_limit": 0.3, "bootstrap": 200, "confidence": 0.95, "seed": 0},
     "models": ["padim", "ae"],
     "backbone": {"name": "efficientnet_lite0", "weights": "package", "layers": ["blocks.1", "blocks.2", "blocks.4"]},
     "train": {"seed": 0, "epochs": 1, "batch_size": 4, "num_workers": 0},

@@ -34,6 +34,10 @@ def _stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+def _cells(*stages: str) -> set[str]:
+    return {f"{stage}@{model}-nut" for stage in stages for model in ("padim", "ae")}
+
+
 def _set_params(repo: Path, **sections) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for section, values in sections.items():
@@ -74,10 +78,9 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
 def test_repro_builds_every_stage(repo):
     root, env = repo
     out = _run(["dvc", "repro"], root, env)
-    cells = {f"{stage}@{model}-nut" for stage in ("train", "predict") for model in ("padim", "ae")}
     assert _stages_run(out.stdout) == {
         "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split", "gate_split", "summary",
-        "gate_maps", *cells,
+        "gate_maps", "metrics", "report", *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
     meta = json.loads((root / "models/padim/nut/meta.json").read_text())
@@ -89,6 +92,14 @@ def test_repro_builds_every_stage(repo):
     assert summary["images"]["train"] == 9
     metrics = _run(["dvc", "metrics", "show", "--json"], root, env).stdout
     assert '"total": 36' in metrics.replace(" ", "").replace('"total":36', '"total": 36')
+    headline = json.loads((root / "reports/metrics.json").read_text())
+    assert set(headline) == {"padim", "ae"}
+    for block in headline.values():
+        assert 0 <= block["image_auroc"] <= 1 and 0 <= block["mean_iou"] <= 1
+        assert set(block["mean_iou_by_rule"]) == {"roc", "iou", "pr"}
+    page = (root / "reports/report.html").read_text()
+    assert "Table 1" in page and "data:image/png;base64," in page
+    assert "http://" not in page and "https://" not in page, "the report must open offline"
 
 
 def test_second_repro_does_nothing(repo):
@@ -102,7 +113,14 @@ def test_clean_rebuild_is_byte_identical(repo):
     root, env = repo
     before = {
         p: (root / p).read_bytes()
-        for p in ("data/split.csv", "data/manifest.csv", "data/categories.csv", "data/maps/padim/nut.npz")
+        for p in (
+            "data/split.csv",
+            "data/manifest.csv",
+            "data/categories.csv",
+            "data/maps/padim/nut.npz",
+            "reports/thresholds/padim/nut.json",
+            "reports/evaluate/padim/nut.csv",
+        )
     }
     raw_before = tree_digest(root / "data/raw/synthetic")
     for p in before:
@@ -143,7 +161,26 @@ def test_exp_run_with_fewer_models_retrains_nothing(repo):
     out = _run(["dvc", "exp", "run", "-n", "padim-only", "-S", "models=[padim]"], root, env)
     ran = _stages_run(out.stdout)
     assert not any(s.startswith(("train@", "predict@")) for s in ran), ran
-    assert ran <= {"gate_maps"}
+    assert ran <= {"gate_maps", "metrics", "report"}
+
+
+def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo):
+    root, env = repo
+    _run(["git", "checkout", "--", "params.yaml"], root, env)
+    _run(["dvc", "checkout", "-q"], root, env, check=False)
+    _run(["dvc", "repro"], root, env)
+    before = json.loads((root / "reports/metrics.json").read_text())
+    out = _run(["dvc", "exp", "run", "-n", "rule-pr", "-S", "threshold.method=pr"], root, env)
+    assert _stages_run(out.stdout) == {"metrics", "report"}
+    after = json.loads((root / "reports/metrics.json").read_text())
+    for model in before:
+        assert after[model]["mean_iou"] == after[model]["mean_iou_by_rule"]["pr"]
+        assert after[model]["mean_iou_by_rule"] == before[model]["mean_iou_by_rule"]
+    shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
+    assert "rule-pr" in shown and "padim.mean_iou" in shown
+    plots = _run(["dvc", "plots", "show", "-o", "plots_out"], root, env)
+    page = (root / "plots_out/index.html").read_text()
+    assert "<img" in page and "<script src=" not in page, plots.stdout
 
 
 def test_changing_split_seed_reruns_only_split_and_later(repo):
@@ -154,8 +191,8 @@ def test_changing_split_seed_reruns_only_split_and_later(repo):
     _set_params(root, split={"seed": 1})
     out = _run(["dvc", "repro"], root, env)
     assert _stages_run(out.stdout) == {
-        "split", "gate_split", "summary", "gate_maps",
-        *(f"{stage}@{model}-nut" for stage in ("train", "predict") for model in ("padim", "ae")),
+        "split", "gate_split", "summary", "gate_maps", "metrics", "report",
+        *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     _run(["git", "checkout", "--", "params.yaml"], root, env)
 

@@ -147,6 +147,62 @@ def cmd_predict(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_thresholds(args: argparse.Namespace) -> None:
+    """Fit every threshold rule of one (model, product) cell on its validation split."""
+    from iadbench.data.manifest import read_table
+    from iadbench.evaluation.thresholds import write_cell
+    from iadbench.params import DataParams
+
+    dataset = DataParams.from_params(_params(args)).dataset
+    doc = write_cell(args.model, args.product, read_table(SPLIT), dataset)
+    levels = [lv for lv in ("pixel", "image") if doc[lv]]
+    summary = "; ".join(f"{lv}: " + ", ".join(f"{r}={f['threshold']:.4g}" for r, f in doc[lv].items()) for lv in levels)
+    print(f"thresholds {args.model}/{args.product} ({doc['validation']['images']} validation images): {summary}")
+    for note in doc["image_notes"] + (doc["pixel_notes"] or []):
+        print(f"note: {note}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Evaluate one (model, product) cell on its test split at every fitted threshold."""
+    from iadbench.data.manifest import read_table
+    from iadbench.evaluation.evaluate import write_cell
+    from iadbench.params import EvaluateParams
+
+    limit = EvaluateParams.from_params(_params(args)).aupro_fpr_limit
+    doc = write_cell(args.model, args.product, read_table(SPLIT), limit)
+    pixel = doc["pixel"] or {}
+    print(
+        f"evaluated {args.model}/{args.product} on {doc['test']['images']} test images: image AUROC "
+        f"{_fmt(doc['image']['auroc'])}, pixel AUPRO {_fmt(pixel.get('aupro'))}, mean IoU "
+        + ", ".join(f"{r} {_fmt(v['mean_iou'])}" for r, v in pixel.get("at", {}).items())
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def cmd_metrics(args: argparse.Namespace) -> None:
+    """Pool every cell into reports/metrics.json and the category and product tables."""
+    from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE, write_tables
+
+    metrics = write_tables(_params(args))
+    for model, block in metrics.items():
+        print(f"{model:14s} mean IoU {_fmt(block['mean_iou'])} [{_fmt(block['mean_iou_lo'])}, "
+              f"{_fmt(block['mean_iou_hi'])}]  image AUROC {_fmt(block['image_auroc'])}  "
+              f"pixel AUPRO {_fmt(block['pixel_aupro'])}")  # fmt: skip
+    print(f"wrote {METRICS}, {CATEGORY_TABLE}, {PRODUCT_TABLE}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """Write reports/report.html and reports/report.md with tables, threshold curves and overlays."""
+    from iadbench.data.manifest import read_table
+    from iadbench.evaluation.report import write_report
+
+    written = write_report(_params(args), read_table(SPLIT))
+    print("wrote " + ", ".join(map(str, written)))
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     """Print the model registry."""
     from iadbench.models.registry import MODELS
@@ -195,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = verb(name, func, text)
         p.add_argument("--model", required=True, help="a registry name (iadbench models lists them)")
         p.add_argument("--product", required=True)
+    for name, func, text in (
+        ("thresholds", cmd_thresholds, "fit ROC-T, IoU-T, PR-T and good_fpr1 of one cell on its validation split"),
+        ("evaluate", cmd_evaluate, "evaluate one cell on its test split at every fitted threshold"),
+    ):
+        p = verb(name, func, text)
+        p.add_argument("--model", required=True, help="a registry name (iadbench models lists them)")
+        p.add_argument("--product", required=True)
+    verb("metrics", cmd_metrics, "pool all cells into reports/metrics.json and reports/tables/ (params: threshold)")
+    verb("report", cmd_report, "write reports/report.html and .md (tables, curves, overlays)")
     verb("models", cmd_models, "list the registered models")
     verb("summary", cmd_summary, "write reports/data_summary.json (DVC metrics)")
     i = verb("import", cmd_import, "copy an MVTec-layout folder to data/raw/NAME and `dvc add` it")

@@ -211,3 +211,47 @@ class TrainParams:
         _check(out.batch_size >= 1, f"{w}.batch_size must be >= 1, got {out.batch_size}")
         _check(out.num_workers >= 0, f"{w}.num_workers must be >= 0, got {out.num_workers}")
         return out
+
+
+@dataclass(frozen=True)
+class ThresholdParams:
+    """``threshold``: the rule behind the headline numbers (every rule is fitted and reported regardless)."""
+
+    method: str
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> ThresholdParams:
+        """Validate ``threshold.method`` ∈ {roc, iou, pr}."""
+        from iadbench.metrics.curves import RULES
+
+        s = _section(params, "threshold", source)
+        method = _get(s, "method", str, f"{source}: threshold")
+        _check(method in RULES, f"{source}: threshold.method must be one of {list(RULES)}, got {method!r}")
+        return cls(method)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """``evaluate``: AUPRO's FPR limit and the bootstrap behind the 95 % confidence intervals."""
+
+    aupro_fpr_limit: float
+    bootstrap: int
+    confidence: float
+    seed: int
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> EvaluateParams:
+        """Validate: 0 < aupro_fpr_limit ≤ 1, bootstrap ≥ 0 (0 = no intervals), 0 < confidence < 1, seed ≥ 0."""
+        s = _section(params, "evaluate", source)
+        w = f"{source}: evaluate"
+        out = cls(
+            _get(s, "aupro_fpr_limit", float, w),
+            _get(s, "bootstrap", int, w),
+            _get(s, "confidence", float, w),
+            _get(s, "seed", int, w),
+        )
+        _check(0 < out.aupro_fpr_limit <= 1, f"{w}.aupro_fpr_limit must be in (0, 1], got {out.aupro_fpr_limit}")
+        _check(out.bootstrap >= 0, f"{w}.bootstrap must be >= 0, got {out.bootstrap}")
+        _check(0 < out.confidence < 1, f"{w}.confidence must be in (0, 1), got {out.confidence}")
+        _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
+        return out

@@ -119,16 +119,43 @@ def _sortable_float16_keys(bits: np.ndarray) -> np.ndarray:
     return np.where(negative, 0xFFFF - bits, bits | 0x8000).astype(np.int64)
 
 
+class Float16Histogram:
+    """Streaming form of the float16 path: add chunks of (scores, labels), read exact :class:`Counts` at the end.
+
+    Memory is two 65,536-bin float64 histograms plus one chunk's keys, whatever the number of pixels, so the
+    pixel curves of hundreds of maps need no more than the maps themselves. Positive weights must be > 0 (a
+    weight of 0 would make its score vanish from the thresholds).
+    """
+
+    def __init__(self) -> None:
+        self.pos = np.zeros(65536, dtype=np.float64)
+        self.neg = np.zeros(65536, dtype=np.float64)
+        self.n_pos_unweighted = 0
+
+    def add(self, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Count one chunk (any shape; ``scores`` float16, ``labels`` bool, ``weights`` float or None)."""
+        scores = np.asarray(scores)
+        if scores.dtype != np.float16:
+            raise ValueError(f"Float16Histogram needs float16 scores, got {scores.dtype}")
+        scores, labels = _validate(scores, labels)
+        scores = np.where(scores == 0, np.float16(0), scores)  # -0.0 and +0.0 are one score
+        keys = _sortable_float16_keys(scores.view(np.uint16))
+        self.neg += np.bincount(keys[~labels], minlength=65536)
+        pos_w = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()[labels]
+        self.pos += np.bincount(keys[labels], weights=pos_w, minlength=65536)
+        self.n_pos_unweighted += int(labels.sum())
+
+    def counts(self, positive_scale: float = 1.0) -> Counts:
+        """Cumulative counts over the distinct scores seen, descending; TP multiplied by ``positive_scale``."""
+        present = np.flatnonzero((self.pos > 0) | (self.neg > 0))[::-1]
+        tp = np.cumsum(self.pos[present]) * positive_scale
+        fp = np.cumsum(self.neg[present])
+        key_to_bits = np.where(present >= 0x8000, present & 0x7FFF, 0xFFFF - present).astype(np.uint16)
+        thresholds = key_to_bits.view(np.float16).astype(np.float64)
+        return Counts(thresholds, tp, fp, float(self.pos.sum()) * positive_scale, float(self.neg.sum()))
+
+
 def _counts_float16(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> Counts:
-    scores = np.where(scores == 0, np.float16(0), scores)  # -0.0 and +0.0 are one score
-    keys = _sortable_float16_keys(scores.view(np.uint16))
-    neg = np.bincount(keys[~labels], minlength=65536).astype(np.float64)
-    pos_w = None if weights is None else weights[labels]
-    pos = np.bincount(keys[labels], weights=pos_w, minlength=65536).astype(np.float64)
-    present = np.flatnonzero(np.bincount(keys, minlength=65536))[::-1]  # distinct scores, descending
-    tp = np.cumsum(pos[present])
-    fp = np.cumsum(neg[present])
-    key_to_bits = np.where(present >= 0x8000, present & 0x7FFF, 0xFFFF - present).astype(np.uint16)
-    thresholds = key_to_bits.view(np.float16).astype(np.float64)
-    n_pos = float(labels.sum()) if weights is None else float(pos.sum())
-    return Counts(thresholds, tp, fp, n_pos, float((~labels).sum()))
+    histogram = Float16Histogram()
+    histogram.add(scores, labels, weights)
+    return histogram.counts()

@@ -1,0 +1,1 @@
+"""Thresholds, evaluation, tables and report: everything after the maps gate."""

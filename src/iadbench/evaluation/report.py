@@ -1,0 +1,226 @@
+"""The report stage: ``reports/report.html`` (self-contained, opens offline) and ``reports/report.md``.
+
+Every number is read from the metrics stage's artifacts (``reports/metrics.json``, ``reports/tables/*.csv``) and
+the evaluate/thresholds files; nothing is typed. Figures are PNGs under ``reports/figures`` (also DVC image plots,
+which ``dvc plots show``/``diff`` render with no script from the network); the HTML embeds them as data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from iadbench.evaluation.cells import load_cell, thresholds_path
+from iadbench.evaluation.evaluate import GOOD_ONLY_RULE, ORACLE, evaluate_path
+from iadbench.evaluation.figures import category_bars, overlays, threshold_curves
+from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE
+from iadbench.params import ThresholdParams
+from iadbench.taxonomy import DEFECT_CATEGORIES, DEFECT_DEFINITIONS, split_categories
+
+REPORT_HTML = Path("reports/report.html")
+REPORT_MD = Path("reports/report.md")
+FIGURES = Path("reports/figures")
+TABLE_RULES = ("roc", "iou", "pr", GOOD_ONLY_RULE, ORACLE)
+RULE_NAMES = {"roc": "ROC-T", "iou": "IoU-T", "pr": "PR-T", GOOD_ONLY_RULE: "good-FPR1 (good only)",
+              ORACLE: "oracle (upper bound)"}  # fmt: skip
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A table cell: numbers to ``digits`` places, missing values as an en dash."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "–" if value is None else str(value)
+    return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def table1(categories: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Table 1 layout: rows category × dataset, columns model × rule, cells mean per-image IoU (n images)."""
+    models = list(dict.fromkeys(categories["model"]))
+    rules = [r for r in TABLE_RULES if r in set(categories["rule"])]
+    header = ["category", "dataset", "n"] + [f"{m} {RULE_NAMES[r]}" for m in models for r in rules]
+    body = []
+    keys = categories[["kind", "group", "dataset"]].drop_duplicates()
+    for kind, group, dataset in keys.itertuples(index=False):
+        rows = categories[(categories["kind"] == kind) & (categories["group"] == group)]
+        n = int(rows["n_iou"].max()) if "n_iou" in rows and rows["n_iou"].notna().any() else 0
+        label = {"defect_category": group, "background": f"background {group}", "all": "all images"}[kind]
+        cells = []
+        for m in models:
+            for r in rules:
+                hit = rows[(rows["model"] == m) & (rows["rule"] == r)]
+                value = hit["mean_iou"].iloc[0] if len(hit) and "mean_iou" in hit else None
+                cells.append("absent" if n == 0 else fmt(value))
+        body.append([label, dataset, str(n), *cells])
+    return header, body
+
+
+def detail_table(categories: pd.DataFrame, method: str) -> tuple[list[str], list[list[str]]]:
+    """At the headline rule: mean IoU with its interval, pooled IoU, pixel FPR on good images, image figures."""
+    header = ["model", "category", "dataset", "n images", "mean IoU [95 % CI]", "pooled IoU", "pixel FPR (good)",
+              "image recall", "image false alarms", "image F1 [95 % CI]"]  # fmt: skip
+    body = []
+    for r in categories[categories["rule"] == method].itertuples(index=False):
+        d = r._asdict()
+        absent = d.get("n_images", 0) == 0
+        body.append([d["model"], d["group"] if d["kind"] != "background" else f"background {d['group']}",
+                     d["dataset"], str(d["n_images"]),
+                     "absent" if absent else f"{fmt(d.get('mean_iou'))} [{fmt(d.get('mean_iou_lo'))}, "
+                     f"{fmt(d.get('mean_iou_hi'))}]",
+                     fmt(d.get("pooled_iou")), fmt(d.get("pixel_fpr_good"), 4), fmt(d.get("image_recall")),
+                     fmt(d.get("image_false_alarm")),
+                     f"{fmt(d.get('image_f1'))} [{fmt(d.get('image_f1_lo'))}, {fmt(d.get('image_f1_hi'))}]"
+                     if pd.notna(d.get("image_f1")) else "–"])  # fmt: skip
+    return header, body
+
+
+def product_rows(products: pd.DataFrame, method: str) -> tuple[list[str], list[list[str]]]:
+    """Per product and model: counts, threshold-free metrics, figures at the headline rule."""
+    header = ["model", "product", "test good/anomalous", "image AUROC [95 % CI]", "image F1-max", "PG2", "PB2",
+              "FPR@95TPR", "pixel AUROC", "pixel AP", "pixel F1-max", "AUPRO@0.3", f"mean IoU ({method})",
+              f"image F1 ({method})", "rule used", "image score"]  # fmt: skip
+    body = []
+    for r in products.to_dict("records"):
+        body.append([r["model"], r["product"], f"{r['n_good']}/{r['n_anomalous']}",
+                     f"{fmt(r['image_auroc'])} [{fmt(r['image_auroc_lo'])}, {fmt(r['image_auroc_hi'])}]",
+                     fmt(r["image_f1_max"]), fmt(r["image_pg2"]), fmt(r["image_pb2"]), fmt(r["image_fpr_at_95tpr"]),
+                     fmt(r["pixel_auroc"]), fmt(r["pixel_ap"]), fmt(r["pixel_f1_max"]), fmt(r["pixel_aupro"]),
+                     fmt(r.get(f"mean_iou@{method}")), fmt(r.get(f"image_f1@{method}")), str(r["rule_used"]),
+                     str(r["image_score"])])  # fmt: skip
+    return header, body
+
+
+def md_table(header: list[str], body: list[list[str]]) -> str:
+    """A GitHub Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+
+
+def html_table(header: list[str], body: list[list[str]]) -> str:
+    """An HTML table (escaped)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method: str) -> list[dict[str, Any]]:
+    """Best and worst test image (per-image IoU at ``method``) of every defect category, across products."""
+    frames = []
+    for product in products:
+        csv = evaluate_path(model, product).with_suffix(".csv")
+        t = pd.read_csv(csv, keep_default_na=False, na_values=[""], dtype={"defect_categories": str})
+        frames.append(t)
+    table = pd.concat(frames, ignore_index=True)
+    col = f"iou_{method}"
+    if col not in table:
+        return []
+    table = table[np.isfinite(table[col].astype(float))]
+    picks: list[tuple[str, str, pd.Series]] = []
+    for category in DEFECT_CATEGORIES:
+        rows = table[table["defect_categories"].fillna("").map(split_categories).map(lambda cs, c=category: c in cs)]
+        if rows.empty:
+            continue
+        ordered = rows.sort_values([col, "image_id"], ascending=[False, True])
+        picks.append((category, "best", ordered.iloc[0]))
+        if len(ordered) > 1:
+            picks.append((category, "worst", ordered.iloc[-1]))
+    panels, cells = [], {}
+    for category, which, row in picks:
+        product = row["product"]
+        if product not in cells:
+            cells[product] = load_cell(model, product, split, "test")
+            cells[product].index = {k: i for i, k in enumerate(cells[product].rows["image_id"])}
+        cell = cells[product]
+        i = cell.index[row["image_id"]]
+        tp, fp, fn = (float(row[f"pix_{method}_{k}"]) for k in ("tp", "fp", "fn"))
+        negatives = float(row["pixels"]) - (tp + fn)
+        fitted = json.loads(thresholds_path(model, product).read_text())
+        used = json.loads(evaluate_path(model, product).read_text())["rule_used"]["pixel"][method]
+        panels.append({
+            "image": cell.rows["image_path"].iloc[i], "mask": cell.masks[i], "map": cell.maps[i],
+            "threshold": fitted["pixel"][used]["threshold"],
+            "label": f"{category} · {which} · {row['image_id']}",
+            "iou": float(row[col]), "f1": 2 * tp / max(2 * tp + fp + fn, 1), "fpr": fp / max(negatives, 1),
+        })  # fmt: skip
+    return panels
+
+
+def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
+    """Render the figures, ``report.md`` and ``report.html`` from the pipeline's artifacts."""
+    method = ThresholdParams.from_params(params).method
+    models, products = list(params["models"]), list(params["data"]["products"])
+    dataset = str(params["data"]["dataset"])
+    categories = pd.read_csv(CATEGORY_TABLE)
+    per_product = pd.read_csv(PRODUCT_TABLE)
+    metrics = json.loads(METRICS.read_text())
+    for old in FIGURES.glob("*.png") if FIGURES.is_dir() else []:
+        old.unlink()
+    figures: list[tuple[str, Path]] = [
+        ("Mean IoU per defect category", category_bars(categories, method, FIGURES / "category_iou.png"))
+    ]
+    for model in models:
+        for product in products:
+            path = thresholds_path(model, product)
+            curves = pd.read_csv(path.with_suffix(".curves.csv"))
+            fitted = json.loads(path.read_text())
+            title = f"{model} / {product}: validation curves and fitted thresholds"
+            figures.append((title, threshold_curves(curves, fitted, title, FIGURES / f"curves_{model}_{product}.png")))
+    for model in models:
+        panels = overlay_panels(model, products, split, method)
+        if panels:
+            title = f"{model}: best and worst test image per defect category ({RULE_NAMES[method]})"
+            figures.append((title, overlays(panels, title, FIGURES / f"overlays_{model}.png")))
+
+    t1 = table1(categories)
+    detail = detail_table(categories, method)
+    prod = product_rows(per_product, method)
+    headline_rows = [[m, fmt(b.get("mean_iou")), f"[{fmt(b.get('mean_iou_lo'))}, {fmt(b.get('mean_iou_hi'))}]",
+                      fmt(b.get("pooled_iou")), fmt(b.get("pixel_fpr_good"), 4), fmt(b.get("image_f1")),
+                      fmt(b.get("image_auroc")), fmt(b.get("pg2")), fmt(b.get("pixel_aupro")),
+                      fmt(b.get("oracle_mean_iou"))] for m, b in metrics.items()]  # fmt: skip
+    headline_header = ["model", f"mean IoU ({RULE_NAMES[method]})", "95 % CI", "pooled IoU", "pixel FPR (good)",
+                       "image F1", "image AUROC", "PG2", "AUPRO@0.3", "oracle mean IoU (upper bound)"]  # fmt: skip
+    intro = (
+        f"Dataset **{dataset}**, models {', '.join(models)}, products {', '.join(products)}. Thresholds are fitted "
+        f"per (model, product) on the validation split only; every number is measured on the test split. Headline "
+        f"rule: **{RULE_NAMES[method]}** (`threshold.method` in params.yaml). The oracle column uses the "
+        "test-optimal threshold: an upper bound, not a result."
+    )
+    definitions = "; ".join(f"**{k}**: {v}" for k, v in DEFECT_DEFINITIONS.items())
+    sections = [
+        ("Headline (all products)", headline_header, headline_rows),
+        ("Table 1 — mean per-image IoU by category × dataset (columns: model × threshold rule)", *t1),
+        (f"Per category at {RULE_NAMES[method]}", *detail),
+        ("Per product", *prod),
+    ]
+    md = [f"# iadbench report\n\n{intro}\n\nDefect categories — {definitions}.\n"]
+    for title, header, body in sections:
+        md.append(f"## {title}\n\n{md_table(header, body)}\n")
+    md.append("## Figures\n")
+    md += [f"### {title}\n\n![{title}](figures/{path.name})\n" for title, path in figures]
+    REPORT_MD.write_text("\n".join(md))
+
+    parts = [f"<h1>iadbench report</h1><p>{html.escape(intro).replace('**', '')}</p>",
+             f"<p>{html.escape(definitions).replace('**', '')}</p>"]  # fmt: skip
+    for title, header, body in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>{html_table(header, body)}")
+    parts.append("<h2>Figures</h2>")
+    for title, path in figures:
+        data = base64.b64encode(path.read_bytes()).decode()
+        parts.append(
+            f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+        )
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:12px;"
+             "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}")  # fmt: skip
+    REPORT_HTML.write_text(
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>iadbench report</title><style>{style}</style>"
+        f"</head><body>{''.join(parts)}</body></html>\n"
+    )
+    return [REPORT_HTML, REPORT_MD, FIGURES]

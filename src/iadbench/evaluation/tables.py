@@ -1,0 +1,234 @@
+"""The metrics stage: per-image results of every cell pooled into the category tables, headline metrics and intervals.
+
+Rows follow Table 1 of "Rethinking Benchmarking Framework of Self-Supervised Learning Approaches for Anomaly
+Localization": defect category (structural / surface / contamination / combined), background category (with /
+without) and all images, each × dataset; columns model × threshold rule. A category score is the mean per-image IoU
+over the test images carrying that category (an image with two categories counts in both). A category with no test
+image is reported as absent (``n_images = 0``, values null), never as 0.
+
+Confidence intervals are percentile bootstrap intervals over test images (``evaluate.bootstrap`` resamples, seeded
+by ``evaluate.seed``): a ratio of sums (pooled IoU, image F1) is resampled image by image; image AUROC is resampled
+within each product and class, and the all-products value is the mean over products (threshold-free metrics are
+macro-averaged over products, as scores of different products are not on one scale).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from iadbench.errors import InputError
+from iadbench.evaluation.cells import json_ready
+from iadbench.evaluation.evaluate import ORACLE, PIXEL_RULES, evaluate_path
+from iadbench.metrics.counts import confusion_counts
+from iadbench.metrics.curves import auroc
+from iadbench.params import EvaluateParams
+from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, split_categories
+
+METRICS = Path("reports/metrics.json")
+TABLES_DIR = Path("reports/tables")
+CATEGORY_TABLE = TABLES_DIR / "categories.csv"
+PRODUCT_TABLE = TABLES_DIR / "products.csv"
+THRESHOLD_FREE = {
+    "image": ("auroc", "f1_max", "pg2", "pb2", "fpr_at_95tpr"),
+    "pixel": ("auroc", "ap", "f1_max", "aupro"),
+}
+
+
+def read_cells(models: list[str], products: list[str]) -> tuple[pd.DataFrame, dict[tuple[str, str], dict]]:
+    """All per-image rows and cell documents written by the evaluate stage."""
+    frames, docs = [], {}
+    for model in models:
+        for product in products:
+            path = evaluate_path(model, product)
+            csv = path.with_suffix(".csv")
+            if not path.is_file() or not csv.is_file():
+                raise InputError(path, "evaluation of this cell not found", "run the evaluate stage (dvc repro)")
+            docs[(model, product)] = json.loads(path.read_text())
+            frames.append(pd.read_csv(csv, keep_default_na=False, na_values=[""], dtype={"defect_categories": str}))
+    table = pd.concat(frames, ignore_index=True)
+    table["defect_categories"] = table["defect_categories"].fillna("")
+    return table, docs
+
+
+def _rng(seed: int, key: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+
+
+def ratio_ci(num: np.ndarray, den: np.ndarray, p: EvaluateParams, key: str) -> tuple[float, float]:
+    """Percentile interval of Σnum/Σden over ``p.bootstrap`` resamples of the rows; NaNs if undefined."""
+    n = len(num)
+    if p.bootstrap == 0 or n == 0:
+        return float("nan"), float("nan")
+    idx = _rng(p.seed, key).integers(0, n, size=(p.bootstrap, n))
+    top, bottom = num[idx].sum(axis=1), den[idx].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stats = np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1), np.nan)
+    return _percentiles(stats, p.confidence)
+
+
+def _percentiles(stats: np.ndarray, confidence: float) -> tuple[float, float]:
+    stats = stats[np.isfinite(stats)]
+    if not len(stats):
+        return float("nan"), float("nan")
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def auroc_replicates(scores: np.ndarray, labels: np.ndarray, p: EvaluateParams, key: str) -> np.ndarray:
+    """``p.bootstrap`` AUROCs of class-stratified resamples (each class resampled within itself)."""
+    pos, neg = scores[labels], scores[~labels]
+    if p.bootstrap == 0 or not len(pos) or not len(neg):
+        return np.full(p.bootstrap, np.nan)
+    rng = _rng(p.seed, key)
+    out = np.empty(p.bootstrap)
+    y = np.r_[np.ones(len(pos), bool), np.zeros(len(neg), bool)]
+    for b in range(p.bootstrap):
+        s = np.r_[pos[rng.integers(0, len(pos), len(pos))], neg[rng.integers(0, len(neg), len(neg))]]
+        out[b] = auroc(confusion_counts(s, y))
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")
+
+
+def group_rows(table: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(kind, group, rows) for every Table-1 row: defect categories, backgrounds, all images."""
+    anomalous = table["label"] == "anomalous"
+    cats = table["defect_categories"].map(split_categories)
+    out = [("defect_category", c, table[anomalous & cats.map(lambda cs, c=c: c in cs)]) for c in DEFECT_CATEGORIES]
+    out += [("background", b, table[table["background"] == b]) for b in BACKGROUNDS]
+    out.append(("all", "all", table))
+    return out
+
+
+def group_metrics(rows: pd.DataFrame, rule: str, p: EvaluateParams, key: str) -> dict[str, Any]:
+    """Threshold-dependent figures of one group of images at one rule (see the module docstring)."""
+    anomalous = (rows["label"] == "anomalous").to_numpy()
+    good = ~anomalous
+    out: dict[str, Any] = {"n_images": len(rows), "n_good": int(good.sum()), "n_anomalous": int(anomalous.sum())}
+    iou_col = f"iou_{rule}"
+    if iou_col in rows:
+        values = rows[iou_col].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        out["n_iou"] = len(values)
+        out["mean_iou"] = float(values.mean()) if len(values) else float("nan")
+        out["mean_iou_lo"], out["mean_iou_hi"] = ratio_ci(values, np.ones(len(values)), p, key + ":miou")
+        has = rows["has_mask"].astype(str).str.lower().eq("true").to_numpy() | good
+        tp, fp, fn = (rows[f"pix_{rule}_{k}"].to_numpy(dtype=float)[has] for k in ("tp", "fp", "fn"))
+        out["pooled_iou"] = _ratio(tp.sum(), (tp + fp + fn).sum())
+        out["pooled_iou_lo"], out["pooled_iou_hi"] = ratio_ci(tp, tp + fp + fn, p, key + ":piou")
+        pixels = rows["pixels"].to_numpy(dtype=float)
+        out["pixel_fpr_good"] = _ratio(rows[f"pix_{rule}_fp"].to_numpy(dtype=float)[good].sum(), pixels[good].sum())
+    pred_col = f"img_{rule}_pred"
+    if pred_col in rows:
+        pred = rows[pred_col].to_numpy(dtype=bool)
+        tp, fp = (pred & anomalous).astype(float), (pred & good).astype(float)
+        fn = (~pred & anomalous).astype(float)
+        out["image_recall"] = _ratio(tp.sum(), anomalous.sum())
+        out["image_false_alarm"] = _ratio(fp.sum(), good.sum())
+        if anomalous.any() and good.any():
+            out["image_f1"] = _ratio(2 * tp.sum(), (2 * tp + fp + fn).sum())
+            out["image_f1_lo"], out["image_f1_hi"] = ratio_ci(2 * tp, 2 * tp + fp + fn, p, key + ":if1")
+    return out
+
+
+def category_table(table: pd.DataFrame, dataset: str, p: EvaluateParams) -> pd.DataFrame:
+    """Long-format Table 1: one row per (model, rule, row kind, group)."""
+    records = []
+    for model, rows_m in table.groupby("model", sort=False):
+        for kind, group, rows in group_rows(rows_m):
+            for rule in PIXEL_RULES:
+                if f"iou_{rule}" not in rows and f"img_{rule}_pred" not in rows:
+                    continue
+                key = f"{model}:{kind}:{group}:{rule}"
+                records.append({"model": model, "rule": rule, "kind": kind, "group": group, "dataset": dataset,
+                                **group_metrics(rows, rule, p, key)})  # fmt: skip
+    return pd.DataFrame.from_records(records)
+
+
+def product_table(
+    docs: dict[tuple[str, str], dict], table: pd.DataFrame, method: str, p: EvaluateParams
+) -> pd.DataFrame:
+    """One row per (model, product): counts, threshold-free metrics, figures at the headline rule."""
+    records = []
+    for (model, product), doc in docs.items():
+        rows = table[(table["model"] == model) & (table["product"] == product)]
+        rec: dict[str, Any] = {"model": model, "product": product, "dataset": doc.get("dataset")}
+        rec["image_score"] = doc.get("image_score")
+        rec.update({f"n_{k}": v for k, v in doc["test"].items()})
+        for level, names in THRESHOLD_FREE.items():
+            section = doc.get(level) or {}
+            rec.update({f"{level}_{name}": section.get(name) for name in names})
+        reps = auroc_replicates(rows["score"].to_numpy(float), (rows["label"] == "anomalous").to_numpy(), p,
+                                f"{model}:{product}:auroc")  # fmt: skip
+        rec["image_auroc_lo"], rec["image_auroc_hi"] = _percentiles(reps, p.confidence)
+        rec["_auroc_replicates"] = reps
+        rec.update({f"{k}@{method}": v for k, v in group_metrics(rows, method, p, f"{model}:{product}:{method}").items()
+                    if k.startswith(("mean_iou", "pooled_iou", "pixel_fpr", "image_f1", "image_false"))})  # fmt: skip
+        rec["rule_used"] = (doc["rule_used"]["pixel"] or doc["rule_used"]["image"]).get(method)
+        rec["notes"] = "; ".join(doc.get("notes", []))
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def headline(
+    categories: pd.DataFrame, products: pd.DataFrame, method: str, p: EvaluateParams
+) -> dict[str, dict[str, Any]]:
+    """``reports/metrics.json``: one flat block per model with stable keys (null where a metric is undefined)."""
+    out: dict[str, dict[str, Any]] = {}
+    for model, prod in products.groupby("model", sort=False):
+        cats = categories[categories["model"] == model]
+        every = cats[(cats["kind"] == "all") & (cats["rule"] == method)].iloc[0]
+        reps = np.vstack(prod["_auroc_replicates"].to_list()) if p.bootstrap else np.empty((0, 0))
+        lo, hi = _percentiles(np.nanmean(reps, axis=0), p.confidence) if reps.size else (np.nan, np.nan)
+        block: dict[str, Any] = {
+            "mean_iou": every.get("mean_iou"), "mean_iou_lo": every.get("mean_iou_lo"),
+            "mean_iou_hi": every.get("mean_iou_hi"), "pooled_iou": every.get("pooled_iou"),
+            "pixel_fpr_good": every.get("pixel_fpr_good"), "image_f1": every.get("image_f1"),
+            "image_f1_lo": every.get("image_f1_lo"), "image_f1_hi": every.get("image_f1_hi"),
+            "image_false_alarm": every.get("image_false_alarm"),
+            "image_auroc": prod["image_auroc"].astype(float).mean(), "image_auroc_lo": lo, "image_auroc_hi": hi,
+        }  # fmt: skip
+        for level, names in THRESHOLD_FREE.items():
+            for name in names:
+                if level == "image" and name == "auroc":
+                    continue
+                key = name if name in ("pg2", "pb2", "fpr_at_95tpr") else f"{level}_{name}"
+                block[key] = prod[f"{level}_{name}"].astype(float).mean()
+        all_rules = cats[cats["kind"] == "all"].set_index("rule")
+        block["mean_iou_by_rule"] = {r: all_rules["mean_iou"].get(r) for r in ("roc", "iou", "pr")}
+        block["oracle_mean_iou"] = all_rules["mean_iou"].get(ORACLE)
+        by_cat = cats[(cats["kind"] == "defect_category") & (cats["rule"] == method)].set_index("group")
+        block["mean_iou_by_category"] = {c: by_cat["mean_iou"].get(c) for c in DEFECT_CATEGORIES}
+        block["n_test_images"] = int(every["n_images"])
+        block["n_good_only_products"] = int((prod["rule_used"] == "good_fpr1").sum())
+        out[model] = block
+    return json_ready(out)
+
+
+def write_tables(params: dict[str, Any]) -> dict[str, Any]:
+    """Write ``reports/metrics.json`` and ``reports/tables/{categories,products}.csv``."""
+    from iadbench.params import ThresholdParams
+
+    method = ThresholdParams.from_params(params).method
+    p = EvaluateParams.from_params(params)
+    models, products = list(params["models"]), list(params["data"]["products"])
+    table, docs = read_cells(models, products)
+    dataset = str(params["data"]["dataset"])
+    categories = category_table(table, dataset, p)
+    per_product = product_table(docs, table, method, p)
+    metrics = headline(categories, per_product, method, p)
+    TABLES_DIR.mkdir(parents=True, exist_ok=True)
+    categories.to_csv(CATEGORY_TABLE, index=False, float_format="%.6g")
+    per_product.drop(columns="_auroc_replicates").to_csv(PRODUCT_TABLE, index=False, float_format="%.6g")
+    METRICS.parent.mkdir(parents=True, exist_ok=True)
+    METRICS.write_text(json.dumps(metrics, indent=1) + "\n")
+    return metrics

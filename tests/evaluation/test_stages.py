@@ -1,0 +1,172 @@
+"""thresholds → evaluate → metrics → report on the tiny dataset with synthetic anomaly maps (no model needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from iadbench.cli import main
+from iadbench.errors import InputError
+from iadbench.evaluation import evaluate, tables, thresholds
+from iadbench.evaluation.cells import load_mask
+from iadbench.evaluation.report import write_report
+from tests.conftest import TINY
+
+PRODUCTS = ["nut", "weave", "tiles"]
+SIZE = 32
+
+
+@pytest.fixture
+def repo(tiny_repo) -> dict:
+    params = {**TINY, "models": ["good", "noisy"], "data": {**TINY["data"], "products": PRODUCTS}}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    for verb in (["--quiet", "manifest"], ["categories"], ["split"]):
+        assert main(verb) == 0
+    write_maps(read_split())
+    return params
+
+
+def read_split() -> pd.DataFrame:
+    return pd.read_csv("data/split.csv", keep_default_na=False)
+
+
+def write_split(split: pd.DataFrame) -> None:
+    split.to_csv("data/split.csv", index=False)
+
+
+def write_maps(split: pd.DataFrame, models=("good", "noisy"), nan_at: str | None = None) -> None:
+    """'good' lights up the true mask (plus noise); 'noisy' is mostly noise."""
+    for k, model in enumerate(models):
+        rng = np.random.default_rng(k)
+        for product in PRODUCTS:
+            rows = split[(split["product"] == product) & split["split"].isin(["validation", "test"])]
+            rows = rows.sort_values("image_id")
+            masks = np.stack([load_mask(p, SIZE) for p in rows["mask_path"]]).astype(np.float32)
+            signal = 1.0 if model == "good" else 0.15
+            maps = (signal * masks + 0.3 * rng.random(masks.shape)).astype(np.float16)
+            scores = maps.reshape(len(maps), -1).max(axis=1).astype(np.float32)
+            if nan_at is not None and nan_at in set(rows["image_id"]):
+                maps[list(rows["image_id"]).index(nan_at), 0, 0] = np.nan
+            out = Path(f"data/maps/{model}/{product}.npz")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(out, image_id=rows["image_id"].to_numpy(str), split=rows["split"].to_numpy(str),
+                     scores=scores, maps=maps)  # fmt: skip
+
+
+def run_all(params: dict) -> dict:
+    split = read_split()
+    for model in params["models"]:
+        for product in PRODUCTS:
+            thresholds.write_cell(model, product, split, "synthetic")
+            evaluate.write_cell(model, product, split, 0.3)
+    return tables.write_tables(params)
+
+
+def test_whole_chain_and_its_numbers(repo):
+    metrics = run_all(repo)
+    assert metrics["good"]["mean_iou"] > 0.6 > metrics["noisy"]["mean_iou"]
+    assert metrics["good"]["image_auroc"] > metrics["noisy"]["image_auroc"]
+    assert metrics["good"]["mean_iou_lo"] <= metrics["good"]["mean_iou"] <= metrics["good"]["mean_iou_hi"]
+    assert metrics["good"]["oracle_mean_iou"] >= max(metrics["good"]["mean_iou_by_rule"].values()) - 1e-12
+
+    # the headline is the pooled per-image rows, recomputed by hand
+    rows = pd.concat([pd.read_csv(f"reports/evaluate/good/{p}.csv") for p in PRODUCTS])
+    assert metrics["good"]["mean_iou"] == pytest.approx(rows["iou_iou"].dropna().mean(), abs=1e-12)
+    keep = (rows["label"] == "good") | rows["has_mask"]
+    tp, fp, fn = (rows.loc[keep, f"pix_iou_{k}"].sum() for k in ("tp", "fp", "fn"))
+    assert metrics["good"]["pooled_iou"] == pytest.approx(tp / (tp + fp + fn), abs=1e-12)
+    cell = json.loads(Path("reports/evaluate/good/nut.json").read_text())
+    assert cell["image_score"] in {"unknown", "map_max", "model"} and cell["rule_used"]["pixel"]["iou"] == "iou"
+    assert cell["pixel"]["at"]["oracle"]["note"].startswith("test-optimal")
+
+    table = pd.read_csv("reports/tables/categories.csv")
+    assert {"structural", "surface", "contamination", "combined", "with", "without", "all"} <= set(table["group"])
+    written = write_report(repo, read_split())
+    page = Path("reports/report.html").read_text()
+    assert "Table 1" in page and "https://" not in page and "http://" not in page
+    assert (
+        Path("reports/figures/overlays_good.png").is_file() and Path("reports/figures/curves_noisy_tiles.png").is_file()
+    )
+    assert "| category | dataset | n |" in Path("reports/report.md").read_text()
+    assert written[0].is_file()
+
+
+def test_tables_are_deterministic(repo):
+    run_all(repo)
+    first = {p: Path(p).read_bytes() for p in ("reports/metrics.json", "reports/tables/categories.csv")}
+    tables.write_tables(repo)
+    assert {p: Path(p).read_bytes() for p in first} == first
+
+
+def test_product_without_anomalous_validation_uses_the_good_only_rule(repo):
+    split = read_split()
+    move = (split["product"] == "weave") & (split["split"] == "validation") & (split["label"] == "anomalous")
+    split.loc[move, "split"] = "test"
+    write_split(split)
+    write_maps(split)
+    doc = thresholds.write_cell("good", "weave", split, "synthetic")
+    assert set(doc["pixel"]) == set(doc["image"]) == {"good_fpr1"}
+    assert any("good_fpr1 used in their place" in n for n in doc["pixel_notes"])
+    assert main(["thresholds", "--model", "good", "--product", "weave"]) == 0
+    metrics = run_all(repo)
+    cell = json.loads(Path("reports/evaluate/good/weave.json").read_text())
+    assert cell["rule_used"]["pixel"]["iou"] == "good_fpr1" and cell["rule_used"]["image"]["roc"] == "good_fpr1"
+    assert metrics["good"]["n_good_only_products"] == 1
+    products = pd.read_csv("reports/tables/products.csv")
+    assert "good_fpr1 used" in products.set_index(["model", "product"]).loc[("good", "weave"), "notes"]
+
+
+def test_category_without_test_images_is_absent_not_zero(repo):
+    split = read_split()
+    hit = split["defect_categories"].str.contains("contamination") & (split["split"] == "test")
+    split.loc[hit, "split"] = "validation"
+    write_split(split)
+    write_maps(split)
+    metrics = run_all(repo)
+    assert metrics["good"]["mean_iou_by_category"]["contamination"] is None
+    table = pd.read_csv("reports/tables/categories.csv")
+    row = table[(table["model"] == "good") & (table["group"] == "contamination") & (table["rule"] == "iou")].iloc[0]
+    assert row["n_images"] == 0 and np.isnan(row["mean_iou"])
+    write_report(repo, read_split())
+    assert "absent" in Path("reports/report.md").read_text()
+
+
+def test_thresholds_from_another_split_are_refused(repo):
+    split = read_split()
+    thresholds.write_cell("good", "nut", split, "synthetic")
+    first_val = split.index[(split["product"] == "nut") & (split["split"] == "validation")][0]
+    split.loc[first_val, "split"] = "test"
+    write_split(split)
+    write_maps(split)
+    with pytest.raises(InputError, match="fitted on another split"):
+        evaluate.write_cell("good", "nut", split, 0.3)
+
+
+def test_nan_in_a_map_names_file_and_image(repo, capsys):
+    split = read_split()
+    victim = split[(split["product"] == "nut") & (split["split"] == "validation")]["image_id"].iloc[0]
+    write_maps(split, nan_at=victim)
+    assert main(["thresholds", "--model", "good", "--product", "nut"]) == 2
+    err = capsys.readouterr().err
+    assert "data/maps/good/nut.npz: anomaly maps must be finite" in err and victim in err
+    assert "Traceback" not in err
+
+
+def test_maps_of_another_split_are_refused(repo):
+    split = read_split()
+    split.loc[split.index[(split["product"] == "nut") & (split["split"] == "train")][0], "split"] = "validation"
+    with pytest.raises(InputError, match="maps do not match the validation images"):
+        thresholds.write_cell("good", "nut", split, "synthetic")
+
+
+def test_masks_are_resized_nearest_to_the_map_size(repo):
+    split = read_split()
+    path = split[split["label"] == "anomalous"]["mask_path"].iloc[0]
+    mask = load_mask(path, 17)
+    assert mask.shape == (17, 17) and mask.dtype == bool and mask.any()
+    assert not load_mask("", 9).any()
