@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+from readme_blocks import replace_block
 
 from iadbench.cli import main as iadbench
 from iadbench.models.registry import MODELS
@@ -136,12 +137,7 @@ def main() -> None:
             f"{r.get('images_per_second', '')} | {r.get('peak_rss_mb', '')} | {detail} |"
         )
     (out / "model_status.md").write_text("\n".join(lines) + "\n")
-    readme = PROJECT / "README.md"
-    start, end = "<!-- model-status:start -->", "<!-- model-status:end -->"
-    text = readme.read_text()
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
+    replace_block("model-status", lines)
 
 
 if __name__ == "__main__":

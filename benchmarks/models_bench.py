@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from PIL import Image
+from readme_blocks import replace_block
 
 PROJECT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -165,15 +166,6 @@ def bench_overhead(args: argparse.Namespace) -> dict:
     }  # fmt: skip
 
 
-def _replace_block(name: str, lines: list[str]) -> None:
-    readme = PROJECT / "README.md"
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = readme.read_text()
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
-
-
 def render() -> None:
     """Write the README's benchmark tables from reports/bench/*.json (numbers are never typed by hand)."""
     bench = PROJECT / "reports/bench"
@@ -189,7 +181,7 @@ def render() -> None:
         model, source = key.split("/")
         lines.append(f"| {model} | {r['image_size']} | {source} | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | "
                      f"{r['fit_seconds']:.0f} |")  # fmt: skip
-    _replace_block("bench-weights", lines)
+    replace_block("bench-weights", lines)
     rows = []
     for path in sorted(bench.glob("overhead_*.json")):
         r = json.loads(path.read_text())
@@ -198,7 +190,7 @@ def render() -> None:
                     f"x{r['ratio_vs_bare_engine']:.3f} | "
                     f"{best.get('iadbench_deterministic_off', float('nan')):.2f} | "
                     f"x{r.get('ratio_vs_bare_engine_deterministic_off', float('nan')):.3f} |")  # fmt: skip
-    _replace_block("bench-overhead", [
+    replace_block("bench-overhead", [
         "From `reports/bench/overhead_*.json` (`python benchmarks/models_bench.py overhead --model M`; fit + predict "
         "of the default synthetic `nut`, best of 3, seconds):",
         "",
