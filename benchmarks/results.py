@@ -21,6 +21,7 @@ import yaml
 from readme_blocks import PROJECT, replace_block
 
 RULES = ("roc", "iou", "pr")
+RULE_NAMES = {"roc": "ROC-T", "iou": "IoU-T", "pr": "PR-T"}
 COLUMNS = ("mean_iou", "pooled_iou", "pixel_fpr_good", "image_f1", "image_false_alarm", "image_auroc", "pixel_aupro")
 
 
@@ -53,7 +54,7 @@ def headline() -> None:
     rows = cats[(cats["rule"] == method) & cats["kind"].isin(["defect_category", "background"])]
     groups = list(dict.fromkeys(zip(rows["kind"], rows["group"], strict=True)))
     names = [g if k == "defect_category" else f"background {g}" for k, g in groups]
-    lines += ["", f"Mean per-image IoU per category at {method.upper()}-T (n test images with a mask):", "",
+    lines += ["", f"Mean per-image IoU per category at {RULE_NAMES[method]} (n test images with a mask):", "",
               "| model | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]  # fmt: skip
     for model in metrics:
         cells = []
