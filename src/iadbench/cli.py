@@ -11,6 +11,7 @@ from pathlib import Path
 from iadbench import __version__
 from iadbench.errors import IadbenchError
 from iadbench.paths import (
+    ASSIGNMENT,
     CATEGORIES,
     DATA_SUMMARY,
     MANIFEST,
@@ -72,12 +73,13 @@ def cmd_categories(args: argparse.Namespace) -> None:
 def cmd_split(args: argparse.Namespace) -> None:
     """Write the stratified, seeded split to data/split.csv."""
     from iadbench.data.manifest import read_table, write_table
-    from iadbench.data.split import make_split
+    from iadbench.data.split import ASSIGNMENT_COLUMNS, make_split
     from iadbench.params import SplitParams
 
     params = SplitParams.from_params(_params(args))
     split = make_split(read_table(MANIFEST), read_table(CATEGORIES), params)
     write_table(split, SPLIT)
+    write_table(split[ASSIGNMENT_COLUMNS], ASSIGNMENT)
     print(f"{SPLIT}: " + ", ".join(f"{k} {v}" for k, v in split["split"].value_counts().sort_index().items()))
 
 
@@ -97,7 +99,7 @@ def cmd_gate(args: argparse.Namespace) -> None:
     elif args.gate == "maps":
         from iadbench.models.gate import maps_gate
 
-        result = maps_gate(params, read_table(SPLIT))
+        result = maps_gate(params, read_table(ASSIGNMENT))
     elif args.gate == "categories":
         result = gates.categories_gate(read_table(CATEGORIES), read_table(MANIFEST), {"categories": str(CATEGORIES)})
     else:
@@ -154,7 +156,7 @@ def cmd_thresholds(args: argparse.Namespace) -> None:
     from iadbench.params import DataParams
 
     dataset = DataParams.from_params(_params(args)).dataset
-    doc = write_cell(args.model, args.product, read_table(SPLIT), dataset)
+    doc = write_cell(args.model, args.product, read_table(ASSIGNMENT), dataset)
     levels = [lv for lv in ("pixel", "image") if doc[lv]]
     summary = "; ".join(f"{lv}: " + ", ".join(f"{r}={f['threshold']:.4g}" for r, f in doc[lv].items()) for lv in levels)
     print(f"thresholds {args.model}/{args.product} ({doc['validation']['images']} validation images): {summary}")
@@ -169,7 +171,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from iadbench.params import EvaluateParams
 
     limit = EvaluateParams.from_params(_params(args)).aupro_fpr_limit
-    doc = write_cell(args.model, args.product, read_table(SPLIT), limit)
+    doc = write_cell(args.model, args.product, read_table(ASSIGNMENT), limit)
     pixel = doc["pixel"] or {}
     print(
         f"evaluated {args.model}/{args.product} on {doc['test']['images']} test images: image AUROC "
@@ -199,7 +201,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from iadbench.data.manifest import read_table
     from iadbench.evaluation.report import write_report
 
-    written = write_report(_params(args), read_table(SPLIT))
+    written = write_report(_params(args), read_table(ASSIGNMENT))
     print("wrote " + ", ".join(map(str, written)))
 
 

@@ -10,6 +10,7 @@ MANIFEST = Path("data/manifest.csv")
 MANIFEST_MASKS = Path("data/manifest_masks.csv")
 CATEGORIES = Path("data/categories.csv")
 SPLIT = Path("data/split.csv")
+ASSIGNMENT = Path("data/assignment.csv")  # the split without annotations: what models and evaluation read
 GATES_DIR = Path("reports/gates")
 DATA_SUMMARY = Path("reports/data_summary.json")
 PARAMS = Path("params.yaml")

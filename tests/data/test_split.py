@@ -5,7 +5,7 @@ import pytest
 
 from iadbench.data.categories import parse_export, resolve_categories
 from iadbench.data.manifest import scan
-from iadbench.data.split import largest_remainder, make_split
+from iadbench.data.split import ASSIGNMENT_COLUMNS, largest_remainder, make_split
 from iadbench.errors import ParamsError
 from iadbench.gates import split_gate
 from iadbench.params import SplitParams
@@ -49,23 +49,27 @@ def test_fraction_is_respected_and_strata_are_balanced():
             "image_id": [f"p/test/{'good' if i < 100 else 'd'}/{i:03d}.png" for i in range(n)],
             "dataset": "x", "product": "p", "split_folder": "test",
             "label": ["good"] * 100 + ["anomalous"] * 100,
-            "defect_type": ["good"] * 100 + ["d"] * 100, "image_path": "", "mask_path": "", "sha256": "",
+            "defect_type": ["good"] * 100 + ["crack"] * 60 + ["stain"] * 40, "image_path": "", "mask_path": "",
+            "sha256": "",
         }
     )  # fmt: skip
     categories = pd.DataFrame(
         {
             "image_id": manifest["image_id"],
-            "defect_categories": [""] * 100 + ["structural"] * 60 + ["surface"] * 40,
+            "defect_categories": [""] * 100 + ["structural"] * 60 + ["surface"] * 30 + ["contamination"] * 10,
             "background": "with",
         }
     )
     split = make_split(manifest, categories, SplitParams(seed=3, val_fraction=0.3))
     val = split[split["split"] == "validation"]
     assert (val["label"] == "good").sum() == 30
-    assert val.loc[val["label"] == "anomalous", "defect_categories"].value_counts().to_dict() == {
-        "structural": 18,
-        "surface": 12,
-    }
+    assert val.loc[val["label"] == "anomalous", "defect_type"].value_counts().to_dict() == {"crack": 18, "stain": 12}
+    # relabelling images (here: every stain becomes contamination) must not move a single image between splits
+    relabelled = categories.copy()
+    relabelled["defect_categories"] = relabelled["defect_categories"].replace("surface", "contamination")
+    again = make_split(manifest, relabelled, SplitParams(seed=3, val_fraction=0.3))
+    assert again[ASSIGNMENT_COLUMNS].equals(split[ASSIGNMENT_COLUMNS])
+    assert not again["defect_categories"].equals(split["defect_categories"])
 
 
 def test_same_seed_same_split_other_seed_other_split(tiny_repo):

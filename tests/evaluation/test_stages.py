@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from iadbench.cli import main
+from iadbench.data.split import ASSIGNMENT_COLUMNS
 from iadbench.errors import InputError
 from iadbench.evaluation import evaluate, tables, thresholds
 from iadbench.evaluation.cells import load_mask
@@ -37,6 +38,7 @@ def read_split() -> pd.DataFrame:
 
 def write_split(split: pd.DataFrame) -> None:
     split.to_csv("data/split.csv", index=False)
+    split[ASSIGNMENT_COLUMNS].to_csv("data/assignment.csv", index=False)
 
 
 def write_maps(split: pd.DataFrame, models=("good", "noisy"), nan_at: str | None = None) -> None:

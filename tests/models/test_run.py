@@ -32,7 +32,7 @@ def params(tiny_repo, monkeypatch) -> dict:
 
 
 def _split() -> pd.DataFrame:
-    return pd.read_csv("data/split.csv", keep_default_na=False)
+    return pd.read_csv("data/assignment.csv", keep_default_na=False)
 
 
 @pytest.mark.slow
@@ -81,7 +81,7 @@ def test_padim_is_deterministic_and_the_gate_catches_bad_maps(params):
 
 def test_product_with_empty_train_split(params):
     split = _split()
-    split[~((split["product"] == "nut") & (split["split"] == "train"))].to_csv("data/split.csv", index=False)
+    split[~((split["product"] == "nut") & (split["split"] == "train"))].to_csv("data/assignment.csv", index=False)
     with pytest.raises(IadbenchError, match="product 'nut' has no train images"):
         train_cell(params, "padim", "nut", progress=False)
     with pytest.raises(IadbenchError, match=r"product 'bolt' not found; products: \['nut'"):

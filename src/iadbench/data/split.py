@@ -5,12 +5,18 @@ Per product:
 - ``train`` = every image under ``train/good``;
 - ``validation`` = a fraction ``f`` of the product's test images, stratified twice: first good vs anomalous
   (``round(f·n)`` of each, at least one of each when the product has at least two), then, within the anomalous
-  images, by defect-category set (``structural``, ``surface``, ``structural|surface``, ...) with the
-  largest-remainder method so that the strata add up exactly;
+  images, by defect type (the ``test/<defect_type>/`` folder) with the largest-remainder method so that the strata
+  add up exactly;
 - ``test`` = the remaining test images.
 
 Within a stratum the chosen images come from a generator seeded by ``(seed, product, stratum)`` over the images
 sorted by id, so the split does not depend on file-system order, and the same params write the same file.
+
+Why defect type and not the annotated defect category: the assignment must not move when annotators relabel an
+image, or every re-annotation would retrain every model. Defect types are what categories are assigned from, so the
+categories stay balanced across validation and test; ``data/assignment.csv`` (no category column) is what training,
+prediction, thresholds and evaluation read, and it is byte-identical after a relabelling. ``data/split.csv`` adds the
+categories for the gates, the summary and the tables.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ SPLIT_COLUMNS = [
     "image_id", "dataset", "product", "split", "label", "defect_type", "defect_categories", "background",
     "image_path", "mask_path", "sha256",
 ]  # fmt: skip
+ASSIGNMENT_COLUMNS = [c for c in SPLIT_COLUMNS if c not in ("defect_categories", "background")]
 
 
 def _quota(n: int, fraction: float) -> int:
@@ -68,7 +75,7 @@ def make_split(manifest: pd.DataFrame, categories: pd.DataFrame, params: SplitPa
         good = group.loc[group["label"] == "good", "image_id"].tolist()
         validation |= _pick(good, _quota(len(good), params.val_fraction), params.seed, str(product), "good")
         anomalous = group[group["label"] == "anomalous"]
-        strata = {str(k): g["image_id"].tolist() for k, g in anomalous.groupby("defect_categories", sort=True)}
+        strata = {str(k): g["image_id"].tolist() for k, g in anomalous.groupby("defect_type", sort=True)}
         alloc = largest_remainder({k: len(v) for k, v in strata.items()}, _quota(len(anomalous), params.val_fraction))
         for stratum, ids in strata.items():
             validation |= _pick(ids, alloc[stratum], params.seed, str(product), "anomalous", stratum)

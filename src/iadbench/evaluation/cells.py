@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from iadbench.errors import InputError
-from iadbench.paths import SPLIT
+from iadbench.paths import ASSIGNMENT as SPLIT
 
 MAPS_DIR = Path("data/maps")
 THRESHOLDS_DIR = Path("reports/thresholds")

@@ -94,7 +94,7 @@ def evaluate_cell(
     fitted = read_thresholds(model, product, split)
     cell = load_cell(model, product, split, "test")
     labels, scores = cell.labels, cell.scores.astype(np.float64)
-    table = cell.rows[["image_id", "product", "label", "defect_categories", "background"]].copy()
+    table = cell.rows[["image_id", "product", "label"]].copy()  # categories are joined later, by the metrics stage
     table.insert(0, "model", model)
     table["score"] = cell.scores
 

@@ -19,7 +19,7 @@ import pandas as pd
 from iadbench.evaluation.cells import load_cell, thresholds_path
 from iadbench.evaluation.evaluate import GOOD_ONLY_RULE, ORACLE, evaluate_path
 from iadbench.evaluation.figures import category_bars, overlays, threshold_curves
-from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE
+from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE, with_categories
 from iadbench.params import ThresholdParams
 from iadbench.taxonomy import DEFECT_CATEGORIES, DEFECT_DEFINITIONS, split_categories
 
@@ -114,9 +114,8 @@ def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method:
     frames = []
     for product in products:
         csv = evaluate_path(model, product).with_suffix(".csv")
-        t = pd.read_csv(csv, keep_default_na=False, na_values=[""], dtype={"defect_categories": str})
-        frames.append(t)
-    table = pd.concat(frames, ignore_index=True)
+        frames.append(pd.read_csv(csv))
+    table = with_categories(pd.concat(frames, ignore_index=True))
     col = f"iou_{method}"
     if col not in table:
         return []

@@ -28,6 +28,7 @@ from iadbench.evaluation.evaluate import ORACLE, PIXEL_RULES, evaluate_path
 from iadbench.metrics.counts import confusion_counts
 from iadbench.metrics.curves import auroc
 from iadbench.params import EvaluateParams
+from iadbench.paths import CATEGORIES
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, split_categories
 
 METRICS = Path("reports/metrics.json")
@@ -40,8 +41,23 @@ THRESHOLD_FREE = {
 }
 
 
+def with_categories(table: pd.DataFrame, categories: Path = CATEGORIES) -> pd.DataFrame:
+    """Join each image's defect categories and background from ``data/categories.csv`` (the annotations).
+
+    The evaluate stage does not read annotations, so relabelling reruns only this stage and the report.
+    """
+    cats = pd.read_csv(categories, keep_default_na=False, dtype={"defect_categories": str})
+    cats = cats[["image_id", "defect_categories", "background"]]
+    out = table.drop(columns=["defect_categories", "background"], errors="ignore")
+    out = out.merge(cats, on="image_id", how="left")
+    missing = out.loc[out["background"].isna(), "image_id"]
+    if len(missing):
+        raise InputError(categories, "every evaluated image needs a row", f"missing {missing.iloc[0]}")
+    return out
+
+
 def read_cells(models: list[str], products: list[str]) -> tuple[pd.DataFrame, dict[tuple[str, str], dict]]:
-    """All per-image rows and cell documents written by the evaluate stage."""
+    """All per-image rows (with their categories) and cell documents written by the evaluate stage."""
     frames, docs = [], {}
     for model in models:
         for product in products:
@@ -50,10 +66,8 @@ def read_cells(models: list[str], products: list[str]) -> tuple[pd.DataFrame, di
             if not path.is_file() or not csv.is_file():
                 raise InputError(path, "evaluation of this cell not found", "run the evaluate stage (dvc repro)")
             docs[(model, product)] = json.loads(path.read_text())
-            frames.append(pd.read_csv(csv, keep_default_na=False, na_values=[""], dtype={"defect_categories": str}))
-    table = pd.concat(frames, ignore_index=True)
-    table["defect_categories"] = table["defect_categories"].fillna("")
-    return table, docs
+            frames.append(pd.read_csv(csv))
+    return with_categories(pd.concat(frames, ignore_index=True)), docs
 
 
 def _rng(seed: int, key: str) -> np.random.Generator:

@@ -379,9 +379,13 @@ def get_entry(name: str) -> ModelEntry:
 def feature_stages(backbone: str) -> tuple[str, ...]:
     """Names of the feature stages timm exposes for ``backbone`` (``features_only``), cached per process."""
     import timm
+    import torch
 
     try:
-        probe = timm.create_model(backbone, pretrained=False, features_only=True)
+        # fork_rng: building the probe initialises weights, which would otherwise consume the seeded global stream
+        # on the first call of a process only, so a model built later would differ between a first and a second run
+        with torch.random.fork_rng():
+            probe = timm.create_model(backbone, pretrained=False, features_only=True)
     except Exception as exc:  # noqa: BLE001 - timm raises RuntimeError/ValueError for unknown names
         raise ModelConfigError(f"backbone {backbone!r} is not a timm model with feature stages: {exc}") from exc
     return tuple(probe.feature_info.module_name())

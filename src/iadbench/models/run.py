@@ -26,7 +26,7 @@ import torch
 
 from iadbench.errors import IadbenchError
 from iadbench.models.registry import ModelConfig, build_model, get_entry
-from iadbench.paths import SPLIT
+from iadbench.paths import ASSIGNMENT
 
 MAPS_DIR = Path("data/maps")
 MODELS_DIR = Path("models")
@@ -72,13 +72,13 @@ def versions() -> dict[str, str]:
 def _rows(product: str, splits: tuple[str, ...]) -> pd.DataFrame:
     from iadbench.data.manifest import read_table
 
-    split = read_table(SPLIT)
+    split = read_table(ASSIGNMENT)
     if product not in set(split["product"]):
-        raise IadbenchError(f"{SPLIT}: product {product!r} not found; products: {sorted(split['product'].unique())} "
-                            "(set data.products in params.yaml)")  # fmt: skip
+        known = sorted(split["product"].unique())
+        raise IadbenchError(f"{ASSIGNMENT}: product {product!r} not found; products: {known} (set data.products)")
     rows = split[(split["product"] == product) & split["split"].isin(splits)].sort_values("image_id")
     if rows.empty:
-        raise IadbenchError(f"{SPLIT}: product {product!r} has no {'/'.join(splits)} images")
+        raise IadbenchError(f"{ASSIGNMENT}: product {product!r} has no {'/'.join(splits)} images")
     return rows
 
 
@@ -133,7 +133,7 @@ def train_cell(params: dict[str, Any], model: str, product: str, progress: bool 
     module, weights, entry, requested = build_model(cfg)
     if entry.min_train is not None and len(rows) < entry.min_train(cfg):
         raise IadbenchError(
-            f"{SPLIT}: {model} needs at least {entry.min_train(cfg)} train images of {product}, found {len(rows)} "
+            f"{ASSIGNMENT}: {model} needs at least {entry.min_train(cfg)} train images of {product}, found {len(rows)} "
             f"(see model_options.{model})"
         )
     out = MODELS_DIR / model / product

@@ -122,8 +122,11 @@ def match_to_architecture(state: dict[str, torch.Tensor], name: str, origin: str
 def _reference_shapes(name: str) -> dict[str, tuple[int, ...]]:
     """Key → shape of timm's ``name`` state dict, in order (cached: building a model costs ~50 ms)."""
     import timm  # called outside inject(): the real timm.create_model
+    import torch
 
-    return {k: tuple(v.shape) for k, v in timm.create_model(name, pretrained=False).state_dict().items()}
+    with torch.random.fork_rng():  # a first call must not consume the seeded stream (see registry.feature_stages)
+        model = timm.create_model(name, pretrained=False)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 @functools.cache
