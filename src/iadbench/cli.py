@@ -205,6 +205,39 @@ def cmd_report(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(map(str, written)))
 
 
+def cmd_annotate(args: argparse.Namespace) -> None:
+    """Label Studio round trip: serve, push tasks, pull the export (see annotation/README.md)."""
+    from iadbench.annotation import client
+    from iadbench.data.manifest import read_table
+
+    if args.action == "config":
+        from iadbench.annotation.config import write_config, write_examples
+
+        print(f"wrote {write_config()}")
+        if SPLIT.is_file():
+            print("wrote " + ", ".join(map(str, write_examples())))
+        return
+    if args.action == "serve":
+        from iadbench.annotation.server import serve
+
+        raise SystemExit(serve(args.host, args.port))
+    if not args.dataset:
+        raise IadbenchError(f"annotate {args.action} needs --dataset NAME (a folder under data/raw)")
+    ls = client.connect()
+    if args.action == "push":
+        result = client.push(ls, args.dataset, read_table(ASSIGNMENT), read_table(CATEGORIES))
+        verb = "created" if result["created"] else "updated"
+        print(f"{verb} project {result['project_id']} ({client.project_title(args.dataset)}): imported "
+              f"{result['imported']} new task(s), {result['already_there']} already there")  # fmt: skip
+    else:
+        result = client.pull(ls, args.dataset, set(read_table(MANIFEST)["image_id"]), track=not args.no_dvc)
+        print(f"wrote {result['path']}: {result['tasks']} task(s), {result['votes']} annotation(s)")
+        if result["unlabelled_tasks"]:
+            print(f"note: {result['unlabelled_tasks']} task(s) have no annotation yet; their images keep no category "
+                  "and the categories gate will name them")  # fmt: skip
+        print(f"next: git add {result['path']}.dvc && git commit -m 'labels' && dvc repro")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     """Print the model registry."""
     from iadbench.models.registry import MODELS
@@ -262,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--product", required=True)
     verb("metrics", cmd_metrics, "pool all cells into reports/metrics.json and reports/tables/ (params: threshold)")
     verb("report", cmd_report, "write reports/report.html and .md (tables, curves, overlays)")
+    a = verb("annotate", cmd_annotate, "Label Studio round trip: serve | push | pull | config (annotation/README.md)")
+    a.add_argument("action", choices=["serve", "push", "pull", "config"])
+    a.add_argument("--dataset", help="dataset name (push, pull)")
+    a.add_argument("--host", default="127.0.0.1", help="serve: address to bind (default 127.0.0.1)")
+    a.add_argument("--port", type=int, default=8080, help="serve: port (default 8080)")
+    a.add_argument("--no-dvc", action="store_true", help="pull: write the export without `dvc add`")
     verb("models", cmd_models, "list the registered models")
     verb("summary", cmd_summary, "write reports/data_summary.json (DVC metrics)")
     i = verb("import", cmd_import, "copy an MVTec-layout folder to data/raw/NAME and `dvc add` it")

@@ -9,7 +9,8 @@ Parsing (:func:`parse_export`) turns the export into one vote per (task, annotat
 - **background** (single choice): the majority choice; on a tie the first in ``(with, without)`` and the image is
   flagged ``background_tie``. Images that no task covers (train and good images, usually) take their product's
   majority background, recorded as ``background_source = product_majority``.
-- **agreement**: the fraction of annotators whose choice equals the resolved one (1.0 = unanimous).
+- **agreement**: the fraction of annotators whose choice equals the resolved one (1.0 = unanimous), and the vote
+  count per category (``votes_<category>``, ``votes_background_<b>``) from which the summary computes Fleiss' kappa.
 
 Malformed exports (not a list, unknown choice, image outside the dataset root or not in the manifest, duplicate
 tasks) raise :class:`~iadbench.errors.InputErrors` naming the export file, the task id and the rule. Cancelled
@@ -34,6 +35,7 @@ from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, join_categories
 CATEGORY_COLUMNS = [
     "image_id", "product", "label", "defect_categories", "background", "background_source", "n_annotators",
     "n_cancelled", "defect_agreement", "background_agreement", "defect_tie", "background_tie", "task_id",
+    *(f"votes_{c}" for c in DEFECT_CATEGORIES), *(f"votes_background_{b}" for b in BACKGROUNDS),
 ]  # fmt: skip
 
 
@@ -232,6 +234,8 @@ def resolve_categories(votes: list[Vote], manifest: pd.DataFrame) -> pd.DataFram
                 "defect_tie": defect_tie,
                 "background_tie": background_tie,
                 "task_id": image_votes[0].task_id if image_votes else "",
+                **{f"votes_{c}": sum(c in v.defect_categories for v in live) for c in DEFECT_CATEGORIES},
+                **{f"votes_background_{b}": sum(v.background == b for v in live) for b in BACKGROUNDS},
             }
         )
     table = pd.DataFrame(rows, columns=CATEGORY_COLUMNS)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import pandas as pd
 
+from iadbench.data.agreement import binary_counts, fleiss_kappa
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, SPLITS, split_categories
+
+
+def _kappas(categories: pd.DataFrame) -> dict[str, float | None]:
+    """Fleiss' kappa per defect category (chosen or not) and for the background, over anomalous annotated images."""
+    rated = categories[(categories["label"] == "anomalous") & (categories["n_annotators"] >= 2)]
+    if not {f"votes_{c}" for c in DEFECT_CATEGORIES} <= set(rated.columns):
+        return {}
+    raters = rated["n_annotators"].to_numpy()
+    out = {c: fleiss_kappa(binary_counts(rated[f"votes_{c}"].to_numpy(), raters)) for c in DEFECT_CATEGORIES}
+    out["background"] = fleiss_kappa(rated[[f"votes_background_{b}" for b in BACKGROUNDS]].to_numpy())
+    return {k: None if v is None else round(v, 4) for k, v in out.items()}
 
 
 def data_summary(split: pd.DataFrame, manifest: pd.DataFrame, categories: pd.DataFrame) -> dict:
@@ -39,6 +51,7 @@ def data_summary(split: pd.DataFrame, manifest: pd.DataFrame, categories: pd.Dat
         "mean_defect_agreement": round(float(annotated["defect_agreement"].mean()), 4) if len(annotated) else 0.0,
         "defect_ties": int(categories["defect_tie"].astype(bool).sum()),
         "background_ties": int(categories["background_tie"].astype(bool).sum()),
+        "fleiss_kappa": _kappas(categories),
     }
     anomalous = manifest[manifest["label"] == "anomalous"]
     out["masks"] = {

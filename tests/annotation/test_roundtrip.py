@@ -1,0 +1,191 @@
+"""The annotation round trip against a real Label Studio server on 127.0.0.1 (its own venv, telemetry off).
+
+A fresh copy of this repository imports a tiny dataset with an export, builds the DAG, then: push → annotators
+answer through the API → pull → `dvc repro` reruns categories and the tables that read them, nothing upstream of
+them, and the categories table says what the annotators said. The server's environment is created on first use
+(annotation/.label-studio/venv, a few minutes) and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from iadbench.annotation import server
+from iadbench.synth.generate import generate
+from tests.conftest import TINY, tiny_synth, tree_digest
+
+pytestmark = pytest.mark.slow
+PROJECT = Path(__file__).resolve().parents[2]
+TOKEN = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _run(cmd: list[str], repo: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """(repo, env, client, url): a repo on the imported tiny dataset 'tinyreal', built, and a running server."""
+    base = tmp_path_factory.mktemp("roundtrip")
+    repo = base / "iadbench"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=PROJECT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")  # fmt: skip
+    for name in filter(None, files):
+        if (PROJECT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT / name, repo / name)
+    params = {**TINY, "data": {**TINY["data"], "dataset": "tinyreal"}, "models": ["padim"]}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    home = base / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
+        _run(cmd, repo, env)
+    source = base / "source"
+    generate(tiny_synth(), source / "tinyreal", source / "export.json", source, progress=False)
+    export = source / "export.json"
+    export.write_text(export.read_text().replace("data/raw/synthetic/", "data/raw/tinyreal/"))
+    _run(["iadbench", "import", str(source / "tinyreal"), "--name", "tinyreal", "--export", str(export)], repo, env)
+    _run(["dvc", "repro"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "built"], repo, env)
+
+    server.ensure_environment(PROJECT / server.VENV, PROJECT / server.LOCK)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    os.environ.update(LABEL_STUDIO_USERNAME="admin@iadbench.invalid", LABEL_STUDIO_PASSWORD="roundtrip-pass-1",
+                      LABEL_STUDIO_API_KEY=TOKEN)  # fmt: skip
+    binary = server.server_binary(PROJECT / server.VENV)
+    command = [*server.server_command(binary, "127.0.0.1", port), "--username", "admin@iadbench.invalid",
+               "--password", "roundtrip-pass-1", "--user-token", TOKEN]  # fmt: skip
+    log = (base / "server.log").open("w")
+    process = subprocess.Popen(command, env=server.server_env(repo, base / "ls-data", TOKEN), stdout=log,
+                               stderr=subprocess.STDOUT, cwd=base)  # fmt: skip
+    try:
+        server.wait_until_up(url, timeout=600, process=process)
+        from iadbench.annotation.client import connect
+
+        env.update(LABEL_STUDIO_URL=url, LABEL_STUDIO_API_KEY=TOKEN)
+        yield repo, env, connect(url, TOKEN), url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+
+
+def _stages_run(output: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def test_push_is_idempotent(world):
+    repo, env, _, _ = world
+    assignment = pd.read_csv(repo / "data/assignment.csv")
+    expected = int(((assignment["label"] == "anomalous") & (assignment["split"] != "train")).sum())
+    first = _run(["iadbench", "annotate", "push", "--dataset", "tinyreal"], repo, env).stdout
+    assert "created project" in first and f"imported {expected} new task(s)" in first
+    again = _run(["iadbench", "annotate", "push", "--dataset", "tinyreal"], repo, env).stdout
+    assert "imported 0 new task(s)" in again
+
+
+def test_annotate_pull_repro_changes_only_categories_and_tables(world):
+    repo, env, client, url = world
+    from iadbench.annotation.client import find_project
+
+    project = find_project(client, "tinyreal")
+    tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.data["image_id"])
+    assert tasks and all(t.data["mask"].startswith("/data/local-files/?d=data/raw/tinyreal/") for t in tasks)
+    annotators = [client.users.create(email=f"annotator{i}@iadbench.invalid", password="annotator-pass-1",
+                                      username=f"annotator{i}") for i in (1, 2)]  # fmt: skip
+
+    def choose(defects: list[str], background: str) -> list[dict]:
+        return [
+            {"from_name": "defect_category", "to_name": "image", "type": "choices", "value": {"choices": defects}},
+            {"from_name": "background", "to_name": "image", "type": "choices", "value": {"choices": [background]}},
+        ]
+
+    for i, task in enumerate(tasks):
+        if i == 0:  # the annotators disagree: kept as multi-label and flagged as a tie
+            answers = [(["structural"], "with"), (["surface"], "with")]
+        else:  # both relabel the image as contamination
+            answers = [(["contamination"], "with"), (["contamination"], "with")]
+        for user, (defects, background) in zip(annotators, answers, strict=True):
+            client.annotations.create(id=task.id, result=choose(defects, background), completed_by=user.id)
+    client.annotations.create(id=tasks[-1].id, result=choose(["surface"], "without"), was_cancelled=True)
+
+    cache_before = tree_digest(repo / ".dvc/cache")
+    raw_before = tree_digest(repo / "data/raw/tinyreal")
+    assignment_before = (repo / "data/assignment.csv").read_bytes()
+    out = _run(["iadbench", "annotate", "pull", "--dataset", "tinyreal"], repo, env).stdout
+    assert "annotation/exports/tinyreal.json" in out
+    export = json.loads((repo / "annotation/exports/tinyreal.json").read_text())
+    assert [t["data"]["image_id"] for t in export] == [t.data["image_id"] for t in tasks]
+    assert "tinyreal.json" in _run(["git", "status", "--short"], repo, env).stdout  # the .dvc file changed
+
+    ran = _stages_run(_run(["dvc", "repro"], repo, env).stdout)
+    assert {"categories", "gate_categories", "metrics", "report"} <= ran
+    assert not any(s.startswith(("train@", "predict@", "thresholds@", "evaluate@")) for s in ran), ran
+    assert ran <= {"categories", "gate_categories", "split", "gate_split", "summary", "metrics", "report"}
+    assert (repo / "data/assignment.csv").read_bytes() == assignment_before
+    assert tree_digest(repo / "data/raw/tinyreal") == raw_before
+    cache_after = tree_digest(repo / ".dvc/cache")
+    assert all(cache_after.get(k) == v for k, v in cache_before.items())
+
+    cats = pd.read_csv(repo / "data/categories.csv", keep_default_na=False).set_index("image_id")
+    tie, rest = tasks[0].data["image_id"], [t.data["image_id"] for t in tasks[1:]]
+    assert cats.loc[tie, "defect_categories"] == "structural|surface" and bool(cats.loc[tie, "defect_tie"])
+    assert (cats.loc[rest, "defect_categories"] == "contamination").all()
+    assert int(cats.loc[rest[-1], "n_cancelled"]) == 1
+    table = pd.read_csv(repo / "reports/tables/categories.csv")
+    contamination = table[(table["group"] == "contamination") & (table["rule"] == "iou")]
+    evaluated = pd.read_csv(repo / "data/assignment.csv").query("split == 'test' and product == 'nut'")
+    assert int(contamination["n_images"].iloc[0]) == len(set(rest) & set(evaluated["image_id"]))
+    summary = json.loads((repo / "reports/data_summary.json").read_text())
+    assert "contamination" in summary["annotation"]["fleiss_kappa"]
+
+
+def test_wrong_token_is_a_clear_error(world):
+    repo, env, _, url = world
+    proc = _run(["iadbench", "annotate", "push", "--dataset", "tinyreal"], repo,
+                {**env, "LABEL_STUDIO_API_KEY": "f" * 40}, check=False)  # fmt: skip
+    assert proc.returncode == 2
+    assert f"Label Studio at {url} rejected the token (HTTP 401)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_local_files_are_served_only_with_a_token(world):
+    import urllib.error
+    import urllib.request
+
+    repo, _, client, url = world
+    image = pd.read_csv(repo / "data/assignment.csv").query("label == 'anomalous'")["image_path"].iloc[0]
+    request = urllib.request.Request(f"{url}/data/local-files/?d={image}", headers={"Authorization": f"Token {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local server
+        assert response.status == 200 and response.read(8).startswith(b"\x89PNG")
+    try:  # without a token: refused, or redirected to the login page, never the image
+        with urllib.request.urlopen(f"{url}/data/local-files/?d={image}", timeout=30) as response:  # noqa: S310
+            assert not response.read(8).startswith(b"\x89PNG")
+    except urllib.error.HTTPError as exc:
+        assert exc.code in (401, 403, 404)

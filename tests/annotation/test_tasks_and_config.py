@@ -1,0 +1,76 @@
+"""Label config, task building and the suggestion heuristic (no server)."""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from iadbench.annotation.client import stable_export
+from iadbench.annotation.config import CONFIG_PATH, label_config
+from iadbench.annotation.tasks import build_tasks, suggest_defect
+from iadbench.cli import main
+from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES
+from tests.conftest import TINY
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_label_config_is_the_generated_one():
+    assert (PROJECT / CONFIG_PATH).read_text() == label_config(), "run `iadbench annotate config`"
+
+
+def test_label_config_offers_the_taxonomy_with_hints():
+    root = ET.fromstring(label_config())
+    choices = {c.get("name"): c for c in root.iter("Choices")}
+    assert choices["defect_category"].get("choice") == "multiple"
+    assert [c.get("value") for c in choices["defect_category"]] == list(DEFECT_CATEGORIES)
+    assert all(c.get("hint") for c in choices["defect_category"])
+    assert [c.get("value") for c in choices["background"]] == list(BACKGROUNDS)
+    assert {i.get("name") for i in root.iter("Image")} == {"image", "mask", "reference"}
+    assert [t.get("name") for t in root.iter("TextArea")] == ["note"]
+
+
+def test_suggestion_from_the_mask():
+    one = np.zeros((50, 50), bool)
+    one[10:12, 10:12] = True
+    assert suggest_defect(one) == ["surface"]
+    big = np.zeros((50, 50), bool)
+    big[5:30, 5:30] = True
+    assert suggest_defect(big) == ["structural"]
+    assert suggest_defect(big, ("contamination",)) == ["contamination"]
+    two = one.copy()
+    two[40:42, 40:42] = True
+    assert suggest_defect(two, ("surface",)) == ["combined"]
+    diagonal = np.eye(6, dtype=bool)  # 8-connected: one component
+    assert suggest_defect(diagonal) != ["combined"]
+
+
+def test_tasks_cover_anomalous_validation_and_test_images_once(tiny_repo):
+    Path("params.yaml").write_text(yaml.safe_dump(TINY))
+    for verb in (["--quiet", "manifest"], ["categories"], ["split"]):
+        assert main(verb) == 0
+    assignment = pd.read_csv("data/assignment.csv", keep_default_na=False)
+    categories = pd.read_csv("data/categories.csv", keep_default_na=False)
+    tasks = build_tasks(assignment, categories, "synthetic")
+    wanted = assignment[(assignment["label"] == "anomalous") & (assignment["split"] != "train")]
+    assert [t["data"]["image_id"] for t in tasks] == sorted(wanted["image_id"])
+    first = tasks[0]
+    assert first["data"]["image"].startswith("/data/local-files/?d=data/raw/synthetic/")
+    assert first["data"]["mask"].endswith("_mask.png") and "/train/good/" in first["data"]["reference"]
+    result = first["predictions"][0]["result"]
+    assert {r["from_name"] for r in result} == {"defect_category", "background"}
+
+
+def test_stable_export_orders_tasks_and_annotations():
+    tasks = [
+        {"id": 2, "data": {"image_id": "b"}, "annotations": [{"id": 9}, {"id": 3}]},
+        {"id": 1, "data": {"image_id": "a"}, "annotations": []},
+    ]
+    text = stable_export(tasks)
+    parsed = json.loads(text)
+    assert [t["data"]["image_id"] for t in parsed] == ["a", "b"]
+    assert [a["id"] for a in parsed[1]["annotations"]] == [3, 9]
+    assert stable_export(json.loads(text)) == text
