@@ -64,10 +64,11 @@ def world(tmp_path_factory):
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
         _run(cmd, repo, env)
     source = base / "source"
-    generate(tiny_synth(), source / "tinyreal", source / "export.json", source, progress=False)
+    images = source / "data/raw/synthetic"  # export paths are relative to `source`, as to a repository root
+    generate(tiny_synth(), images, source / "export.json", source, progress=False)
     export = source / "export.json"
     export.write_text(export.read_text().replace("data/raw/synthetic/", "data/raw/tinyreal/"))
-    _run(["iadbench", "import", str(source / "tinyreal"), "--name", "tinyreal", "--export", str(export)], repo, env)
+    _run(["iadbench", "import", str(images), "--name", "tinyreal", "--export", str(export)], repo, env)
     _run(["dvc", "repro"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "built"], repo, env)

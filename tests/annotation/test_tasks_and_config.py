@@ -74,3 +74,10 @@ def test_stable_export_orders_tasks_and_annotations():
     assert [t["data"]["image_id"] for t in parsed] == ["a", "b"]
     assert [a["id"] for a in parsed[1]["annotations"]] == [3, 9]
     assert stable_export(json.loads(text)) == text
+
+
+def test_stable_export_accepts_bare_prediction_ids():
+    text = stable_export([{"id": 10, "data": {"image_id": "a"}, "annotations": [{"id": 10}, {"id": 9}],
+                           "predictions": [12, 3]}])  # fmt: skip
+    task = json.loads(text)[0]
+    assert task["predictions"] == [3, 12] and [a["id"] for a in task["annotations"]] == [9, 10]

@@ -101,13 +101,18 @@ def push(client: Any, dataset: str, assignment: pd.DataFrame, categories: pd.Dat
             "tasks": len(tasks)}  # fmt: skip
 
 
+def _order(value: object) -> tuple:
+    """Sort key: integers numerically (9 before 10), then anything else as text."""
+    return (0, value, "") if isinstance(value, int) and not isinstance(value, bool) else (1, 0, str(value))
+
+
 def stable_export(tasks: list[dict]) -> str:
     """The export as text in a stable order: tasks by image id, annotations by id, keys sorted."""
     for task in tasks:
-        for key in ("annotations", "predictions"):
+        for key in ("annotations", "predictions"):  # entries are objects, or bare ids in some export versions
             if isinstance(task.get(key), list):
-                task[key] = sorted(task[key], key=lambda a: (str(a.get("id")),))
-    ordered = sorted(tasks, key=lambda t: (str((t.get("data") or {}).get("image_id", "")), str(t.get("id"))))
+                task[key] = sorted(task[key], key=lambda a: _order(a.get("id") if isinstance(a, dict) else a))
+    ordered = sorted(tasks, key=lambda t: (str((t.get("data") or {}).get("image_id", "")), _order(t.get("id"))))
     return json.dumps(ordered, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 

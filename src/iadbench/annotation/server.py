@@ -72,7 +72,7 @@ def server_env(document_root: Path, data_dir: Path = DATA, token: str | None = N
 def server_command(binary: Path, host: str, port: int) -> list[str]:
     """``label-studio start`` bound to ``host:port``, no browser, legacy API tokens (what the SDK sends) on."""
     return [str(binary), "start", "--no-browser", "--internal-host", host, "--port", str(port), "--host",
-            f"http://{host}:{port}", "--enable-legacy-api-token", "--quiet"]  # fmt: skip
+            f"http://{host}:{port}", "--enable-legacy-api-token"]  # fmt: skip
 
 
 def credentials() -> tuple[str, str, str | None]:
