@@ -1,6 +1,6 @@
 """What one (model, product) cell's evaluation reads: its rows of the split, its scores and maps, the masks.
 
-Everything comes from files on disk (``data/split.csv``, ``data/maps/<model>/<product>.npz``, the ground-truth
+Everything comes from files on disk (``data/assignment.csv``, ``data/maps/<model>/<product>.npz``, the ground-truth
 PNGs); nothing is recomputed by a model.
 """
 
