@@ -282,11 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("train", cmd_train, "train one (model, product) cell on the split's train rows"),
         ("predict", cmd_predict, "write anomaly maps and scores of one (model, product) cell"),
-    ):
-        p = verb(name, func, text)
-        p.add_argument("--model", required=True, help="a registry name (iadbench models lists them)")
-        p.add_argument("--product", required=True)
-    for name, func, text in (
         ("thresholds", cmd_thresholds, "fit ROC-T, IoU-T, PR-T and good_fpr1 of one cell on its validation split"),
         ("evaluate", cmd_evaluate, "evaluate one cell on its test split at every fitted threshold"),
     ):

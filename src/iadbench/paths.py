@@ -12,6 +12,9 @@ CATEGORIES = Path("data/categories.csv")
 SPLIT = Path("data/split.csv")
 ASSIGNMENT = Path("data/assignment.csv")  # the split without annotations: what models and evaluation read
 GATES_DIR = Path("reports/gates")
+MODELS_DIR = Path("models")
+MAPS_DIR = Path("data/maps")  # anomaly maps and scores, one .npz per (model, product)
+PREDICT_REPORTS = Path("reports/predict")
 DATA_SUMMARY = Path("reports/data_summary.json")
 PARAMS = Path("params.yaml")
 

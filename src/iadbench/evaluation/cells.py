@@ -7,6 +7,7 @@ PNGs); nothing is recomputed by a model.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from PIL import Image
 
 from iadbench.errors import InputError
 from iadbench.paths import ASSIGNMENT as SPLIT
+from iadbench.paths import MAPS_DIR
 
-MAPS_DIR = Path("data/maps")
 THRESHOLDS_DIR = Path("reports/thresholds")
 EVALUATE_DIR = Path("reports/evaluate")
 
@@ -131,6 +132,14 @@ def load_cell(model: str, product: str, split: pd.DataFrame, split_name: str, wi
                 np.stack([load_mask(p, size) for p in rows["mask_path"]]) if len(rows) else np.zeros(maps.shape, bool)
             )
     return Cell(model, product, split_name, rows, scores, maps, masks)
+
+
+def write_cell_files(path: Path, doc: dict[str, Any], table: pd.DataFrame, table_suffix: str) -> dict[str, Any]:
+    """Write a cell's JSON document at ``path`` and its table beside it (``path`` with ``table_suffix``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    table.to_csv(path.with_suffix(table_suffix), index=False, float_format="%.9g")
+    return doc
 
 
 def json_ready(value: Any) -> Any:

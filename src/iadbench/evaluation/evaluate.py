@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from iadbench.errors import InputError
-from iadbench.evaluation.cells import EVALUATE_DIR, json_ready, load_cell, split_fingerprint, thresholds_path
+from iadbench.evaluation.cells import (
+    EVALUATE_DIR,
+    json_ready,
+    load_cell,
+    split_fingerprint,
+    thresholds_path,
+    write_cell_files,
+)
 from iadbench.evaluation.thresholds import rule_used
 from iadbench.metrics.counts import confusion_counts
 from iadbench.metrics.curves import (
@@ -29,15 +36,16 @@ from iadbench.metrics.curves import (
     average_precision,
     f1_max,
     fpr_at_tpr,
+    ratio,
     tnr_at_fnr,
     tpr_at_fpr,
 )
 from iadbench.metrics.maps import aupro_from_counts, iou, oracle_threshold, per_image_confusion, pixel_curves
+from iadbench.paths import PREDICT_REPORTS
 
 ORACLE = "oracle"
 IMAGE_RULES = (*RULES, GOOD_ONLY_RULE)
 PIXEL_RULES = (*RULES, GOOD_ONLY_RULE, ORACLE)
-PREDICT_REPORTS = Path("reports/predict")
 
 
 def evaluate_path(model: str, product: str) -> Path:
@@ -65,14 +73,6 @@ def read_thresholds(model: str, product: str, split: pd.DataFrame) -> dict[str, 
     return doc
 
 
-def _safe(x: float) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b > 0 else float("nan")
-
-
 def image_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """Image-level decision counts and rates at one threshold (``score ≥ t`` is anomalous)."""
     predicted = scores >= threshold
@@ -82,8 +82,8 @@ def image_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[s
     tn = float((~predicted & ~labels).sum())
     return {
         "threshold": float(threshold), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn), "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "false_alarm_rate": _ratio(fp, fp + tn),
+        "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn), "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "false_alarm_rate": ratio(fp, fp + tn),
     }  # fmt: skip
 
 
@@ -155,11 +155,11 @@ def evaluate_cell(
             good_pixels = float(good.sum()) * cell.maps[0].size
             pixel["at"][rule] = {
                 "threshold": thresholds[rule],
-                "mean_iou": _safe(np.nanmean(per_image)) if np.isfinite(per_image).any() else None,
+                "mean_iou": float(np.nanmean(per_image)) if np.isfinite(per_image).any() else None,
                 "images_with_iou": int(np.isfinite(per_image).sum()),
-                "pooled_iou": _ratio(s_tp, s_tp + s_fp + s_fn),
-                "pooled_f1": _ratio(2 * s_tp, 2 * s_tp + s_fp + s_fn),
-                "fpr_good": _ratio(float(fp[good].sum()), good_pixels),
+                "pooled_iou": ratio(s_tp, s_tp + s_fp + s_fn),
+                "pooled_f1": ratio(2 * s_tp, 2 * s_tp + s_fp + s_fn),
+                "fpr_good": ratio(float(fp[good].sum()), good_pixels),
                 "tp": s_tp, "fp": s_fp, "fn": s_fn,
             }  # fmt: skip
         if ORACLE in pixel["at"]:
@@ -193,8 +193,4 @@ def evaluate_cell(
 def write_cell(model: str, product: str, split: pd.DataFrame, aupro_fpr_limit: float) -> dict[str, Any]:
     """Write the cell's ``.json`` and ``.csv`` under ``reports/evaluate/<model>/``."""
     doc, table = evaluate_cell(model, product, split, aupro_fpr_limit)
-    path = evaluate_path(model, product)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    table.to_csv(path.with_suffix(".csv"), index=False, float_format="%.9g")
-    return doc
+    return write_cell_files(evaluate_path(model, product), doc, table, ".csv")

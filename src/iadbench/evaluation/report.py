@@ -129,14 +129,14 @@ def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method:
         picks.append((category, "best", ordered.iloc[0]))
         if len(ordered) > 1:
             picks.append((category, "worst", ordered.iloc[-1]))
-    panels, cells = [], {}
+    panels, cells, positions = [], {}, {}
     for category, which, row in picks:
         product = row["product"]
         if product not in cells:
             cells[product] = load_cell(model, product, split, "test")
-            cells[product].index = {k: i for i, k in enumerate(cells[product].rows["image_id"])}
+            positions.update({k: i for i, k in enumerate(cells[product].rows["image_id"])})
         cell = cells[product]
-        i = cell.index[row["image_id"]]
+        i = positions[row["image_id"]]
         tp, fp, fn = (float(row[f"pix_{method}_{k}"]) for k in ("tp", "fp", "fn"))
         negatives = float(row["pixels"]) - (tp + fn)
         fitted = json.loads(thresholds_path(model, product).read_text())

@@ -26,7 +26,7 @@ from iadbench.errors import InputError
 from iadbench.evaluation.cells import json_ready
 from iadbench.evaluation.evaluate import ORACLE, PIXEL_RULES, evaluate_path
 from iadbench.metrics.counts import confusion_counts
-from iadbench.metrics.curves import auroc
+from iadbench.metrics.curves import auroc, ratio
 from iadbench.params import EvaluateParams
 from iadbench.paths import CATEGORIES
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, split_categories
@@ -109,10 +109,6 @@ def auroc_replicates(scores: np.ndarray, labels: np.ndarray, p: EvaluateParams, 
     return out
 
 
-def _ratio(a: float, b: float) -> float:
-    return a / b if b > 0 else float("nan")
-
-
 def group_rows(table: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     """(kind, group, rows) for every Table-1 row: defect categories, backgrounds, all images."""
     anomalous = table["label"] == "anomalous"
@@ -137,19 +133,19 @@ def group_metrics(rows: pd.DataFrame, rule: str, p: EvaluateParams, key: str) ->
         out["mean_iou_lo"], out["mean_iou_hi"] = ratio_ci(values, np.ones(len(values)), p, key + ":miou")
         has = rows["has_mask"].astype(str).str.lower().eq("true").to_numpy() | good
         tp, fp, fn = (rows[f"pix_{rule}_{k}"].to_numpy(dtype=float)[has] for k in ("tp", "fp", "fn"))
-        out["pooled_iou"] = _ratio(tp.sum(), (tp + fp + fn).sum())
+        out["pooled_iou"] = ratio(tp.sum(), (tp + fp + fn).sum())
         out["pooled_iou_lo"], out["pooled_iou_hi"] = ratio_ci(tp, tp + fp + fn, p, key + ":piou")
         pixels = rows["pixels"].to_numpy(dtype=float)
-        out["pixel_fpr_good"] = _ratio(rows[f"pix_{rule}_fp"].to_numpy(dtype=float)[good].sum(), pixels[good].sum())
+        out["pixel_fpr_good"] = ratio(rows[f"pix_{rule}_fp"].to_numpy(dtype=float)[good].sum(), pixels[good].sum())
     pred_col = f"img_{rule}_pred"
     if pred_col in rows:
         pred = rows[pred_col].to_numpy(dtype=bool)
         tp, fp = (pred & anomalous).astype(float), (pred & good).astype(float)
         fn = (~pred & anomalous).astype(float)
-        out["image_recall"] = _ratio(tp.sum(), anomalous.sum())
-        out["image_false_alarm"] = _ratio(fp.sum(), good.sum())
+        out["image_recall"] = ratio(tp.sum(), anomalous.sum())
+        out["image_false_alarm"] = ratio(fp.sum(), good.sum())
         if anomalous.any() and good.any():
-            out["image_f1"] = _ratio(2 * tp.sum(), (2 * tp + fp + fn).sum())
+            out["image_f1"] = ratio(2 * tp.sum(), (2 * tp + fp + fn).sum())
             out["image_f1_lo"], out["image_f1_hi"] = ratio_ci(2 * tp, 2 * tp + fp + fn, p, key + ":if1")
     return out
 

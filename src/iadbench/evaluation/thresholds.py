@@ -8,13 +8,12 @@ place — under its own name, with a note — when a product's validation split 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from iadbench.evaluation.cells import json_ready, load_cell, split_fingerprint, thresholds_path
+from iadbench.evaluation.cells import json_ready, load_cell, split_fingerprint, thresholds_path, write_cell_files
 from iadbench.metrics.counts import Counts, confusion_counts
 from iadbench.metrics.curves import GOOD_ONLY_RULE, RULES, fit_threshold, rates
 from iadbench.metrics.maps import pixel_curves
@@ -107,8 +106,4 @@ def fit_cell(model: str, product: str, split: pd.DataFrame, dataset: str) -> tup
 def write_cell(model: str, product: str, split: pd.DataFrame, dataset: str) -> dict[str, Any]:
     """Write ``reports/thresholds/<model>/<product>.json`` and its ``.curves.csv``."""
     doc, curves = fit_cell(model, product, split, dataset)
-    path = thresholds_path(model, product)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    curves.to_csv(path.with_suffix(".curves.csv"), index=False, float_format="%.9g")
-    return doc
+    return write_cell_files(thresholds_path(model, product), doc, curves, ".curves.csv")

@@ -36,6 +36,11 @@ def _div(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
         return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
 
 
+def ratio(a: float, b: float) -> float:
+    """``a / b`` for counts, NaN when ``b`` is 0 (an undefined rate is never 0)."""
+    return float(_div(a, b))
+
+
 def rates(c: Counts) -> dict[str, np.ndarray]:
     """TPR, FPR, precision, F1 and IoU at every threshold of ``c``."""
     return {

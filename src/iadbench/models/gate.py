@@ -9,7 +9,7 @@ import pandas as pd
 
 from iadbench.gates import ERROR, GateResult, Rule, Table, run_gate
 from iadbench.models.registry import get_entry
-from iadbench.models.run import MAPS_DIR
+from iadbench.paths import MAPS_DIR
 
 
 def map_facts(params: dict[str, Any], split: pd.DataFrame) -> pd.DataFrame:

@@ -26,11 +26,7 @@ import torch
 
 from iadbench.errors import IadbenchError
 from iadbench.models.registry import ModelConfig, build_model, get_entry
-from iadbench.paths import ASSIGNMENT
-
-MAPS_DIR = Path("data/maps")
-MODELS_DIR = Path("models")
-PREDICT_REPORTS = Path("reports/predict")
+from iadbench.paths import ASSIGNMENT, MAPS_DIR, MODELS_DIR, PREDICT_REPORTS
 
 
 def model_config(params: dict[str, Any], model: str) -> ModelConfig:
