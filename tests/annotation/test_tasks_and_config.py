@@ -9,7 +9,7 @@ import pandas as pd
 import yaml
 
 from iadbench.annotation.client import stable_export
-from iadbench.annotation.config import CONFIG_PATH, label_config
+from iadbench.annotation.config import CONFIG_PATH, label_config, write_examples
 from iadbench.annotation.tasks import build_tasks, suggest_defect
 from iadbench.cli import main
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES
@@ -62,6 +62,9 @@ def test_tasks_cover_anomalous_validation_and_test_images_once(tiny_repo):
     assert first["data"]["mask"].endswith("_mask.png") and "/train/good/" in first["data"]["reference"]
     result = first["predictions"][0]["result"]
     assert {r["from_name"] for r in result} == {"defect_category", "background"}
+    examples = write_examples(Path("data/split.csv"), Path("examples"))
+    assert examples and all(p.stat().st_size > 1000 for p in examples)
+    assert {p.stem for p in examples} <= set(DEFECT_CATEGORIES)
 
 
 def test_stable_export_orders_tasks_and_annotations():

@@ -56,6 +56,11 @@ def test_every_default_family_trains_and_predicts_offline(params):
 
 
 def test_padim_is_deterministic_and_the_gate_catches_bad_maps(params):
+    from iadbench.models import registry, weights
+
+    # cold caches, as in a fresh stage process: a first build must not shift the seeded stream of the second
+    registry.feature_stages.cache_clear()
+    weights._reference_shapes.cache_clear()
     params = {**params, "models": ["padim"]}
     train_cell(params, "padim", "nut", progress=False)
     predict_cell(params, "padim", "nut", progress=False)
