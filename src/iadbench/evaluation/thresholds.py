@@ -25,10 +25,9 @@ def fit_all(c: Counts) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Fit every rule that the counts allow; notes say which could not be fitted and why."""
     fitted: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
-    for rule in RULES:
-        if c.n_pos > 0 and c.n_neg + c.n_pos > 0:
-            fitted[rule] = fit_threshold(c, rule).to_dict()
-    if c.n_pos == 0:
+    if c.n_pos > 0:
+        fitted.update({rule: fit_threshold(c, rule).to_dict() for rule in RULES})
+    else:
         notes.append(f"no anomalous validation sample: roc/iou/pr not fitted, {GOOD_ONLY_RULE} used in their place")
     if c.n_neg > 0:
         fitted[GOOD_ONLY_RULE] = fit_threshold(c, GOOD_ONLY_RULE).to_dict()

@@ -69,7 +69,7 @@ def pixel_curves(maps: np.ndarray, masks: np.ndarray, with_pro: bool = True) -> 
             weights, n = _inverse_areas(chunk_masks)
             hist_pro.add(chunk_maps, chunk_masks, weights)
             regions += n
-    pro = hist_pro.counts(1.0 / regions) if with_pro and regions else (hist_pro.counts() if with_pro else None)
+    pro = hist_pro.counts(1.0 / max(regions, 1)) if with_pro else None
     return PixelCurves(hist_pixels.counts(), pro, regions)
 
 
