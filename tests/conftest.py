@@ -28,7 +28,7 @@ TINY = {
     "threshold": {"method": "iou"},
     "evaluate": {"aupro_fpr_limit": 0.3, "bootstrap": 200, "confidence": 0.95, "seed": 0},
     "models": ["padim", "ae"],
-    "backbone": {"name": "efficientnet_lite0", "weights": "package", "layers": ["blocks.1", "blocks.2", "blocks.4"]},
+    "backbone": {"name": "tf_efficientnet_lite0", "weights": "package", "layers": ["blocks.1", "blocks.2", "blocks.4"]},
     "train": {"seed": 0, "epochs": 1, "batch_size": 4, "num_workers": 0},
     "model_options": {"padim": {"n_features": 50}, "ae": {"latent_dim": 32, "base_channels": 16, "lr": 0.0002}},
 }

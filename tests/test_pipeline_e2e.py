@@ -84,7 +84,7 @@ def test_repro_builds_every_stage(repo):
     }  # fmt: skip
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
     meta = json.loads((root / "models/padim/nut/meta.json").read_text())
-    assert meta["weights_source"] == "package" and meta["backbone"] == "efficientnet_lite0"
+    assert meta["weights_source"] == "package" and meta["backbone"] == "tf_efficientnet_lite0"
     for gate in ("manifest", "categories", "split"):
         assert json.loads((root / f"reports/gates/{gate}.json").read_text())["success"]
     summary = json.loads((root / "reports/data_summary.json").read_text())

@@ -7,7 +7,7 @@ from iadbench.params import ModelParams, TrainParams
 
 
 def _cfg(model, **kw):
-    base = {"image_size": 64, "backbone": "efficientnet_lite0", "layers": ("blocks.1", "blocks.2", "blocks.4"),
+    base = {"image_size": 64, "backbone": "tf_efficientnet_lite0", "layers": ("blocks.1", "blocks.2", "blocks.4"),
             "weights": "none", "options": {}}  # fmt: skip
     base.update(kw)
     return ModelConfig(model=model, **base)
@@ -27,7 +27,7 @@ def test_unknown_model_lists_the_valid_ones():
 def test_unknown_backbone_and_layer():
     with pytest.raises(ModelConfigError, match="unknown timm backbone 'efficientnet_lite9'"):
         build_model(_cfg("padim", backbone="efficientnet_lite9"))
-    with pytest.raises(ModelConfigError, match=r"layers \['blocks.3'\] are not feature stages of efficientnet_lite0"):
+    with pytest.raises(ModelConfigError, match=r"layers \['blocks.3'\] are not feature stages of tf_efficientnet_lite0"):
         build_model(_cfg("padim", layers=("blocks.1", "blocks.3")))
 
 
@@ -51,7 +51,7 @@ def test_models_that_need_a_download_fail_at_construction(monkeypatch):
 def test_package_weights_reach_a_hard_coded_pretrained_teacher():
     """STFPM hard-codes pre_trained=True for its teacher: the package weights must reach it."""
     module, weights, _, requested = build_model(_cfg("stfpm", weights="package"))
-    assert requested and set(requested) == {"efficientnet_lite0"}
+    assert requested and set(requested) == {"tf_efficientnet_lite0"}
     teacher = dict(module.model.teacher_model.named_parameters())
     stem = next(v for k, v in teacher.items() if k.endswith("conv_stem.weight"))
     assert (stem == weights.state_dict["conv_stem.weight"]).all()

