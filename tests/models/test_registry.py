@@ -27,7 +27,7 @@ def test_unknown_model_lists_the_valid_ones():
 def test_unknown_backbone_and_layer():
     with pytest.raises(ModelConfigError, match="unknown timm backbone 'efficientnet_lite9'"):
         build_model(_cfg("padim", backbone="efficientnet_lite9"))
-    with pytest.raises(ModelConfigError, match=r"layers \['blocks.3'\] are not feature stages of tf_efficientnet_lite0"):
+    with pytest.raises(ModelConfigError, match=r"layers \['blocks.3'\] are not feature stages of tf_eff"):
         build_model(_cfg("padim", layers=("blocks.1", "blocks.3")))
 
 
@@ -86,3 +86,41 @@ def test_train_deterministic_flag_values():
     assert TrainParams.from_params({"train": {**base, "deterministic": False}}).deterministic is False
     with pytest.raises(ParamsError, match="train.deterministic must be true, false or warn"):
         TrainParams.from_params({"train": {**base, "deterministic": "sometimes"}})
+
+
+def test_unknown_option_names_the_model_the_key_and_the_valid_keys():
+    with pytest.raises(ModelConfigError, match=r"model_options.padim has unknown option\(s\) \['n_featurs'\]; "
+                       r"padim accepts \['layers', 'n_features'\]"):  # fmt: skip
+        build_model(_cfg("padim", options={"n_featurs": 7}))
+    with pytest.raises(ModelConfigError, match=r"model_options.cflow.coupling_blocks must be a int"):
+        build_model(_cfg("cflow", options={"coupling_blocks": "eight"}))
+
+
+def test_effective_options_fill_the_declared_defaults():
+    from iadbench.models.registry import effective_options
+
+    assert effective_options("cflow", {"coupling_blocks": 8})["coupling_blocks"] == 8
+    assert effective_options("cflow", None) == MODELS["cflow"].options
+    assert effective_options("patchcore", {"coreset_sampling_ratio": 1})["coreset_sampling_ratio"] == 1  # int ok
+
+
+def test_params_yaml_lists_exactly_the_declared_options_and_defaults():
+    """One truth: the shipped params.yaml shows every model's effective options, so code and params cannot drift."""
+    from pathlib import Path
+
+    import yaml
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    assert set(params["model_options"]) == set(MODELS)
+    for name, entry in MODELS.items():
+        assert params["model_options"][name] == entry.options, name
+
+
+def test_options_the_builders_used_to_ignore_reach_the_model(tmp_path):
+    import timm
+    import torch
+
+    weights = tmp_path / "resnet18.pth"  # CFA's torchvision builder always loads weights: a local file serves it
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), weights)
+    module, *_ = build_model(_cfg("cfa", options={"weights": str(weights), "gamma_c": 3}))
+    assert module.model.gamma_c == 3

@@ -128,3 +128,21 @@ def test_misleading_anomalib_notice_is_filtered():
                                "ckpt_path is not provided. Model weights will not be loaded.", None, None)  # fmt: skip
     other = logging.LogRecord("anomalib.engine.engine", logging.WARNING, "", 0, "something else", None, None)
     assert not engine_logger.filter(notice) and engine_logger.filter(other)
+
+
+def test_maps_beyond_float16_are_refused_not_stored_as_inf(params, monkeypatch):
+    import iadbench.models.run as run
+
+    train_cell(params, "padim", "nut", progress=False)
+    monkeypatch.setattr(run, "FLOAT16_MAX", 1.0)  # PaDiM's Mahalanobis maps are far above 1
+    with pytest.raises(IadbenchError, match=r"padim/nut: raw anomaly maps span \[.*\], beyond float16's"):
+        predict_cell(params, "padim", "nut", progress=False)
+    assert not Path("data/maps/padim/nut.npz").exists()
+
+
+def test_predict_report_records_the_raw_range_and_the_placement(params):
+    train_cell(params, "padim", "nut", progress=False)
+    report = predict_cell(params, "padim", "nut", progress=False)
+    low, high = report["raw_map_range"]
+    assert 0 <= low < high < 65504
+    assert report["grid_placement"]["placed"] > 0 and report["options"]["n_features"] == 100

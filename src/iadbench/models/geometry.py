@@ -266,9 +266,9 @@ def receptive_field_shifts(
     kernel of ``blocks.2.0`` carries its weight half a tap up-left (−2 px at its input stride), and such biases add
     up to −3.5 px at stride 8 and −6 to −8 px at stride 16. A cell's *effective* receptive field (Luo et al.,
     "Understanding the Effective Receptive Field in Deep Convolutional Neural Networks", NeurIPS 2016) is the input
-    gradient of its response; its centroid is where the cell looks. Measured here on the model's own extractor and weights, on a
-    ``canvas``-pixel input (so that no receptive field is cut by the border) of two seeded noise images, for the
-    3 × 3 central cells of each layer: ``shift = centroid(|∂ Σ f² / ∂x|) − mean geometric centre``. A map is then
+    gradient of its response; its centroid is where the cell looks. Measured here on the model's own extractor and
+    weights, on a ``canvas``-pixel input (so that no receptive field is cut by the border) of two seeded noise
+    images, for the 3 × 3 central cells of each layer: ``shift = centroid(|∂ Σ f² / ∂x|) − mean geometric centre``. A map is then
     placed where its cells look; for untrained weights the shift is ≈ 0 and only the geometry counts.
     """
     extractor = _frozen_extractor(module)
