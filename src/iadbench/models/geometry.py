@@ -268,8 +268,8 @@ def receptive_field_shifts(
     "Understanding the Effective Receptive Field in Deep Convolutional Neural Networks", NeurIPS 2016) is the input
     gradient of its response; its centroid is where the cell looks. Measured here on the model's own extractor and
     weights, on a ``canvas``-pixel input (so that no receptive field is cut by the border) of two seeded noise
-    images, for the 3 × 3 central cells of each layer: ``shift = centroid(|∂ Σ f² / ∂x|) − mean geometric centre``. A map is then
-    placed where its cells look; for untrained weights the shift is ≈ 0 and only the geometry counts.
+    images, for the 3 × 3 central cells of each layer: ``shift = centroid(|∂ Σ f² / ∂x|) − mean geometric centre``.
+    A map is then placed where its cells look; for untrained weights the shift is ≈ 0 and only the geometry counts.
     """
     extractor = _frozen_extractor(module)
     if extractor is None:
