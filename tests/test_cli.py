@@ -56,6 +56,25 @@ def test_models_verb_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "padim" in out and "scores only" in out and "stands in for the seed's multiresolution KD" in out
+    assert "options: layers=None, n_features=100" in out  # declared options with their defaults
+
+
+def test_typo_in_model_options_stops_training_with_the_valid_keys(tiny_repo, capsys):
+    from pathlib import Path
+
+    import yaml
+
+    from tests.conftest import TINY
+
+    Path("params.yaml").write_text(yaml.safe_dump(TINY))
+    for verb in (["--quiet", "manifest"], ["categories"], ["split"]):
+        assert main(verb) == 0
+    params = {**TINY, "model_options": {**TINY["model_options"], "padim": {"n_featurs": 7}}}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["train", "--model", "padim", "--product", "nut"]) != 0
+    err = capsys.readouterr().err
+    assert "model_options.padim has unknown option(s) ['n_featurs']; padim accepts ['layers', 'n_features']" in err
+    assert not Path("models/padim/nut/model.pt").exists()
 
 
 def test_unknown_model_on_the_command_line(tiny_repo, capsys):

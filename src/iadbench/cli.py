@@ -245,6 +245,8 @@ def cmd_models(args: argparse.Namespace) -> None:
     for entry in MODELS.values():
         maps = "maps+scores" if entry.pixel_maps else "scores only"
         print(f"{entry.name:22s} {entry.family:40s} {maps:12s} {entry.note}")
+        options = ", ".join(f"{key}={value!r}" for key, value in entry.options.items()) or "(none)"
+        print(f"{'':22s} options: {options}")
 
 
 def cmd_import(args: argparse.Namespace) -> None:

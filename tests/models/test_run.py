@@ -146,3 +146,22 @@ def test_predict_report_records_the_raw_range_and_the_placement(params):
     low, high = report["raw_map_range"]
     assert 0 <= low < high < 65504
     assert report["grid_placement"]["placed"] > 0 and report["options"]["n_features"] == 100
+
+
+def test_warnings_are_recorded_not_hidden_and_known_noise_is_dropped():
+    import warnings
+
+    from iadbench.models.registry import ModelConfig
+    from iadbench.models.run import fidelity
+
+    cfg = ModelConfig("ae", 64, "", (), "none")
+    with fidelity(cfg) as record:
+        for _ in range(3):
+            warnings.warn("upsample_bilinear2d_backward does not have a deterministic implementation", UserWarning)
+        warnings.warn("The dataloader does not have many workers which may be a bottleneck.", UserWarning)
+    assert record["warnings"] == [{
+        "category": "UserWarning",
+        "message": "upsample_bilinear2d_backward does not have a deterministic implementation",
+        "count": 3,
+    }]  # fmt: skip
+    assert record["grid_placement"] == {"placed": 0, "left_as_written": {}}
