@@ -24,30 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from models_bench import _repo
-from readme_blocks import PROJECT, replace_block
+from models_bench import test_masks, tile_repo
+from readme_blocks import PROJECT, replace_block, save_result
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DOC = PROJECT / "docs/fidelity.md"
 VARIANTS = (("before", False, True), ("placement only", True, True), ("after", True, False))
-
-
-def _test_masks(model: str, product: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    import pandas as pd
-    from PIL import Image
-
-    data = np.load(f"data/maps/{model}/{product}.npz")
-    split = pd.read_csv("data/split.csv", keep_default_na=False).set_index("image_id")
-    test = data["split"] == "test"
-    masks = []
-    for image_id in data["image_id"][test]:
-        path = split.loc[image_id, "mask_path"]
-        if path:
-            with Image.open(path) as im:
-                masks.append(np.asarray(im.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 0)
-        else:
-            masks.append(np.zeros((size, size), bool))
-    return test, np.stack(masks)
 
 
 def _pixel_metrics(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
@@ -66,12 +48,7 @@ def bench_tile(args: argparse.Namespace) -> dict:
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     params["data"].update(dataset="magnetic_tile", products=["tile"], image_size=args.size)
     params["models"] = [args.model]
-    _repo(params)
-    defect_map = "blowhole=structural,break=structural,crack=structural,fray=structural,uneven=surface"
-    source = str(Path(args.data).resolve())
-    iadbench(["import", source, "--name", "magnetic_tile", "--background", "without", "--defect-map", defect_map])
-    for verb in (["--quiet", "manifest"], ["categories"], ["split"]):
-        assert iadbench(verb) == 0, verb
+    tile_repo(params, args.data)
     results = {}
     shipped = Path("params.yaml").read_text()
     for variant, corrections, symmetric in VARIANTS:
@@ -90,7 +67,7 @@ def bench_tile(args: argparse.Namespace) -> dict:
             "pixel_auroc": cell["pixel"]["auroc"], "aupro": cell["pixel"]["aupro"],
             "mean_iou_iou_t": cell["pixel"]["at"]["iou"]["mean_iou"], "fit_seconds": meta["fit_seconds"],
         }  # fmt: skip
-        test, masks = _test_masks(args.model, "tile", args.size)
+        test, _, masks = test_masks(args.model, "tile", args.size)
         stored = np.load(f"data/maps/{args.model}/tile.npz")["maps"][test]
         full = np.load(raw)[test]
         row["float16"] = _pixel_metrics(stored, masks)
@@ -198,13 +175,7 @@ def main() -> None:
         return
     here = Path.cwd()
     result = bench_tile(args) if args.bench == "tile" else bench_batch(args)
-    work = Path.cwd()
-    out = PROJECT / "reports/bench" / f"fidelity_{args.bench}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    os.chdir(here)
-    if args.bench == "tile":
-        shutil.rmtree(work, ignore_errors=True)
+    out = save_result(f"fidelity_{args.bench}", result, here, Path.cwd() if args.bench == "tile" else None)
     render()
     print(f"-> {out}")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from PIL import Image
-from readme_blocks import replace_block
+from readme_blocks import replace_block, save_result
 
 PROJECT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,16 +47,15 @@ def _base_params() -> dict:
     return yaml.safe_load((PROJECT / "params.yaml").read_text())
 
 
-def _aurocs(model: str, product: str, size: int) -> tuple[float, float]:
+def test_masks(model: str, product: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(test rows of the maps file, their labels, their masks at ``size``) in the maps file's order."""
     import pandas as pd
-    from sklearn.metrics import roc_auc_score
 
     data = np.load(f"data/maps/{model}/{product}.npz")
     split = pd.read_csv("data/split.csv", keep_default_na=False).set_index("image_id")
     test = data["split"] == "test"
     ids = data["image_id"][test]
     labels = (split.loc[ids, "label"] == "anomalous").to_numpy()
-    image_auroc = roc_auc_score(labels, data["scores"][test])
     masks = []
     for image_id in ids:
         path = split.loc[image_id, "mask_path"]
@@ -66,22 +64,37 @@ def _aurocs(model: str, product: str, size: int) -> tuple[float, float]:
                 masks.append(np.asarray(im.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 0)
         else:
             masks.append(np.zeros((size, size), bool))
-    pixel_auroc = roc_auc_score(np.stack(masks).ravel(), data["maps"][test].astype(np.float32).ravel())
+    return test, labels, np.stack(masks)
+
+
+def _aurocs(model: str, product: str, size: int) -> tuple[float, float]:
+    from sklearn.metrics import roc_auc_score
+
+    data = np.load(f"data/maps/{model}/{product}.npz")
+    test, labels, masks = test_masks(model, product, size)
+    image_auroc = roc_auc_score(labels, data["scores"][test])
+    pixel_auroc = roc_auc_score(masks.ravel(), data["maps"][test].astype(np.float32).ravel())
     return float(image_auroc), float(pixel_auroc)
 
 
-def bench_weights(args: argparse.Namespace) -> dict:
+def tile_repo(params: dict, data: str) -> None:
+    """A scratch repository (cwd) with the magnetic tile imported, per defect type mapped, manifest/categories/split."""
     from iadbench.cli import main as iadbench
+
+    _repo(params)
+    defect_map = "blowhole=structural,break=structural,crack=structural,fray=structural,uneven=surface"
+    source = str(Path(data).resolve())
+    iadbench(["import", source, "--name", "magnetic_tile", "--background", "without", "--defect-map", defect_map])
+    for verb in (["--quiet", "manifest"], ["categories"], ["split"]):
+        assert iadbench(verb) == 0, verb
+
+
+def bench_weights(args: argparse.Namespace) -> dict:
     from iadbench.models.run import predict_cell, train_cell
 
     params = _base_params()
     params["data"].update(dataset="magnetic_tile", products=["tile"])
-    _repo(params)
-    defect_map = "blowhole=structural,break=structural,crack=structural,fray=structural,uneven=surface"
-    source = str(Path(args.data).resolve())
-    iadbench(["import", source, "--name", "magnetic_tile", "--background", "without", "--defect-map", defect_map])
-    for verb in (["--quiet", "manifest"], ["categories"], ["split"]):
-        assert iadbench(verb) == 0, verb
+    tile_repo(params, args.data)
     results = {}
     for model, size in (("padim", 256), ("patchcore", 128)):
         for weights in ("package", "none"):
@@ -216,12 +229,8 @@ def main() -> None:
         return
     here = Path.cwd()
     result = bench_weights(args) if args.bench == "weights" else bench_overhead(args)
-    work = Path.cwd()
-    out = PROJECT / "reports/bench" / f"{args.bench}{'' if args.bench == 'weights' else '_' + args.model}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    os.chdir(here)
-    shutil.rmtree(work, ignore_errors=True)
+    name = f"{args.bench}{'' if args.bench == 'weights' else '_' + args.model}"
+    out = save_result(name, result, here, Path.cwd())
     render()
     print(f"-> {out}")
 

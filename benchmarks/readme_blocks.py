@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -16,3 +19,14 @@ def replace_block(name: str, lines: list[str], readme: Path = PROJECT / "README.
     head, rest = text.split(start, 1)
     readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
     return True
+
+
+def save_result(name: str, result: dict, home: Path, scratch: Path | None = None) -> Path:
+    """Write ``reports/bench/<name>.json``, return to ``home`` and delete the benchmark's ``scratch`` folder."""
+    out = PROJECT / "reports/bench" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    os.chdir(home)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out

@@ -157,8 +157,8 @@ def test_warnings_are_recorded_not_hidden_and_known_noise_is_dropped():
     cfg = ModelConfig("ae", 64, "", (), "none")
     with fidelity(cfg) as record:
         for _ in range(3):
-            warnings.warn("upsample_bilinear2d_backward does not have a deterministic implementation", UserWarning)
-        warnings.warn("The dataloader does not have many workers which may be a bottleneck.", UserWarning)
+            warnings.warn("upsample_bilinear2d_backward does not have a deterministic implementation", stacklevel=1)
+        warnings.warn("The dataloader does not have many workers which may be a bottleneck.", stacklevel=1)
     assert record["warnings"] == [{
         "category": "UserWarning",
         "message": "upsample_bilinear2d_backward does not have a deterministic implementation",
