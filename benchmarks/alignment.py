@@ -30,8 +30,7 @@ EPOCHS = {"stfpm": 20, "cflow": 2, "reverse_distillation": 2}
 
 
 def _offsets(model: str, size: int, corrections: bool) -> list[list[float]]:
-    from iadbench.models.probe import default_probe, peak_offsets, write_probe
-    from iadbench.models.run import predict_cell, train_cell
+    from iadbench.models.probe import default_probe, locate, write_probe
     from iadbench.models.weights import package_weights_file
 
     root = Path(tempfile.mkdtemp(prefix="iadbench-align-"))
@@ -44,10 +43,7 @@ def _offsets(model: str, size: int, corrections: bool) -> list[list[float]]:
     params["model_options"]["cflow"]["fiber_batch_size"] = 16
     if not corrections:
         params["backbone"].update(name="efficientnet_lite0", weights=str(package_weights_file()))
-    train_cell(params, model, "plate", progress=False, corrections=corrections)
-    predict_cell(params, model, "plate", progress=False, corrections=corrections)
-    data = np.load(f"data/maps/{model}/plate.npz")
-    return peak_offsets(data["maps"], data["image_id"], probe).round(2).tolist()
+    return locate(params, model, probe, corrections).round(2).tolist()
 
 
 def main() -> None:

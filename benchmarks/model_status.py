@@ -87,7 +87,7 @@ def main() -> None:
         pfile = f"params-{model}.yaml" if size != args.size else "params.yaml"
         start = time.perf_counter()
         status, message = _cell(model, pfile, env, args.timeout)
-        if status == "needs a download" and entry.default_backbone:
+        if status == "needs a download" and entry.own_backbone:
             # Would it run offline on random features? (model_options.<model>.weights=none)
             params = yaml.safe_load(Path(pfile).read_text())
             params["model_options"][model]["weights"] = "none"

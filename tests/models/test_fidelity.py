@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from iadbench.models.probe import default_probe, peak_offsets, write_probe
+from iadbench.models.probe import default_probe, locate, write_probe
 from iadbench.models.run import predict_cell, train_cell
 from iadbench.models.weights import package_weights_file
 
@@ -52,15 +52,8 @@ def _cells(root: Path, size: int, models: dict) -> dict[str, np.ndarray]:
     try:
         probe = default_probe(size)
         write_probe(root, probe)
-        offsets = {}
-        for model, (epochs, overrides) in models.items():
-            params = _params(size, model, epochs, overrides)
-            train_cell(params, model, "plate", progress=False)
-            predict_cell(params, model, "plate", progress=False)
-            data = np.load(f"data/maps/{model}/plate.npz")
-            if "maps" in data:
-                offsets[model] = peak_offsets(data["maps"], data["image_id"], probe)
-        return offsets
+        offsets = {model: locate(_params(size, model, *setting), model, probe) for model, setting in models.items()}
+        return {model: found for model, found in offsets.items() if found is not None}
     finally:
         os.chdir(previous)
 
@@ -129,10 +122,7 @@ def test_anomalib_cflow_and_todays_alignment_fail_the_same_probes(tmp_path, monk
     write_probe(tmp_path, probe)
     params = _params(128, "padim", 1, {})
     params["backbone"] = {**params["backbone"], "name": "efficientnet_lite0", "weights": str(package_weights_file())}
-    train_cell(params, "padim", "plate", progress=False, corrections=False)
-    predict_cell(params, "padim", "plate", progress=False, corrections=False)
-    data = np.load("data/maps/padim/plate.npz")
-    assert peak_offsets(data["maps"], data["image_id"], probe).mean(axis=0).min() > 5  # +10 px down-right
+    assert locate(params, "padim", probe, corrections=False).mean(axis=0).min() > 5  # +10 px down-right
 
     scores = []
     for batch_size in (1, 5):

@@ -82,11 +82,10 @@ class Grid:
 PIXELS = Grid((1.0, 1.0), (0.0, 0.0))
 
 
-def _pair(value: Any) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    values = tuple(int(v) for v in value)
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+def _pair(value: Any, kind: type = int) -> tuple[Any, Any]:
+    """A size, stride, padding or scale argument as (rows, cols): one number or a sequence of one or two."""
+    values = [kind(v) for v in value] if isinstance(value, list | tuple) else [kind(value)]
+    return (values[0], values[-1])
 
 
 def _axis(n_src: int, n_dst: int, src: float, src_off: float, dst: float, dst_off: float, device: torch.device):
@@ -167,12 +166,12 @@ class GridPlacement(TorchFunctionMode):
         if func is F.interpolate:
             return self._interpolate(*args, **kwargs)
         out = func(*args, **kwargs)
-        if func in _WINDOWS and isinstance(out, torch.Tensor | tuple):
-            x, rest = (args[0], args[1:]) if args else (kwargs.pop("input", None), ())
-            self._window(func, out[0] if isinstance(out, tuple) else out, x, *rest, **kwargs)
-        elif func is F.pad:
-            x, rest = (args[0], args[1:]) if args else (kwargs.pop("input", None), ())
-            self._pad(out, x, *rest, **kwargs)
+        if func in _WINDOWS or func is F.pad:
+            x, rest = (args[0], args[1:]) if args else (kwargs.pop("input", None), ())  # DFM calls by keyword
+            if func is F.pad:
+                self._pad(out, x, *rest, **kwargs)
+            elif isinstance(out, torch.Tensor | tuple):
+                self._window(func, out[0] if isinstance(out, tuple) else out, x, *rest, **kwargs)
         return out
 
     def _window(self, func: Any, out: torch.Tensor, x: Any, *args: Any, **kwargs: Any) -> None:
@@ -223,7 +222,7 @@ class GridPlacement(TorchFunctionMode):
         out_size = (
             _pair(size)
             if size is not None
-            else tuple(int(math.floor(n * f)) for n, f in zip(x.shape[-2:], _float_pair(scale_factor), strict=True))
+            else tuple(int(math.floor(n * f)) for n, f in zip(x.shape[-2:], _pair(scale_factor, float), strict=True))
         )
         source = self.effective_grid(tuple(x.shape[-2:])) if x.dim() == 4 else None  # type: ignore[arg-type]
         target = self.effective_grid(out_size)  # type: ignore[arg-type]
@@ -314,13 +313,6 @@ def parse_shifts(shifts: dict[str, list[float]]) -> dict[Size, tuple[float, floa
         height, width = key.split("x")
         out[(int(height), int(width))] = (float(dy), float(dx))
     return out
-
-
-def _float_pair(value: Any) -> tuple[float, float]:
-    if isinstance(value, int | float):
-        return (float(value), float(value))
-    values = [float(v) for v in value]
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
 _WINDOWS = (F.conv2d, F.max_pool2d, F.avg_pool2d)

@@ -109,3 +109,13 @@ def peak_offsets(maps: np.ndarray, image_ids: np.ndarray, probe: Probe) -> np.nd
             left + (weights * cols).sum() / weights.sum() - centre[1],
         ))  # fmt: skip
     return np.asarray(offsets)
+
+
+def locate(params: dict, model: str, probe: Probe, corrections: bool = True) -> np.ndarray | None:
+    """Fit and predict ``model`` on the probe written in the working directory; its peak offsets (None: no maps)."""
+    from iadbench.models.run import predict_cell, train_cell
+
+    train_cell(params, model, PRODUCT, progress=False, corrections=corrections)
+    predict_cell(params, model, PRODUCT, progress=False, corrections=corrections)
+    data = np.load(f"data/maps/{model}/{PRODUCT}.npz")
+    return peak_offsets(data["maps"], data["image_id"], probe) if "maps" in data else None

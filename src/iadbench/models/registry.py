@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iadbench.errors import IadbenchError
+from iadbench.models import cflow
 from iadbench.models.weights import BackboneWeights, inject, resolve_weights
 
 
@@ -55,7 +56,7 @@ class ModelEntry:
     options: dict[str, Any] = field(default_factory=dict)  # every option the builder reads, with its default
     pixel_maps: bool = True  # False: image scores only (excluded from pixel metrics)
     image_score: str = "map_max"  # "map_max" or "model" (the model defines its own image score)
-    default_backbone: str | None = None  # set: backbone/weights come from model_options.<name>, not backbone.*
+    default_backbone: str | None = None  # a fixed own backbone ("" for none); see own_backbone
     uses_layers: bool = True
     size_multiple: int = 1
     min_size: int = 32
@@ -64,6 +65,13 @@ class ModelEntry:
     # after fitting: measure constants on the training batches (module, batches) -> metadata (CFLOW's maxima)
     calibrate: Callable[[Any, Any], dict[str, Any]] | None = None
     min_train: Callable[[ModelConfig], int] | None = None  # fewest train images the method can fit on
+
+    @property
+    def own_backbone(self) -> str | None:
+        """None: the shared ``backbone.*``; "": no backbone; a name: the model's own default backbone (its declared
+        ``backbone`` option where users may change it, else the fixed one of ``default_backbone``).
+        """
+        return self.options.get("backbone", self.default_backbone)
 
 
 def _raw(cls: Any, cfg: ModelConfig, **pre_kwargs: Any) -> dict[str, Any]:
@@ -129,8 +137,6 @@ def _stfpm(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 def _cflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     from anomalib.models import Cflow
 
-    from iadbench.models import cflow
-
     module = Cflow(
         backbone=backbone, layers=_layers(cfg), pre_trained=pretrained,
         fiber_batch_size=cfg.option("fiber_batch_size"), coupling_blocks=cfg.option("coupling_blocks"),
@@ -140,12 +146,6 @@ def _cflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
     if cfg.corrections:
         cflow.install(module)  # maps normalised by training maxima, not by the batch's (iadbench.models.cflow)
     return module
-
-
-def _cflow_calibrate(module: Any, batches: Any) -> dict[str, Any]:
-    from iadbench.models import cflow
-
-    return cflow.calibrate(module, batches)
 
 
 def _rd(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
@@ -312,7 +312,7 @@ MODELS: dict[str, ModelEntry] = {
                 "condition_vector": 128,
                 "lr": 0.0001,
             },
-            calibrate=_cflow_calibrate,
+            calibrate=cflow.calibrate,
             note="coupling_blocks 4 (anomalib's default is 8) halves its CPU time; maps normalised with training "
             "statistics, not the batch maximum (see docs/fidelity.md)",
         ),
@@ -328,7 +328,6 @@ MODELS: dict[str, ModelEntry] = {
             "knowledge distillation",
             _rd,
             options={"backbone": "resnet18", "weights": "hub", "layers": ["layer1", "layer2", "layer3"]},
-            default_backbone="resnet18",
             note="its decoder exists only for ResNet/Wide-ResNet backbones",
         ),
         ModelEntry(
@@ -336,7 +335,6 @@ MODELS: dict[str, ModelEntry] = {
             "normalizing flow",
             _fastflow,
             options={"backbone": "resnet18", "weights": "hub", "flow_steps": 8},
-            default_backbone="resnet18",
             uses_layers=False,
             note="supports resnet18, wide_resnet50_2, cait and deit backbones only",
         ),
@@ -382,7 +380,6 @@ MODELS: dict[str, ModelEntry] = {
             "coupled hypersphere",
             _cfa,
             options={"backbone": "resnet18", "weights": "hub", "gamma_c": 1},
-            default_backbone="resnet18",
             uses_layers=False,
             note="supports vgg19_bn, resnet18, wide_resnet50_2 and efficientnet_b5 backbones only",
         ),
@@ -439,7 +436,6 @@ MODELS: dict[str, ModelEntry] = {
             "synthetic anomalies + discriminator",
             _supersimplenet,
             options={"backbone": "wide_resnet50_2.tv_in1k", "weights": "hub", "layers": ["layer2", "layer3"]},
-            default_backbone="wide_resnet50_2.tv_in1k",
             image_score="model",
         ),
     ]  # fmt: skip
@@ -533,10 +529,10 @@ def build_model(cfg: ModelConfig) -> tuple[Any, BackboneWeights, ModelEntry, lis
         )
     if entry.precheck is not None and (problem := entry.precheck(cfg)):
         raise ModelConfigError(problem)
-    if entry.default_backbone == "":
+    if entry.own_backbone == "":
         backbone, spec, param = "", "none", ""
-    elif entry.default_backbone is not None:
-        backbone = str(cfg.options.get("backbone", entry.default_backbone))
+    elif entry.own_backbone is not None:
+        backbone = str(cfg.options.get("backbone", entry.own_backbone))
         spec, param = str(cfg.option("weights")), f"model_options.{cfg.model}.weights"
     else:
         backbone, spec, param = cfg.backbone, cfg.weights, "backbone.weights"
