@@ -2,6 +2,7 @@
 
     python benchmarks/results.py headline   # reports/metrics.json + reports/tables/categories.csv -> README
     python benchmarks/results.py rules      # dvc exp run -S threshold.method={roc,iou,pr}; dvc exp show -> README
+    python benchmarks/results.py study drift  # reports/studies/drift.md (iadbench study drift) -> README
 
 ``rules`` runs one experiment per threshold rule on the current commit (only the metrics and report stages rerun),
 reads ``dvc exp show --json`` and writes the three rows side by side; it then puts params.yaml back and restores the
@@ -108,11 +109,28 @@ def rules() -> None:
     replace_block("exp-rules", lines)
 
 
+def study(name: str) -> None:
+    """The tables of ``reports/studies/<name>.md`` (written by ``iadbench study``) under the README's block."""
+    path = PROJECT / f"reports/studies/{name}.md"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: run `iadbench study {name}` first")
+    body = path.read_text().splitlines()
+    body = body[2:] if body and body[0].startswith("# ") else body  # the README has its own heading
+    keep = body[: next((i for i, line in enumerate(body) if line.startswith("## Per product")), len(body))]
+    lines = [f"From `reports/studies/{name}.md` (`iadbench study {name}`, then `python benchmarks/results.py study "
+             f"{name}`); per-product tables and experiment names are in that file.", "", *keep]  # fmt: skip
+    replace_block(f"study-{name}", [line for line in lines if not line.startswith("# ")])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["headline", "rules"])
+    parser.add_argument("what", choices=["headline", "rules", "study"])
+    parser.add_argument("name", nargs="?", default="drift", help="study: which study's tables (default drift)")
     args = parser.parse_args()
-    {"headline": headline, "rules": rules}[args.what]()
+    if args.what == "study":
+        study(args.name)
+    else:
+        {"headline": headline, "rules": rules}[args.what]()
 
 
 if __name__ == "__main__":

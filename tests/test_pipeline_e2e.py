@@ -45,9 +45,8 @@ def _set_params(repo: Path, **sections) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("e2e") / "iadbench"
+def make_repo(root: Path, params: dict) -> tuple[Path, dict]:
+    """A committed copy of this repository's tracked files at ``root`` with ``params`` as params.yaml."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=PROJECT, capture_output=True, text=True, check=True,
@@ -56,7 +55,7 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
         if (PROJECT / name).is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PROJECT / name, root / name)
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     home = root.parent / "home"  # an empty HOME: no global git identity or DVC config from this machine
     home.mkdir()
     env = {
@@ -73,6 +72,11 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     _run(["git", "add", "-A"], root, env)
     _run(["git", "commit", "-qm", "tiny"], root, env)
     return root, env
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict]:
+    return make_repo(tmp_path_factory.mktemp("e2e") / "iadbench", TINY)
 
 
 def test_repro_builds_every_stage(repo):

@@ -103,7 +103,10 @@ def cmd_gate(args: argparse.Namespace) -> None:
     elif args.gate == "categories":
         result = gates.categories_gate(read_table(CATEGORIES), read_table(MANIFEST), {"categories": str(CATEGORIES)})
     else:
-        result = gates.split_gate(read_table(SPLIT), read_table(MANIFEST), {"split": str(SPLIT)})
+        from iadbench.params import SplitParams
+
+        noise = SplitParams.from_params(params).train_noise
+        result = gates.split_gate(read_table(SPLIT), read_table(MANIFEST), {"split": str(SPLIT)}, noise)
     out = gate_result(args.gate)
     result.write(out)
     for violation in result.violations[: args.max_lines]:
@@ -261,6 +264,17 @@ def cmd_import(args: argparse.Namespace) -> None:
     print(f"then: dvc exp run -S data.dataset={args.name}   (or set data.dataset in params.yaml and dvc repro)")
 
 
+def cmd_study(args: argparse.Namespace) -> None:
+    """Queue, run and summarise a study (a grid of DVC experiments): reports/studies/NAME.{json,md}."""
+    from iadbench.studies import run_study
+
+    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()] if args.conditions else None
+    run_study(
+        args.name, seeds=args.seeds, jobs=args.jobs, conditions=conditions, dry_run=args.dry_run,
+        collect_only=args.collect, echo=lambda line: print(line, flush=True),
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``iadbench`` argument parser."""
     parser = argparse.ArgumentParser(prog="iadbench", description=__doc__)
@@ -299,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, default=8080, help="serve: port (default 8080)")
     a.add_argument("--no-dvc", action="store_true", help="pull: write the export without `dvc add`")
     verb("models", cmd_models, "list the registered models")
+    st = verb("study", cmd_study, "run a study as queued DVC experiments; write reports/studies/NAME.{json,md}")
+    st.add_argument("name", help="drift | noise | size | validation | unified")
+    st.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per condition (default 3)")
+    st.add_argument("--jobs", type=int, default=1, help="experiments run in parallel (dvc queue start --jobs)")
+    st.add_argument("--conditions", help="comma-separated conditions instead of the study's default grid")
+    st.add_argument("--dry-run", action="store_true", help="print what would be queued; run nothing")
+    st.add_argument("--collect", action="store_true", help="rebuild the tables from existing experiments only")
     verb("summary", cmd_summary, "write reports/data_summary.json (DVC metrics)")
     i = verb("import", cmd_import, "copy an MVTec-layout folder to data/raw/NAME and `dvc add` it")
     i.add_argument("path", help="folder in the MVTec AD layout (read only)")

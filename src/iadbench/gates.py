@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from iadbench.params import GateParams
@@ -338,8 +339,14 @@ def categories_gate(categories: pd.DataFrame, manifest: pd.DataFrame, paths: dic
     return run_gate("categories", {"categories": Table(paths["categories"], table)}, rules)
 
 
-def split_gate(split: pd.DataFrame, manifest: pd.DataFrame, paths: dict[str, str]) -> GateResult:
-    """Run the split gate: disjoint splits, train only good, categories present, validation usable, counts."""
+def split_gate(
+    split: pd.DataFrame, manifest: pd.DataFrame, paths: dict[str, str], train_noise: float = 0.0
+) -> GateResult:
+    """Run the split gate: disjoint splits, train only good, categories present, validation usable, counts.
+
+    With ``train_noise`` = f > 0 (the noise study) train holds exactly ``round(f·n)`` anomalous images per product
+    (n = its train/good images) and the good images they replace are ``excluded``; without it, train is all good.
+    """
     import great_expectations as gx
 
     e = gx.expectations
@@ -357,21 +364,42 @@ def split_gate(split: pd.DataFrame, manifest: pd.DataFrame, paths: dict[str, str
     n_split = split.groupby("product").size().rename("n_split")
     products = products.merge(n_manifest, on="product", how="outer").merge(n_split, on="product", how="outer")
     products = products.fillna(0)
+    train_folder = manifest[manifest["split_folder"] == "train"].groupby("product").size()
+    expected = np.floor(train_noise * products["product"].map(train_folder).fillna(0) + 0.5).astype(int)
+    products["n_train_noise_expected"] = expected
+    anomalous_train = split[(split["split"] == "train") & (split["label"] == "anomalous")].groupby("product").size()
+    products["n_train_anomalous"] = products["product"].map(anomalous_train).fillna(0).astype(int)
+    excluded = split[split["split"] == "excluded"].groupby("product").size()
+    products["n_excluded"] = products["product"].map(excluded).fillna(0).astype(int)
+    splits = ["train", "validation", "test", "excluded"] if train_noise > 0 else ["train", "validation", "test"]
+    if train_noise > 0:
+        train_rule = Rule(
+            "products", f"train holds round({train_noise}·n_train) anomalous images (split.train_noise)",
+            e.ExpectColumnPairValuesToBeEqual(column_A="n_train_anomalous", column_B="n_train_noise_expected"),
+            "product", ("n_train_anomalous", "n_train_noise_expected"),
+        )  # fmt: skip
+    else:
+        train_rule = Rule(
+            "split", "train holds only good images",
+            e.ExpectColumnValuesToBeInSet(
+                column="label", value_set=["good"], row_condition='split=="train"', condition_parser="pandas"
+            ),
+            "image_path",
+        )  # fmt: skip
     rules = [
         Rule(
             "split", "no image in two splits",
             e.ExpectColumnValuesToBeUnique(column="image_id"), "image_path", ("split",),
         ),
         Rule(
-            "split", "split is train, validation or test",
-            e.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "validation", "test"]), "image_path",
+            "split", f"split is {', '.join(splits)}",
+            e.ExpectColumnValuesToBeInSet(column="split", value_set=splits), "image_path",
         ),
+        train_rule,
         Rule(
-            "split", "train holds only good images",
-            e.ExpectColumnValuesToBeInSet(
-                column="label", value_set=["good"], row_condition='split=="train"', condition_parser="pandas"
-            ),
-            "image_path",
+            "products", "each product excludes as many good train images as anomalous ones joined train",
+            e.ExpectColumnPairValuesToBeEqual(column_A="n_excluded", column_B="n_train_anomalous"),
+            "product", ("n_excluded", "n_train_anomalous"),
         ),
         Rule(
             "split", "every anomalous validation/test image has at least one known defect category",

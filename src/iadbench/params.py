@@ -119,22 +119,25 @@ class SynthesizeParams:
 
 @dataclass(frozen=True)
 class SplitParams:
-    """``split``: validation fraction of each product's test images, and the seed."""
+    """``split``: validation fraction of each product's test images, the seed, and the share of noisy train labels."""
 
     seed: int
     val_fraction: float
+    train_noise: float = 0.0  # share of each product's train images replaced by anomalous ones (noise study)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> SplitParams:
-        """Validate ``0 < val_fraction < 1`` (0 leaves no data to fit thresholds, 1 none to test on)."""
+        """Validate ``0 < val_fraction < 1`` (0 leaves no data to fit thresholds, 1 none to test on), 0 ≤ noise < 1."""
         s = _section(params, "split", source)
         w = f"{source}: split"
-        out = cls(seed=_get(s, "seed", int, w), val_fraction=_get(s, "val_fraction", float, w))
+        noise = _get(s, "train_noise", float, w) if "train_noise" in s else 0.0
+        out = cls(seed=_get(s, "seed", int, w), val_fraction=_get(s, "val_fraction", float, w), train_noise=noise)
         _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
         _check(
             0.0 < out.val_fraction < 1.0,
             f"{w}.val_fraction must be strictly between 0 and 1, got {out.val_fraction}",
         )
+        _check(0.0 <= out.train_noise < 1.0, f"{w}.train_noise must be in [0, 1), got {out.train_noise}")
         return out
 
 
@@ -179,19 +182,25 @@ class ModelParams:
         )
 
 
+VALIDATION_STRATEGIES = ("fixed", "early_stopping")
+
+
 @dataclass(frozen=True)
 class TrainParams:
-    """``train``: seed, fixed epoch count, batch size, loader workers, determinism."""
+    """``train``: seed, epochs, batch size, loader workers, determinism, validation strategy, training regime."""
 
     seed: int
     epochs: int
     batch_size: int
     num_workers: int
     deterministic: bool | str = "warn"  # Lightning's flag: True, False or "warn" (deterministic where supported)
+    validation: str = "fixed"  # fixed: train.epochs, no validation; early_stopping: on validation image AUROC
+    patience: int = 3  # early_stopping: epochs without improvement before stopping (the best epoch is kept)
+    unified: bool = False  # one model per method on the train images of every product of the dataset
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> TrainParams:
-        """Validate: epochs ≥ 1, batch size ≥ 1, workers ≥ 0, deterministic in {true, false, warn}."""
+        """Validate: epochs ≥ 1, batch size ≥ 1, workers ≥ 0, deterministic in {true, false, warn}, patience ≥ 1."""
         s = _section(params, "train", source)
         w = f"{source}: train"
         deterministic = s.get("deterministic", "warn")
@@ -205,11 +214,19 @@ class TrainParams:
             _get(s, "batch_size", int, w),
             _get(s, "num_workers", int, w),
             deterministic,
+            _get(s, "validation", str, w) if "validation" in s else "fixed",
+            _get(s, "patience", int, w) if "patience" in s else 3,
+            _get(s, "unified", bool, w) if "unified" in s else False,
         )
         _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
         _check(out.epochs >= 1, f"{w}.epochs must be >= 1, got {out.epochs}")
         _check(out.batch_size >= 1, f"{w}.batch_size must be >= 1, got {out.batch_size}")
         _check(out.num_workers >= 0, f"{w}.num_workers must be >= 0, got {out.num_workers}")
+        _check(
+            out.validation in VALIDATION_STRATEGIES,
+            f"{w}.validation must be one of {list(VALIDATION_STRATEGIES)}, got {out.validation!r}",
+        )
+        _check(out.patience >= 1, f"{w}.patience must be >= 1, got {out.patience}")
         return out
 
 

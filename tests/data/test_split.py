@@ -6,7 +6,7 @@ import pytest
 from iadbench.data.categories import parse_export, resolve_categories
 from iadbench.data.manifest import scan
 from iadbench.data.split import ASSIGNMENT_COLUMNS, largest_remainder, make_split
-from iadbench.errors import ParamsError
+from iadbench.errors import InputError, ParamsError
 from iadbench.gates import split_gate
 from iadbench.params import SplitParams
 
@@ -116,3 +116,62 @@ def test_gate_catches_tampered_split(tiny_repo, split_params):
     assert any(
         v.rule == "every product's validation split holds good images" and v.file == "tiles" for v in result.errors
     )
+
+
+def test_noisy_train_replaces_train_images_and_keeps_splits_disjoint(tiny_repo):
+    manifest, categories = _tables()
+    params = SplitParams(seed=0, val_fraction=0.3, train_noise=0.34)  # round(0.34 * 3) = 1 per product
+    split = make_split(manifest, categories, params)
+    assert split["image_id"].is_unique and len(split) == len(manifest)
+    for product, group in split.groupby("product"):
+        train = group[group["split"] == "train"]
+        assert len(train) == 3, product  # replaced, not added: the train count stays
+        assert (train["label"] == "anomalous").sum() == 1
+        excluded = group[group["split"] == "excluded"]
+        assert len(excluded) == 1 and (excluded["label"] == "good").all()
+        assert excluded["image_path"].str.contains("/train/good/").all()
+        held_out = group[group["split"].isin(["validation", "test"])]
+        assert not set(train["image_id"]) & set(held_out["image_id"])
+        assert (held_out.groupby("split")["label"].apply(lambda s: (s == "anomalous").sum()) >= 1).all()
+    again = make_split(manifest, categories, params)
+    assert again.equals(split)  # seeded
+    result = split_gate(split, manifest, {"split": "data/split.csv"}, train_noise=0.34)
+    assert result.success, [str(v) for v in result.violations]
+    clean = split_gate(split, manifest, {"split": "data/split.csv"})  # the clean rules refuse a noisy train
+    assert "train holds only good images" in {v.rule for v in clean.errors}
+
+
+def test_noise_off_writes_the_split_of_before(tiny_repo, split_params):
+    manifest, categories = _tables()
+    assert split_params.train_noise == 0.0
+    base = make_split(manifest, categories, split_params)
+    assert set(base["split"]) == {"train", "validation", "test"}
+    explicit = make_split(manifest, categories, SplitParams(seed=0, val_fraction=0.3, train_noise=0.0))
+    assert explicit.equals(base)
+
+
+def test_noise_larger_than_the_anomalous_images_names_product_and_numbers(tiny_repo):
+    manifest, categories = _tables()
+    nut_anomalous = manifest[(manifest["product"] == "nut") & (manifest["label"] == "anomalous")]
+    manifest = manifest.drop(nut_anomalous.index[3:])  # nut keeps 3 anomalous images
+    with pytest.raises(InputError) as err:
+        make_split(manifest, categories, SplitParams(seed=0, val_fraction=0.3, train_noise=0.9))
+    message = str(err.value)
+    assert message.startswith("data/manifest.csv: split.train_noise needs anomalous images")
+    assert "product nut: 90% of 3 train images is 3 anomalous image(s)" in message
+    assert "it has 3 anomalous test image(s) and at least 2 must stay" in message
+    assert "largest fraction possible: 0.333" in message
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, "x"])
+def test_train_noise_out_of_range(value):
+    with pytest.raises(ParamsError, match="split.train_noise"):
+        SplitParams.from_params({"split": {"seed": 0, "val_fraction": 0.3, "train_noise": value}})
+
+
+def test_gate_noise_counts_must_match(tiny_repo):
+    manifest, categories = _tables()
+    split = make_split(manifest, categories, SplitParams(seed=0, val_fraction=0.3, train_noise=0.34))
+    result = split_gate(split, manifest, {"split": "data/split.csv"}, train_noise=0.67)  # 2 expected, 1 found
+    assert not result.success
+    assert any("anomalous images (split.train_noise)" in v.rule for v in result.errors)

@@ -165,3 +165,68 @@ def test_warnings_are_recorded_not_hidden_and_known_noise_is_dropped():
         "count": 3,
     }]  # fmt: skip
     assert record["grid_placement"] == {"placed": 0, "left_as_written": {}}
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(params):
+    params["train"] = {**params["train"], "epochs": 4, "validation": "early_stopping", "patience": 1}
+    meta = train_cell(params, "ae", "nut", progress=False)
+    history = meta["val_image_auroc_history"]
+    assert meta["validation"] == "early_stopping" and meta["patience"] == 1
+    assert 1 <= meta["epochs_run"] == len(history) == meta["epochs"] <= 4
+    best = max(history)
+    assert meta["best_epoch"] == history.index(best) + 1 and meta["val_image_auroc_best"] == best
+    if meta["epochs_run"] < 4:  # stopped: the epoch after the best did not improve
+        assert meta["epochs_run"] == meta["best_epoch"] + 1
+    # the kept weights are the best epoch's: scoring the validation images again gives the recorded AUROC
+    from iadbench.metrics.counts import confusion_counts
+    from iadbench.metrics.curves import auroc
+
+    report = predict_cell(params, "ae", "nut", progress=False)
+    data = np.load("data/maps/ae/nut.npz")
+    split = _split().set_index("image_id")
+    val = data["split"] == "validation"
+    labels = (split.loc[data["image_id"][val], "label"] == "anomalous").to_numpy()
+    assert auroc(confusion_counts(data["scores"][val], labels)) == pytest.approx(best, abs=1e-6)
+    assert report["best_epoch"] == meta["best_epoch"]
+
+
+def test_early_stopping_leaves_one_pass_models_alone(params):
+    params["train"] = {**params["train"], "epochs": 3, "validation": "early_stopping", "patience": 1}
+    meta = train_cell(params, "padim", "nut", progress=False)
+    assert meta["early_stopping"] == "not applicable (one pass)" and meta["epochs"] == 1
+
+
+def test_unified_trains_on_every_product(params):
+    params["train"] = {**params["train"], "unified": True}
+    meta = train_cell(params, "ae", "nut", progress=False)
+    split = _split()
+    assert meta["regime"] == "unified" and meta["train_products"] == ["nut", "tiles", "weave"]
+    assert meta["n_train"] == int((split["split"] == "train").sum()) == 9
+
+
+def test_drift_moves_test_images_and_their_masks_only(params):
+    from iadbench.evaluation.cells import load_cell
+
+    train_cell(params, "ae", "nut", progress=False)
+    predict_cell(params, "ae", "nut", progress=False)
+    clean = dict(np.load("data/maps/ae/nut.npz"))
+    assert "drift" not in clean  # off by default: the file of before
+    params["drift"] = {"transforms": ["rotate", "blur"], "max_per_image": 2, "seed": 0, "rotate_degrees": 20.0}
+    report = predict_cell(params, "ae", "nut", progress=False)
+    drifted = dict(np.load("data/maps/ae/nut.npz"))
+    val, test = drifted["split"] == "validation", drifted["split"] == "test"
+    assert (drifted["drift"][val] == "").all() and (drifted["drift"][test] != "").all()
+    assert np.array_equal(drifted["maps"][val], clean["maps"][val])  # thresholds stay fitted on clean images
+    assert not np.array_equal(drifted["maps"][test], clean["maps"][test])
+    assert report["drift"]["drifted_images"] == int(test.sum())
+    split = _split()
+    cell = load_cell("ae", "nut", split, "test")
+    rotated = [i for i, p in enumerate(cell.plans) if '"rotate"' in p]
+    assert rotated and any(cell.masks[i].any() for i in rotated)
+    from iadbench.evaluation.cells import load_mask
+
+    moved = [i for i in rotated if not np.array_equal(cell.masks[i], load_mask(cell.rows["mask_path"].iloc[i], 64))]
+    assert moved, "a rotated anomalous image's mask must move with it"
+    again = predict_cell(params, "ae", "nut", progress=False)
+    assert again["drift"] == report["drift"]
+    assert np.array_equal(np.load("data/maps/ae/nut.npz")["maps"], drifted["maps"])  # byte-identical rerun

@@ -9,6 +9,12 @@ Per product:
   add up exactly;
 - ``test`` = the remaining test images.
 
+Noisy training labels (``split.train_noise`` = ``f`` > 0, the noise study after Baitieva et al. 2025): per product,
+``n = round(f·n_train)`` train images are replaced by ``n`` anomalous test images (stratified by defect type, as
+above), which then leave validation and test; the ``n`` good train images they replace are marked ``excluded``
+(kept in the file, in no split, so that coverage still holds). The validation/test split is then drawn from the
+remaining test images. With ``f = 0`` (the default) the file is the one written before this option existed.
+
 Within a stratum the chosen images come from a generator seeded by ``(seed, product, stratum)`` over the images
 sorted by id, so the split does not depend on file-system order, and the same params write the same file.
 
@@ -26,6 +32,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from iadbench.errors import InputError
 from iadbench.params import SplitParams
 
 SPLIT_COLUMNS = [
@@ -64,18 +71,56 @@ def _pick(ids: list[str], k: int, seed: int, *key: str) -> set[str]:
     return {sorted(ids)[i] for i in order[:k]}
 
 
+def _by_type(anomalous: pd.DataFrame) -> dict[str, list[str]]:
+    return {str(k): g["image_id"].tolist() for k, g in anomalous.groupby("defect_type", sort=True)}
+
+
+def noisy_train(table: pd.DataFrame, params: SplitParams, source: str = "data/manifest.csv") -> tuple[set, set]:
+    """Anomalous test images that join train, and the good train images they replace (see module docstring).
+
+    Raises :class:`InputError` naming the product and the counts when a product has too few anomalous images: at
+    least one must stay for validation and one for test.
+    """
+    noisy: set[str] = set()
+    replaced: set[str] = set()
+    if params.train_noise <= 0:
+        return noisy, replaced
+    for product, group in table.groupby("product", sort=True):
+        train = group.loc[group["split_folder"] == "train", "image_id"].tolist()
+        anomalous = group[(group["split_folder"] == "test") & (group["label"] == "anomalous")]
+        n = int(np.floor(params.train_noise * len(train) + 0.5))
+        if n > len(anomalous) - 2:
+            raise InputError(
+                source,
+                "split.train_noise needs anomalous images to replace train images",
+                f"product {product}: {params.train_noise:.0%} of {len(train)} train images is {n} anomalous "
+                f"image(s), but it has {len(anomalous)} anomalous test image(s) and at least 2 must stay for "
+                f"validation and test (largest fraction possible: {max(len(anomalous) - 2, 0) / len(train):.3f})",
+            )
+        strata = _by_type(anomalous)
+        alloc = largest_remainder({k: len(v) for k, v in strata.items()}, n)
+        for stratum, ids in strata.items():
+            noisy |= _pick(ids, alloc[stratum], params.seed, str(product), "noise", stratum)
+        replaced |= _pick(train, n, params.seed, str(product), "replaced")
+    return noisy, replaced
+
+
 def make_split(manifest: pd.DataFrame, categories: pd.DataFrame, params: SplitParams) -> pd.DataFrame:
     """Assign every manifest image to train, validation or test (see module docstring)."""
     table = manifest.merge(categories[["image_id", "defect_categories", "background"]], on="image_id", how="left")
     table["defect_categories"] = table["defect_categories"].fillna("")
     table["background"] = table["background"].fillna("")
     table["split"] = np.where(table["split_folder"] == "train", "train", "test")
+    noisy, replaced = noisy_train(table, params)
+    table.loc[table["image_id"].isin(noisy), "split"] = "train"
+    table.loc[table["image_id"].isin(replaced), "split"] = "excluded"
     validation: set[str] = set()
-    for product, group in table[table["split_folder"] == "test"].groupby("product", sort=True):
+    remaining = table[(table["split_folder"] == "test") & ~table["image_id"].isin(noisy)]
+    for product, group in remaining.groupby("product", sort=True):
         good = group.loc[group["label"] == "good", "image_id"].tolist()
         validation |= _pick(good, _quota(len(good), params.val_fraction), params.seed, str(product), "good")
         anomalous = group[group["label"] == "anomalous"]
-        strata = {str(k): g["image_id"].tolist() for k, g in anomalous.groupby("defect_type", sort=True)}
+        strata = _by_type(anomalous)
         alloc = largest_remainder({k: len(v) for k, v in strata.items()}, _quota(len(anomalous), params.val_fraction))
         for stratum, ids in strata.items():
             validation |= _pick(ids, alloc[stratum], params.seed, str(product), "anomalous", stratum)

@@ -28,6 +28,10 @@ def data_summary(split: pd.DataFrame, manifest: pd.DataFrame, categories: pd.Dat
     out: dict = {"dataset": ",".join(datasets), "images": {"total": int(len(split))}}
     for s in SPLITS:
         out["images"][s] = int((split["split"] == s).sum())
+    excluded = split["split"] == "excluded"
+    if excluded.any():  # split.train_noise > 0: good train images replaced by anomalous ones
+        out["images"]["excluded"] = int(excluded.sum())
+        out["images"]["train_anomalous"] = int(((split["split"] == "train") & (split["label"] == "anomalous")).sum())
     out["anomalous"] = {s: int(((split["split"] == s) & (split["label"] == "anomalous")).sum()) for s in SPLITS[1:]}
     out["products"] = {}
     for product, group in split.groupby("product", sort=True):

@@ -58,6 +58,7 @@ class Cell:
     scores: np.ndarray  # float32 (N,)
     maps: np.ndarray | None  # float16 (N, S, S), None for image-level-only models
     masks: np.ndarray | None  # bool (N, S, S), at map size
+    plans: np.ndarray | None = None  # drift plan per image (JSON, '' = none) when the test images drifted
 
     @property
     def labels(self) -> np.ndarray:
@@ -131,7 +132,13 @@ def load_cell(model: str, product: str, split: pd.DataFrame, split_name: str, wi
             masks = (
                 np.stack([load_mask(p, size) for p in rows["mask_path"]]) if len(rows) else np.zeros(maps.shape, bool)
             )
-    return Cell(model, product, split_name, rows, scores, maps, masks)
+            if "drift" in arrays:  # test images that drifted: their masks move with the plan stored for them
+                from iadbench.data.drift import apply_mask, decode
+
+                for i, text in enumerate(arrays["drift"][picked].astype(str)):  # same order as rows
+                    masks[i] = apply_mask(masks[i], decode(text))
+    plans = arrays["drift"][picked].astype(str) if "drift" in arrays else None
+    return Cell(model, product, split_name, rows, scores, maps, masks, plans)
 
 
 def write_cell_files(path: Path, doc: dict[str, Any], table: pd.DataFrame, table_suffix: str) -> dict[str, Any]:

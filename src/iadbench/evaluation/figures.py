@@ -89,8 +89,11 @@ def overlays(panels: list[dict[str, Any]], title: str, out: Path) -> Path:
     fig, axes = plt.subplots(len(panels), 4, figsize=(9, 2.4 * len(panels)), squeeze=False)
     for row, p in zip(axes, panels, strict=True):
         size = p["map"].shape
-        with Image.open(p["image"]) as im:
-            image = np.asarray(im.convert("RGB").resize(size[::-1], Image.Resampling.BILINEAR))
+        if isinstance(p["image"], np.ndarray):  # the model's input itself (a drifted test image)
+            image = p["image"]
+        else:
+            with Image.open(p["image"]) as im:
+                image = np.asarray(im.convert("RGB").resize(size[::-1], Image.Resampling.BILINEAR))
         predicted = p["map"] >= p["threshold"]
         row[0].imshow(image)
         row[0].set_title(p["label"], fontsize=8, loc="left")
@@ -110,5 +113,31 @@ def overlays(panels: list[dict[str, Any]], title: str, out: Path) -> Path:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, **{**PNG, "dpi": 60})
+    plt.close(fig)
+    return out
+
+
+def drift_examples(examples: list[dict[str, Any]], title: str, out: Path) -> Path:
+    """Test images before and after their drift plan, the ground truth outlined on both (it moves with geometry).
+
+    Each example holds ``clean`` and ``drifted`` (H, W, 3 floats in [0, 1]), ``mask`` and ``drifted_mask`` (bool)
+    and ``label`` (the image id and the plan).
+    """
+    fig, axes = plt.subplots(len(examples), 2, figsize=(6.4, 3.0 * len(examples)), squeeze=False)
+    for row, ex in zip(axes, examples, strict=True):
+        for ax, (image, mask, name) in zip(
+            row, ((ex["clean"], ex["mask"], "clean"), (ex["drifted"], ex["drifted_mask"], "drifted")), strict=True
+        ):
+            ax.imshow(image)
+            if mask.any():
+                ax.contour(mask.astype(float), levels=[0.5], colors="red", linewidths=0.8)
+            ax.set_title(name if name == "clean" else ex["label"], fontsize=7)
+            ax.axis("off")
+        row[0].text(-0.05, 0.5, ex["image_id"], transform=row[0].transAxes, rotation=90, va="center", ha="right",
+                    fontsize=7)  # fmt: skip
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, **PNG)
     plt.close(fig)
     return out

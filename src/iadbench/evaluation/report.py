@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iadbench.evaluation.cells import load_cell, thresholds_path
+from iadbench.data.drift import DriftParams
+from iadbench.evaluation.cells import load_cell, load_mask, thresholds_path
 from iadbench.evaluation.evaluate import GOOD_ONLY_RULE, ORACLE, evaluate_path
-from iadbench.evaluation.figures import category_bars, overlays, threshold_curves
+from iadbench.evaluation.figures import category_bars, drift_examples, overlays, threshold_curves
 from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE, with_categories
 from iadbench.params import ThresholdParams
 from iadbench.taxonomy import DEFECT_CATEGORIES, DEFECT_DEFINITIONS, split_categories
@@ -109,6 +110,68 @@ def html_table(header: list[str], body: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
+STUDIES_DIR = Path("reports/studies")
+STUDY_METRICS = (("image_auroc", "image AUROC"), ("mean_iou", "mean IoU at the headline rule"))
+
+
+def study_sections() -> list[tuple[str, list[str], list[list[str]]]]:
+    """Studies — one table per study (image AUROC and mean IoU, mean ± std over seeds, rows model, columns
+    condition) from ``reports/studies/*.json`` written by ``iadbench study``; the full tables are in the ``.md``.
+    """
+    from iadbench.studies import cell
+
+    out = []
+    for path in sorted(STUDIES_DIR.glob("*.json")) if STUDIES_DIR.is_dir() else []:
+        doc = json.loads(path.read_text())
+        conditions = doc["conditions"]
+        header = ["model", *(f"{title} · {c}" for _, title in STUDY_METRICS for c in conditions)]
+        body = [
+            [model, *(cell(doc["metrics"][key][model][c]) for key, _ in STUDY_METRICS for c in conditions)]
+            for model in doc["models"]
+        ]
+        seeds = sorted({s for c in conditions for s in doc["seeds"][c]})
+        title = (f"Studies — {doc['study']}: {doc['question']} (mean ± std over seeds {seeds}; "
+                 f"all tables in {path.with_suffix('.md').as_posix()})")  # fmt: skip
+        out.append((title, header, body))
+    return out
+
+
+def _shown_image(cell: Any, i: int) -> Any:
+    """The image path, or the model's drifted input itself when the test images drifted (drift params)."""
+    path = cell.rows["image_path"].iloc[i]
+    if cell.plans is None or not cell.plans[i]:
+        return path
+    from iadbench.data.drift import decode, model_input
+
+    image = model_input(path, cell.maps.shape[-1], decode(cell.plans[i]))
+    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def drift_panels(products: list[str], models: list[str], split: pd.DataFrame, per_product: int = 2) -> list:
+    """Drifted test examples (anomalous first) of each product, from the plans stored beside the first model's maps."""
+    from iadbench.data.drift import decode, describe, model_input
+
+    examples = []
+    for product in products:
+        cell = load_cell(models[0], product, split, "test")
+        if cell.plans is None or cell.maps is None:
+            continue
+        order = np.argsort(~cell.labels, kind="stable")[:per_product]
+        for i in order:
+            steps = decode(cell.plans[i])
+            path = cell.rows["image_path"].iloc[i]
+            size = cell.maps.shape[-1]
+            examples.append({
+                "image_id": cell.rows["image_id"].iloc[i],
+                "clean": model_input(path, size).permute(1, 2, 0).numpy(),
+                "drifted": model_input(path, size, steps).permute(1, 2, 0).numpy(),
+                "mask": load_mask(cell.rows["mask_path"].iloc[i], size),
+                "drifted_mask": cell.masks[i],
+                "label": describe(steps),
+            })  # fmt: skip
+    return examples
+
+
 def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method: str) -> list[dict[str, Any]]:
     """Best and worst test image (per-image IoU at ``method``) of every defect category, across products."""
     frames = []
@@ -142,7 +205,7 @@ def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method:
         fitted = json.loads(thresholds_path(model, product).read_text())
         used = json.loads(evaluate_path(model, product).read_text())["rule_used"]["pixel"][method]
         panels.append({
-            "image": cell.rows["image_path"].iloc[i], "mask": cell.masks[i], "map": cell.maps[i],
+            "image": _shown_image(cell, i), "mask": cell.masks[i], "map": cell.maps[i],
             "threshold": fitted["pixel"][used]["threshold"],
             "label": f"{category} · {which} · {row['image_id']}",
             "iou": float(row[col]), "f1": 2 * tp / max(2 * tp + fp + fn, 1), "fpr": fp / max(negatives, 1),
@@ -170,6 +233,12 @@ def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
             fitted = json.loads(path.read_text())
             title = f"{model} / {product}: validation curves and fitted thresholds"
             figures.append((title, threshold_curves(curves, fitted, title, FIGURES / f"curves_{model}_{product}.png")))
+    drift = DriftParams.from_params(params)
+    if drift.on:
+        examples = drift_panels(products, models, split)
+        if examples:
+            title = f"Test-time drift ({', '.join(drift.transforms)}; seed {drift.seed}): examples, truth outlined"
+            figures.append((title, drift_examples(examples, title, FIGURES / "drift_examples.png")))
     for model in models:
         panels = overlay_panels(model, products, split, method)
         if panels:
@@ -197,6 +266,7 @@ def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
         ("Table 1 — mean per-image IoU by category × dataset (columns: model × threshold rule)", *t1),
         (f"Per category at {RULE_NAMES[method]}", *detail),
         ("Per product", *prod),
+        *study_sections(),
     ]
     md = [f"# iadbench report\n\n{intro}\n\nDefect categories — {definitions}.\n"]
     for title, header, body in sections:

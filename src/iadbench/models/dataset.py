@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import torch
 from anomalib.data import ImageBatch, ImageItem
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.v2.functional import to_dtype, to_image
+
+from iadbench.data.drift import model_input
 
 
 class SplitDataset(Dataset):
@@ -18,29 +18,34 @@ class SplitDataset(Dataset):
     model's own pre-processor then only normalises.
     """
 
-    def __init__(self, rows: pd.DataFrame, image_size: int) -> None:
+    def __init__(self, rows: pd.DataFrame, image_size: int, drift: dict[str, list] | None = None) -> None:
         self.rows = rows.reset_index(drop=True)
         self.image_size = image_size
+        self.drift = drift or {}  # image id -> plan (iadbench.data.drift), applied after the resize
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> ImageItem:
         row = self.rows.iloc[index]
-        with Image.open(row["image_path"]) as im:
-            rgb = im.convert("RGB").resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
-        image = to_dtype(to_image(rgb), torch.float32, scale=True)
+        image = model_input(row["image_path"], self.image_size, self.drift.get(str(row["image_id"])))
         label = torch.tensor(int(row["label"] == "anomalous"))
         return ImageItem(image=image, gt_label=label, image_path=str(row["image_path"]))
 
 
 def loader(
-    rows: pd.DataFrame, image_size: int, batch_size: int, shuffle: bool, seed: int, workers: int = 0
+    rows: pd.DataFrame,
+    image_size: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    workers: int = 0,
+    drift: dict[str, list] | None = None,
 ) -> DataLoader:
-    """A seeded DataLoader collating anomalib batches."""
+    """A seeded DataLoader collating anomalib batches (``drift``: per-image plans of test-time drift)."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        SplitDataset(rows, image_size),
+        SplitDataset(rows, image_size, drift),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=workers,

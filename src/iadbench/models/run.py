@@ -69,14 +69,16 @@ def versions() -> dict[str, str]:
     }
 
 
-def _rows(product: str, splits: tuple[str, ...]) -> pd.DataFrame:
+def _rows(product: str, splits: tuple[str, ...], every_product: bool = False) -> pd.DataFrame:
+    """The product's rows of the given splits; ``every_product``: those of every product (the unified regime)."""
     from iadbench.data.manifest import read_table
 
     split = read_table(ASSIGNMENT)
     if product not in set(split["product"]):
         known = sorted(split["product"].unique())
         raise IadbenchError(f"{ASSIGNMENT}: product {product!r} not found; products: {known} (set data.products)")
-    rows = split[(split["product"] == product) & split["split"].isin(splits)].sort_values("image_id")
+    of_product = split["product"] == product if not every_product else split["product"].notna()
+    rows = split[of_product & split["split"].isin(splits)].sort_values("image_id")
     if rows.empty:
         raise IadbenchError(f"{ASSIGNMENT}: product {product!r} has no {'/'.join(splits)} images")
     return rows
@@ -158,7 +160,14 @@ class _NoCheckpointNotice(logging.Filter):
         return "ckpt_path is not provided" not in record.getMessage()
 
 
-def _engine(max_epochs: int, root: str, logger: Any, progress: bool, deterministic: bool | str = "warn") -> Any:
+def _engine(
+    max_epochs: int,
+    root: str,
+    logger: Any,
+    progress: bool,
+    deterministic: bool | str = "warn",
+    callbacks: list[Any] | None = None,
+) -> Any:
     from anomalib.callbacks.checkpoint import ModelCheckpoint
     from anomalib.engine import Engine
 
@@ -168,7 +177,7 @@ def _engine(max_epochs: int, root: str, logger: Any, progress: bool, determinist
     return Engine(
         accelerator="auto", devices=1, max_epochs=max_epochs, deterministic=deterministic, logger=logger,
         default_root_dir=root, enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-        callbacks=[no_checkpoints],
+        callbacks=[no_checkpoints, *(callbacks or [])],
     )  # fmt: skip
 
 
@@ -179,6 +188,10 @@ def train_cell(
 
     ``corrections=False`` reproduces anomalib's own outputs (no grid placement, CFLOW's batch normalisation); only
     the parity test and the before/after benchmark use it.
+
+    Studies: ``train.unified`` fits one model on the train rows of *every* product of the dataset (the cell of
+    each product then holds that same unified model, evaluated on its own product); ``train.validation:
+    early_stopping`` stops on the product's validation image AUROC (:mod:`iadbench.models.validation`).
     """
     from lightning.pytorch import seed_everything
 
@@ -189,7 +202,7 @@ def train_cell(
     get_entry(model)  # an unknown name is the first thing to report
     train = TrainParams.from_params(params)
     cfg = model_config(params, model, corrections)
-    rows = _rows(product, ("train",))
+    rows = _rows(product, ("train",), every_product=train.unified)
     progress = sys.stderr.isatty() if progress is None else progress
     seed_everything(train.seed, workers=True)
     module, weights, entry, requested = build_model(cfg)
@@ -203,21 +216,34 @@ def train_cell(
     logger = _dvclive_logger(out / "dvclive")
     calibration: dict[str, Any] = {}
     shifts = receptive_field_shifts(module, cfg.image_size) if cfg.corrections else {}
+    ordered = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers)
+    stopping = None
+    if train.validation == "early_stopping":
+        from iadbench.models.validation import ValidationEarlyStopping
+
+        held_out = _rows(product, ("validation",))
+        stopping = ValidationEarlyStopping(
+            loader(held_out, cfg.image_size, train.batch_size, False, train.seed, train.num_workers),
+            (held_out["label"] == "anomalous").to_numpy(),
+            train.patience,
+            prepare=(lambda m: entry.calibrate(m, ordered)) if entry.calibrate is not None else None,
+        )
     with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root, fidelity(cfg, shifts) as record:
-        engine = _engine(train.epochs, root, logger, progress, train.deterministic)
+        engine = _engine(train.epochs, root, logger, progress, train.deterministic, [stopping] if stopping else [])
         data = loader(rows, cfg.image_size, train.batch_size, True, train.seed, train.num_workers)
         start = time.perf_counter()
         engine.fit(module, train_dataloaders=data)
+        stopped = stopping.restore(module) if stopping is not None else {}
         if entry.calibrate is not None:  # a no-op where the correction is not installed
-            ordered = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers)
             calibration = entry.calibrate(module, ordered)
         fit_seconds = time.perf_counter() - start
-        epochs = int(engine.trainer.max_epochs)
+        epochs = int(stopped.get("epochs_run", engine.trainer.max_epochs))
     torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, out / "model.pt")
     meta = {
         "model": model, "product": product, "family": entry.family, "pixel_maps": entry.pixel_maps,
         "image_score": entry.image_score, "epochs": epochs, "seed": train.seed, "image_size": cfg.image_size,
-        "n_train": len(rows), "options": cfg.options, "deterministic": train.deterministic, **weights.metadata(),
+        "n_train": len(rows), **_regime(train, rows), **stopped,
+        "options": cfg.options, "deterministic": train.deterministic, **weights.metadata(),
         "pretrained_requested": requested, "corrections": cfg.corrections, "receptive_field_shifts": shifts,
         **calibration, **record,
         "fit_seconds": round(fit_seconds, 3), "train_peak_rss_mb": round(peak_rss_mb(), 1),
@@ -225,6 +251,18 @@ def train_cell(
     }  # fmt: skip
     (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
     return meta
+
+
+def _regime(train: Any, rows: pd.DataFrame) -> dict[str, Any]:
+    """Metadata of the study knobs that change what a cell learns (absent at their defaults: files unchanged)."""
+    out: dict[str, Any] = {}
+    if train.unified:
+        out["regime"] = "unified"
+        out["train_products"] = sorted(rows["product"].unique())
+    anomalous = int((rows["label"] == "anomalous").sum())
+    if anomalous:
+        out["n_train_anomalous"] = anomalous  # split.train_noise: noisy training labels
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -288,6 +326,7 @@ def predict_cell(
     as inf. The report records each cell's raw float32 range. ``float32_maps`` also saves the raw maps there
     (benchmarks only).
     """
+    from iadbench.data import drift as test_drift
     from iadbench.models.dataset import loader
     from iadbench.params import TrainParams
 
@@ -295,7 +334,11 @@ def predict_cell(
     get_entry(model)
     train = TrainParams.from_params(params)
     cfg = model_config(params, model, corrections)
+    drift = test_drift.DriftParams.from_params(params)
     rows = _rows(product, ("validation", "test"))
+    plans = {  # test images only: thresholds are fitted on the clean validation split, as in production
+        i: test_drift.plan(drift, i, cfg.image_size) for i in rows.loc[rows["split"] == "test", "image_id"]
+    }
     progress = sys.stderr.isatty() if progress is None else progress
     cell = MODELS_DIR / model / product
     if not (cell / "model.pt").is_file():
@@ -307,7 +350,7 @@ def predict_cell(
     shifts = meta.get("receptive_field_shifts", {})
     with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root, fidelity(cfg, shifts) as record:
         engine = _engine(1, root, False, progress, train.deterministic)
-        data = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers)
+        data = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers, plans)
         start = time.perf_counter()
         batches = engine.predict(module, dataloaders=data)
         seconds = time.perf_counter() - start
@@ -317,6 +360,8 @@ def predict_cell(
         "split": rows["split"].to_numpy(dtype=str),
         "scores": scores.astype(np.float32),
     }
+    if drift.on:
+        arrays["drift"] = np.array([test_drift.encode(plans.get(i, [])) for i in rows["image_id"]], dtype=str)
     if entry.pixel_maps:
         maps = torch.cat([b.anomaly_map.reshape(len(b.pred_score), *b.anomaly_map.shape[-2:]) for b in batches])
         if maps.shape[-1] != cfg.image_size or maps.shape[-2] != cfg.image_size:
@@ -343,11 +388,14 @@ def predict_cell(
         "predict_seconds": round(seconds, 3), "images_per_second": round(len(rows) / max(seconds, 1e-9), 2),
         "predict_peak_rss_mb": round(peak_rss_mb(), 1), "fit_seconds": meta["fit_seconds"],
         "train_peak_rss_mb": meta["train_peak_rss_mb"], "epochs": meta["epochs"],
+        **{k: meta[k] for k in ("best_epoch", "regime", "n_train_anomalous") if k in meta},
         **{k: meta[k] for k in ("backbone", "weights_source", "weights_sha256")},
         "versions": versions(), "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", ""),
         "options": cfg.options, "corrections": cfg.corrections,
         "raw_map_range": [low, high] if entry.pixel_maps else None, **record,
     }  # fmt: skip
+    if drift.on:
+        report["drift"] = {"transforms": list(drift.transforms), "seed": drift.seed, "drifted_images": len(plans)}
     report_path = PREDICT_REPORTS / model / f"{product}.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=1) + "\n")

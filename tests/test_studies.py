@@ -1,0 +1,103 @@
+"""The study registry and runner's pure parts: grids, names, params, bad conditions, mean ± std, the tables."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from iadbench.cli import main
+from iadbench.studies import STUDIES, StudyError, cell, experiment_name, get_study, grid, mean_std, render_markdown
+
+
+def test_every_study_of_the_issue_is_registered():
+    assert list(STUDIES) == ["drift", "noise", "size", "validation", "unified"]
+
+
+def test_grid_names_conditions_and_seeds():
+    points = grid(get_study("drift"), None, 3)
+    assert [p[0] for p in points] == [f"drift-{c}-s{s}" for c in ("clean", "drift") for s in range(3)]
+    name, condition, seed, params = points[4]
+    assert (name, condition, seed) == ("drift-drift-s1", "drift", 1)
+    assert params["train.seed"] == params["drift.seed"] == 1
+    assert set(params["drift.transforms"]) == {"blur", "noise", "jitter", "shadow", "rotate", "crop", "perspective"}
+    assert get_study("drift").params("clean", 0)["drift.transforms"] == []
+    assert get_study("noise").params("0.04", 2) == {"split.train_noise": 0.04, "train.seed": 2, "split.seed": 2}
+    assert get_study("size").params("256", 0) == {"data.image_size": 256, "train.seed": 0}
+    assert get_study("validation").params("early_stopping", 0)["train.validation"] == "early_stopping"
+    assert get_study("unified").params("unified", 0)["train.unified"] is True
+    assert experiment_name("noise", "0.04", 0) == "noise-0.04-s0"
+    assert experiment_name("x", "a b/c", 1) == "x-a_b_c-s1"
+
+
+@pytest.mark.parametrize(
+    ("study", "conditions", "message"),
+    [
+        ("drift", ["fog"], "study drift: unknown condition 'fog'"),
+        ("noise", ["1.5"], r"study noise: the noise fraction must be in \[0, 1\)"),
+        ("noise", ["lots"], "study noise: condition must be a fraction"),
+        ("size", ["20"], r"study size: condition must be an image size in \[32, 1024\]"),
+        ("validation", ["best_on_test"], "study validation: unknown condition 'best_on_test'"),
+        ("unified", ["clean", "clean"], "a condition is listed twice"),
+    ],
+)
+def test_bad_conditions_are_refused_before_anything_runs(study, conditions, message):
+    with pytest.raises(StudyError, match=message):
+        grid(get_study(study), conditions, 1)
+
+
+def test_unknown_study_and_bad_seeds():
+    with pytest.raises(StudyError, match="unknown study 'fog'; valid: drift, noise, size, validation, unified"):
+        get_study("fog")
+    with pytest.raises(StudyError, match="--seeds must be >= 1"):
+        grid(get_study("size"), None, 0)
+
+
+def test_cli_unknown_study_exits_2_and_says_which_exist(capsys):
+    assert main(["study", "fog", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "iadbench study: error: unknown study 'fog'; valid: drift, noise, size, validation, unified" in err
+
+
+def test_mean_std_uses_the_sample_std_and_skips_missing_values():
+    stats = mean_std([0.5, 0.7, None, float("nan"), 0.9])
+    assert stats["n"] == 3 and stats["mean"] == pytest.approx(0.7)
+    assert stats["std"] == pytest.approx(math.sqrt(((0.2**2) * 2) / 2))
+    assert mean_std([0.4])["std"] is None and mean_std([])["mean"] is None
+    assert cell(mean_std([0.5, 0.7])) == "0.600 ± 0.141"
+    assert cell(mean_std([0.5])) == "0.500" and cell(mean_std([])) == "–"
+
+
+def test_markdown_has_one_table_per_metric_and_lists_failures():
+    by = {"clean": mean_std([0.9, 0.8]), "drift": mean_std([0.7])}
+    summary = {
+        "study": "drift", "question": "q?", "reference": "ref", "conditions": ["clean", "drift"],
+        "params": {"clean": {"drift.transforms": []}, "drift": {"drift.transforms": ["blur"]}},
+        "seed_keys": ["train.seed"], "seeds": {"clean": [0, 1], "drift": [0]}, "models": ["padim"],
+        "experiments": {"drift-clean-s0": "a", "drift-clean-s1": "b", "drift-drift-s0": "c"},
+        "failed": {"drift-drift-s1": "ERROR boom"}, "wall_seconds": 120.0, "cpu_count": 2,
+        "metrics": {k: {"padim": by} for k in ("image_auroc", "pixel_aupro", "pg2", "pb2", "mean_iou")},
+        "per_product": {"image_auroc": {"padim / nut": by}},
+    }  # fmt: skip
+    md = render_markdown(summary)
+    assert md.count("| model | clean | drift |") == 5
+    assert "| padim | 0.850 ± 0.071 | 0.700 |" in md
+    assert "## Per product: image AUROC" in md and "| padim / nut |" in md
+    assert "## Failed (kept out of the means)" in md and "ERROR boom" in md
+    assert "2.0 min on 2 CPU core(s)" in md and "`drift.transforms=[blur]`" in md
+
+
+def test_an_existing_experiment_with_other_params_is_an_error(monkeypatch):
+    from iadbench import studies
+
+    existing = {"size-48-s0": {"rev": "abc", "params": {"data": {"image_size": 64}, "train": {"seed": 0}}}}
+    monkeypatch.setattr(studies, "experiments", lambda: existing)
+    with pytest.raises(
+        StudyError, match=r"experiment size-48-s0 exists with other params: data.image_size=64 \(asked 48\)"
+    ):
+        studies.run_study("size", seeds=1, conditions=["48"], dry_run=True, echo=lambda _: None)
+    existing["size-48-s0"]["params"]["data"]["image_size"] = 48
+    lines: list[str] = []
+    plan = studies.run_study("size", seeds=2, conditions=["48"], dry_run=True, echo=lines.append)
+    assert plan == {"study": "size", "planned": ["size-48-s1"], "done": 1}
+    assert "skip size-48-s0: done already with the same params" in lines

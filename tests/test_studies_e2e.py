@@ -1,0 +1,105 @@
+"""Every study end to end through DVC's queue on a tiny configuration (1 seed, 1–2 conditions, the AE model).
+
+One repository for the module: built with `dvc repro` and committed (queued experiments run from a commit), then
+each study is queued, run and summarised by `iadbench study`, and its tables are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import TINY
+from tests.test_pipeline_e2e import _run, make_repo
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    params = {**TINY, "models": ["ae"], "train": {**TINY["train"], "epochs": 2}}
+    params["synthesize"] = {**TINY["synthesize"], "n_train": 8}  # 8 train images: a noise fraction can fail
+    root, env = make_repo(tmp_path_factory.mktemp("studies") / "iadbench", params)
+    _run(["dvc", "repro"], root, env)
+    _run(["git", "add", "-A"], root, env)
+    _run(["git", "commit", "-qm", "built"], root, env)
+    return root, env
+
+
+def _study(repo, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    root, env = repo
+    return _run(["iadbench", "study", *args, "--seeds", "1"], root, env, check=check)
+
+
+def _summary(repo, name: str) -> tuple[dict, str]:
+    root, _ = repo
+    return json.loads((root / f"reports/studies/{name}.json").read_text()), (
+        root / f"reports/studies/{name}.md"
+    ).read_text()
+
+
+def test_drift_study_queues_runs_and_tabulates(repo):
+    root, env = repo
+    dry = _study(repo, "drift", "--dry-run")
+    assert "would queue drift-clean-s0" in dry.stdout and "would queue drift-drift-s0" in dry.stdout
+    assert not (root / "reports/studies/drift.json").exists()
+    out = _study(repo, "drift")
+    assert "study drift: 2/2 done, 0 failed" in out.stdout
+    doc, md = _summary(repo, "drift")
+    assert doc["conditions"] == ["clean", "drift"] and doc["models"] == ["ae"] and not doc["failed"]
+    for key in ("image_auroc", "pixel_aupro", "pg2", "pb2", "mean_iou"):
+        for condition in ("clean", "drift"):
+            stats = doc["metrics"][key]["ae"][condition]
+            assert stats["n"] == 1 and 0 <= stats["mean"] <= 1
+    clean = json.loads((root / "reports/metrics.json").read_text())["ae"]
+    assert doc["metrics"]["image_auroc"]["ae"]["clean"]["mean"] == pytest.approx(clean["image_auroc"])
+    assert doc["metrics"]["pixel_aupro"]["ae"]["drift"]["mean"] != doc["metrics"]["pixel_aupro"]["ae"]["clean"]["mean"]
+    assert "| model | clean | drift |" in md and "## mean IoU at the headline rule" in md
+    report = _run(["git", "show", f"{doc['experiments']['drift-drift-s0']}:reports/report.md"], root, env).stdout
+    assert "Test-time drift (rotate, crop, perspective, jitter, shadow, blur, noise; seed 0)" in report
+    again = _study(repo, "drift")  # resumable: nothing queued twice
+    assert "skip drift-clean-s0" in again.stdout and "skip drift-drift-s0" in again.stdout
+    assert "queue drift" not in again.stdout
+    collected = _run(["iadbench", "study", "drift", "--collect"], root, env)
+    assert "wrote reports/studies/drift.json" in collected.stdout
+    assert _summary(repo, "drift")[0]["metrics"] == doc["metrics"]
+
+
+def test_noise_study_keeps_completed_experiments_when_one_fails(repo):
+    out = _study(repo, "noise", "--conditions", "0.25,0.67", check=False)
+    assert out.returncode != 0
+    assert "FAILED noise-0.67-s0" in out.stdout
+    assert "study noise: 1 experiment(s) failed (noise-0.67-s0)" in out.stderr
+    doc, md = _summary(repo, "noise")
+    assert doc["conditions"] == ["0.25"] and list(doc["failed"]) == ["noise-0.67-s0"]
+    assert "split.train_noise needs anomalous images" in doc["failed"]["noise-0.67-s0"]
+    assert "## Failed (kept out of the means)" in md and "noise-0.67-s0" in md
+    assert doc["metrics"]["image_auroc"]["ae"]["0.25"]["n"] == 1
+
+
+def test_size_study(repo):
+    _study(repo, "size", "--conditions", "48")
+    doc, _ = _summary(repo, "size")
+    assert doc["params"] == {"48": {"data.image_size": 48}} and doc["metrics"]["mean_iou"]["ae"]["48"]["n"] == 1
+
+
+def test_validation_study_reports_epochs(repo):
+    _study(repo, "validation", "--conditions", "early_stopping")
+    doc, md = _summary(repo, "validation")
+    epochs = doc["metrics"]["epochs"]["ae"]["early_stopping"]["mean"]
+    assert 1 <= epochs <= 2 and "## epochs kept (mean over products)" in md
+
+
+def test_unified_study_has_per_product_tables(repo):
+    root, env = repo
+    _study(repo, "unified", "--conditions", "unified")
+    doc, md = _summary(repo, "unified")
+    assert "ae / nut" in doc["per_product"]["image_auroc"] and "## Per product: image AUROC" in md
+    rev = doc["experiments"]["unified-unified-s0"]
+    predict = json.loads(_run(["git", "show", f"{rev}:reports/predict/ae/nut.json"], root, env).stdout)
+    assert predict["regime"] == "unified"
+    params = yaml.safe_load(_run(["git", "show", f"{rev}:params.yaml"], root, env).stdout)
+    assert params["train"]["unified"] is True
