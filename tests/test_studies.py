@@ -91,7 +91,7 @@ def test_an_existing_experiment_with_other_params_is_an_error(monkeypatch):
     from iadbench import studies
 
     existing = {"size-48-s0": {"rev": "abc", "params": {"data": {"image_size": 64}, "train": {"seed": 0}}}}
-    monkeypatch.setattr(studies, "experiments", lambda: existing)
+    monkeypatch.setattr(studies, "experiments", lambda rev=None: existing)
     with pytest.raises(
         StudyError, match=r"experiment size-48-s0 exists with other params: data.image_size=64 \(asked 48\)"
     ):

@@ -271,7 +271,7 @@ def cmd_study(args: argparse.Namespace) -> None:
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()] if args.conditions else None
     run_study(
         args.name, seeds=args.seeds, jobs=args.jobs, conditions=conditions, dry_run=args.dry_run,
-        collect_only=args.collect, echo=lambda line: print(line, flush=True),
+        collect_only=args.collect, echo=lambda line: print(line, flush=True), rev=args.rev,
     )  # fmt: skip
 
 
@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--conditions", help="comma-separated conditions instead of the study's default grid")
     st.add_argument("--dry-run", action="store_true", help="print what would be queued; run nothing")
     st.add_argument("--collect", action="store_true", help="rebuild the tables from existing experiments only")
+    st.add_argument("--rev", help="--collect: the commit the experiments derive from (default HEAD)")
     verb("summary", cmd_summary, "write reports/data_summary.json (DVC metrics)")
     i = verb("import", cmd_import, "copy an MVTec-layout folder to data/raw/NAME and `dvc add` it")
     i.add_argument("path", help="folder in the MVTec AD layout (read only)")

@@ -179,9 +179,17 @@ def _lookup(params: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def experiments() -> dict[str, dict[str, Any]]:
-    """Experiments of the current commit by name: ``rev``, ``params`` (params.yaml), ``metrics`` (file -> data)."""
-    shown = json.loads(_dvc("exp", "show", "--json").stdout or "[]")
+def head() -> str:
+    """The current commit (the baseline that queued experiments derive from)."""
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StudyError("no git commit: DVC experiments need one (git add -A && git commit)")
+    return proc.stdout.strip()
+
+
+def experiments(rev: str | None = None) -> dict[str, dict[str, Any]]:
+    """Experiments derived from ``rev`` (default HEAD) by name: ``rev``, ``params``, ``metrics`` (file -> data)."""
+    shown = json.loads(_dvc("exp", "show", "--json", *(["--rev", rev] if rev else [])).stdout or "[]")
     out: dict[str, dict[str, Any]] = {}
     for commit in shown:
         for exp in commit.get("experiments") or []:
@@ -231,15 +239,21 @@ def run_study(
     dry_run: bool = False,
     collect_only: bool = False,
     echo: Callable[[str], None] = print,
+    rev: str | None = None,
 ) -> dict[str, Any]:
-    """Queue, run, follow and summarise one study (see the module docstring); return the summary written."""
+    """Queue, run, follow and summarise one study (see the module docstring); return the summary written.
+
+    The experiments derive from the current commit; the summary is read from the experiments of that commit even if
+    HEAD moves while they run. ``collect_only`` reads those of ``rev`` (default HEAD) instead of running anything.
+    """
     study = get_study(name)
     if jobs < 1:
         raise StudyError(f"--jobs must be >= 1, got {jobs}")
     points = grid(study, conditions, seeds)
     if collect_only:
-        return collect(study, wall_seconds=None, echo=echo)
-    existing = experiments()
+        return collect(study, wall_seconds=None, echo=echo, rev=rev or head())
+    baseline = head()
+    existing = experiments(baseline)
     todo = []
     for exp, _condition, _seed, params in points:
         if exp in existing:
@@ -277,7 +291,7 @@ def run_study(
             raise StudyError(f"dvc queue start --jobs {jobs} failed ({started.returncode}); try it by hand")
         failed = _follow(study.name, [e for e, _ in todo], start, echo)
     wall = time.perf_counter() - start
-    summary = collect(study, wall_seconds=wall if todo else None, failed=failed, echo=echo)
+    summary = collect(study, wall_seconds=wall if todo else None, failed=failed, echo=echo, rev=baseline)
     if failed:
         raise StudyError(
             f"study {name}: {len(failed)} experiment(s) failed ({', '.join(sorted(failed))}); completed ones are "
@@ -364,18 +378,23 @@ def collect(
     wall_seconds: float | None,
     failed: dict[str, str] | None = None,
     echo: Callable[[str], None] = print,
+    rev: str | None = None,
 ) -> dict[str, Any]:
-    """Summarise every experiment of the study on this commit into ``reports/studies/<study>.{json,md}``."""
+    """Summarise every experiment of the study derived from ``rev`` into ``reports/studies/<study>.{json,md}``."""
     pattern = re.compile(rf"^{re.escape(study.name)}-(.+)-s(\d+)$")
     runs: dict[str, dict[int, dict[str, Any]]] = {}
-    found = experiments()
+    rev = rev or head()
+    found = experiments(rev)
     for exp, info in sorted(found.items()):
         match = pattern.match(exp)
         if match and "reports/metrics.json" in info["metrics"]:
             runs.setdefault(match.group(1), {})[int(match.group(2))] = {"name": exp, **info}
     failed = dict(failed or {})
     if not runs and not failed:
-        raise StudyError(f"no experiment of study {study.name} on this commit (dvc exp show); run it first")
+        raise StudyError(
+            f"no experiment of study {study.name} derived from commit {rev[:7]} (dvc exp show --rev {rev[:7]}); "
+            "run the study first, or name the commit it ran on (--rev)"
+        )
     order = [c for c in study.conditions if c in runs] + sorted(c for c in runs if c not in study.conditions)
     models: list[str] = []
     for condition in order:
@@ -410,6 +429,7 @@ def collect(
         wall_seconds = json.loads(previous.read_text()).get("wall_seconds")
     summary = {
         "study": study.name,
+        "baseline": rev,
         "question": study.question,
         "reference": study.reference,
         "conditions": order,
@@ -483,7 +503,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         if summary["per_product"].get(key):
             lines += ["", f"## Per product: {title}", "",
                       *_md_table(summary["per_product"][key], conditions, "model / product", 3)]  # fmt: skip
-    lines += ["", "## Experiments", "", ", ".join(f"`{n}`" for n in summary["experiments"]) or "none"]
+    base = f" (derived from commit `{summary['baseline'][:7]}`)" if summary.get("baseline") else ""
+    lines += ["", "## Experiments", "", f"{', '.join(f'`{n}`' for n in summary['experiments']) or 'none'}{base}"]
     if summary["failed"]:
         lines += ["", "## Failed (kept out of the means)", ""]
         for exp, log in summary["failed"].items():
