@@ -119,7 +119,8 @@ def study(name: str) -> None:
     keep = body[: next((i for i, line in enumerate(body) if line.startswith("## Per product")), len(body))]
     lines = [f"From `reports/studies/{name}.md` (`iadbench study {name}`, then `python benchmarks/results.py study "
              f"{name}`); per-product tables and experiment names are in that file.", "", *keep]  # fmt: skip
-    replace_block(f"study-{name}", [line for line in lines if not line.startswith("# ")])
+    lines = [f"#### {line[3:]}" if line.startswith("## ") else line for line in lines]  # under the README's ###
+    replace_block(f"study-{name}", lines)
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ import yaml
 from iadbench.errors import IadbenchError
 
 STUDIES_DIR = Path("reports/studies")
+RUNS = STUDIES_DIR / "runs.jsonl"  # one line per `iadbench study` run: what it ran, from which commit, how long
 METRICS = (
     ("image_auroc", "image AUROC"),
     ("pixel_aupro", "pixel AUPRO@0.3"),
@@ -179,11 +180,11 @@ def _lookup(params: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def head() -> str:
-    """The current commit (the baseline that queued experiments derive from)."""
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+def head(rev: str = "HEAD") -> str:
+    """The full hash of ``rev`` (default: the current commit, which queued experiments derive from)."""
+    proc = subprocess.run(["git", "rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise StudyError("no git commit: DVC experiments need one (git add -A && git commit)")
+        raise StudyError(f"{rev}: not a commit of this repository (DVC experiments need one: git add -A && git commit)")
     return proc.stdout.strip()
 
 
@@ -251,7 +252,7 @@ def run_study(
         raise StudyError(f"--jobs must be >= 1, got {jobs}")
     points = grid(study, conditions, seeds)
     if collect_only:
-        return collect(study, wall_seconds=None, echo=echo, rev=rev or head())
+        return collect(study, echo=echo, rev=head(rev or "HEAD"))
     baseline = head()
     existing = experiments(baseline)
     todo = []
@@ -291,7 +292,16 @@ def run_study(
             raise StudyError(f"dvc queue start --jobs {jobs} failed ({started.returncode}); try it by hand")
         failed = _follow(study.name, [e for e, _ in todo], start, echo)
     wall = time.perf_counter() - start
-    summary = collect(study, wall_seconds=wall if todo else None, failed=failed, echo=echo, rev=baseline)
+    if todo:
+        record = {
+            "study": name, "baseline": baseline, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "wall_seconds": round(wall, 1), "cpu_count": os.cpu_count(), "jobs": jobs,
+            "experiments": [e for e, _ in todo], "failed": sorted(failed),
+        }  # fmt: skip
+        RUNS.parent.mkdir(parents=True, exist_ok=True)
+        with RUNS.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+    summary = collect(study, failed=failed, echo=echo, rev=baseline)
     if failed:
         raise StudyError(
             f"study {name}: {len(failed)} experiment(s) failed ({', '.join(sorted(failed))}); completed ones are "
@@ -373,9 +383,16 @@ def _extra(rev: str, params: dict[str, Any], key: str) -> dict[str, float]:
     return out
 
 
+def run_records(study: str, baseline: str) -> list[dict[str, Any]]:
+    """The recorded runs of a study on one baseline commit (``reports/studies/runs.jsonl``)."""
+    if not RUNS.is_file():
+        return []
+    records = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
+    return [r for r in records if r.get("study") == study and r.get("baseline") == baseline]
+
+
 def collect(
     study: Study,
-    wall_seconds: float | None,
     failed: dict[str, str] | None = None,
     echo: Callable[[str], None] = print,
     rev: str | None = None,
@@ -383,7 +400,7 @@ def collect(
     """Summarise every experiment of the study derived from ``rev`` into ``reports/studies/<study>.{json,md}``."""
     pattern = re.compile(rf"^{re.escape(study.name)}-(.+)-s(\d+)$")
     runs: dict[str, dict[int, dict[str, Any]]] = {}
-    rev = rev or head()
+    rev = head(rev or "HEAD")
     found = experiments(rev)
     for exp, info in sorted(found.items()):
         match = pattern.match(exp)
@@ -424,9 +441,8 @@ def collect(
         products[key] = {
             f"{m} / {p}": {c: mean_std(v.get(c, [])) for c in order} for (m, p), v in sorted(cells.items())
         }
-    previous = STUDIES_DIR / f"{study.name}.json"
-    if wall_seconds is None and previous.is_file():
-        wall_seconds = json.loads(previous.read_text()).get("wall_seconds")
+    records = run_records(study.name, rev)
+    wall_seconds = sum(r["wall_seconds"] for r in records) if records else None  # a resumed study: every part
     summary = {
         "study": study.name,
         "baseline": rev,
@@ -440,7 +456,8 @@ def collect(
         "experiments": {runs[c][s]["name"]: runs[c][s]["rev"] for c in order for s in sorted(runs[c])},
         "failed": failed,
         "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1),
-        "cpu_count": os.cpu_count(),
+        "cpu_count": records[-1].get("cpu_count") if records else os.cpu_count(),
+        "runs": records,
         "metrics": table,
         "per_product": products,
     }
