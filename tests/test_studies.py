@@ -90,14 +90,26 @@ def test_markdown_has_one_table_per_metric_and_lists_failures():
 def test_an_existing_experiment_with_other_params_is_an_error(monkeypatch):
     from iadbench import studies
 
-    existing = {"size-48-s0": {"rev": "abc", "params": {"data": {"image_size": 64}, "train": {"seed": 0}}}}
+    existing = {"size-64-s0": {"rev": "abc", "params": {"data": {"image_size": 128}, "train": {"seed": 0}}}}
     monkeypatch.setattr(studies, "experiments", lambda rev=None: existing)
     with pytest.raises(
-        StudyError, match=r"experiment size-48-s0 exists with other params: data.image_size=64 \(asked 48\)"
+        StudyError, match=r"experiment size-64-s0 exists with other params: data.image_size=128 \(asked 64\)"
+    ):
+        studies.run_study("size", seeds=1, conditions=["64"], dry_run=True, echo=lambda _: None)
+    existing["size-64-s0"]["params"]["data"]["image_size"] = 64
+    lines: list[str] = []
+    plan = studies.run_study("size", seeds=2, conditions=["64"], dry_run=True, echo=lines.append)
+    assert plan == {"study": "size", "planned": ["size-64-s1"], "done": 1}
+    assert "skip size-64-s0: done already with the same params" in lines
+
+
+def test_size_refuses_a_size_a_selected_model_cannot_take(tmp_path, monkeypatch):
+    from iadbench import studies
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("models: [padim, ae]\n")
+    monkeypatch.setattr(studies, "experiments", lambda rev=None: {})
+    with pytest.raises(
+        StudyError, match=r"condition '48': ae does not accept data.image_size=48: needs a multiple of 32"
     ):
         studies.run_study("size", seeds=1, conditions=["48"], dry_run=True, echo=lambda _: None)
-    existing["size-48-s0"]["params"]["data"]["image_size"] = 48
-    lines: list[str] = []
-    plan = studies.run_study("size", seeds=2, conditions=["48"], dry_run=True, echo=lines.append)
-    assert plan == {"study": "size", "planned": ["size-48-s1"], "done": 1}
-    assert "skip size-48-s0: done already with the same params" in lines

@@ -81,6 +81,13 @@ def _size(condition: str) -> dict[str, Any]:
     return {"data.image_size": int(condition)}
 
 
+def _size_fits_models(condition: str, params: dict[str, Any]) -> str | None:
+    from iadbench.models.registry import size_problem
+
+    problems = [p for m in params.get("models") or [] if (p := size_problem(m, int(condition)))]
+    return "; ".join(problems) or None
+
+
 def _choice(key: str, values: dict[str, Any], study: str) -> Callable[[str], dict[str, Any]]:
     def parse(condition: str) -> dict[str, Any]:
         if condition not in values:
@@ -101,6 +108,7 @@ class Study:
     params_of: Callable[[str], dict[str, Any]]
     seed_keys: tuple[str, ...] = ("train.seed",)
     extras: tuple[str, ...] = ()  # per-cell facts read from reports/predict (e.g. the epochs early stopping kept)
+    precheck: Callable[[str, dict[str, Any]], str | None] | None = None  # (condition, params.yaml) -> problem
 
     def params(self, condition: str, seed: int) -> dict[str, Any]:
         """Every ``-S`` override of one experiment."""
@@ -122,7 +130,7 @@ STUDIES: dict[str, Study] = {
         ),
         Study(
             "size", "Which input size?", "Baitieva et al. 2025, input size (128 / 256 / 512)",
-            ("128", "256", "512"), _size,
+            ("128", "256", "512"), _size, precheck=_size_fits_models,
         ),
         Study(
             "validation", "Does early stopping on the validation split help?",
@@ -251,6 +259,13 @@ def run_study(
     if jobs < 1:
         raise StudyError(f"--jobs must be >= 1, got {jobs}")
     points = grid(study, conditions, seeds)
+    if study.precheck is not None and not collect_only:
+        from iadbench.params import load_params
+
+        params = load_params()
+        for condition in dict.fromkeys(c for _, c, _, _ in points):
+            if problem := study.precheck(condition, params):
+                raise StudyError(f"study {name}: condition {condition!r}: {problem} (models in params.yaml)")
     if collect_only:
         return collect(study, echo=echo, rev=head(rev or "HEAD"))
     baseline = head()

@@ -518,15 +518,23 @@ def effective_options(model: str, given: dict[str, Any] | None) -> dict[str, Any
     return {**entry.options, **given}
 
 
+def size_problem(model: str, image_size: int) -> str | None:
+    """Why ``model`` cannot run at ``image_size`` (its size multiple and minimum), or None."""
+    entry = get_entry(model)
+    if image_size < entry.min_size or image_size % entry.size_multiple:
+        return (
+            f"{model} does not accept data.image_size={image_size}: needs a multiple of {entry.size_multiple} "
+            f"and at least {entry.min_size} px"
+        )
+    return None
+
+
 def build_model(cfg: ModelConfig) -> tuple[Any, BackboneWeights, ModelEntry, list[str]]:
     """Construct the model of ``cfg`` with its backbone weights; return (module, weights, entry, requested)."""
     entry = get_entry(cfg.model)
     cfg = replace(cfg, options=effective_options(cfg.model, cfg.options))
-    if cfg.image_size < entry.min_size or cfg.image_size % entry.size_multiple:
-        raise ModelConfigError(
-            f"{cfg.model} does not accept data.image_size={cfg.image_size}: needs a multiple of {entry.size_multiple} "
-            f"and at least {entry.min_size} px"
-        )
+    if problem := size_problem(cfg.model, cfg.image_size):
+        raise ModelConfigError(problem)
     if entry.precheck is not None and (problem := entry.precheck(cfg)):
         raise ModelConfigError(problem)
     if entry.own_backbone == "":
