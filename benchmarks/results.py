@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import sys
 import pandas as pd
 import yaml
 from readme_blocks import PROJECT, replace_block
+
+from iadbench.studies import experiments
 
 RULES = ("roc", "iou", "pr")
 RULE_NAMES = {"roc": "ROC-T", "iou": "IoU-T", "pr": "PR-T"}
@@ -80,15 +83,7 @@ def rules() -> None:
         out = _dvc("exp", "run", "-n", f"rule-{rule}", "-S", f"threshold.method={rule}")
         ran[rule] = sorted(set(re.findall(r"Running stage '([^']+)'", out)))
         print(f"rule-{rule}: ran {ran[rule]}")
-    shown = json.loads(_dvc("exp", "show", "--json"))
-    found: dict[str, dict] = {}
-    for commit in shown:
-        for exp in commit.get("experiments") or []:
-            name = exp.get("name")
-            for rev in exp.get("revs", []):
-                data = rev.get("data") or {}
-                if name in {f"rule-{r}" for r in RULES} and name not in found:
-                    found[name] = data
+    found = experiments()  # the same reading of `dvc exp show --json` that the studies use
     subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=PROJECT, check=True)
     _dvc("repro")
     models = list(json.loads((PROJECT / "reports/metrics.json").read_text()))
@@ -101,8 +96,8 @@ def rules() -> None:
     ]
     for rule in RULES:
         data = found.get(f"rule-{rule}", {})
-        metrics = (data.get("metrics") or {}).get("reports/metrics.json", {}).get("data", {})
-        method = (data.get("params") or {}).get("params.yaml", {}).get("data", {}).get("threshold", {}).get("method")
+        metrics = data.get("metrics", {}).get("reports/metrics.json", {})
+        method = data.get("params", {}).get("threshold", {}).get("method")
         for model in models:
             m = metrics.get(model, {})
             lines.append(f"| rule-{rule} | {method} | {model} | " + " | ".join(_f(m.get(c)) for c in COLUMNS) + " |")
@@ -128,6 +123,7 @@ def main() -> None:
     parser.add_argument("what", choices=["headline", "rules", "study"])
     parser.add_argument("name", nargs="?", default="drift", help="study: which study's tables (default drift)")
     args = parser.parse_args()
+    os.chdir(PROJECT)  # dvc and git read the project's repository
     if args.what == "study":
         study(args.name)
     else:

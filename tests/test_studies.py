@@ -7,7 +7,17 @@ import math
 import pytest
 
 from iadbench.cli import main
-from iadbench.studies import STUDIES, StudyError, cell, experiment_name, get_study, grid, mean_std, render_markdown
+from iadbench.studies import (
+    STUDIES,
+    StudyError,
+    cell,
+    experiment_name,
+    get_study,
+    grid,
+    head,
+    mean_std,
+    render_markdown,
+)
 
 
 def test_every_study_of_the_issue_is_registered():
@@ -113,3 +123,24 @@ def test_size_refuses_a_size_a_selected_model_cannot_take(tmp_path, monkeypatch)
         StudyError, match=r"condition '48': ae does not accept data.image_size=48: needs a multiple of 32"
     ):
         studies.run_study("size", seeds=1, conditions=["48"], dry_run=True, echo=lambda _: None)
+
+
+def test_wall_time_comes_from_the_recorded_runs_of_that_commit(tmp_path, monkeypatch):
+    import json
+
+    from iadbench import studies
+
+    monkeypatch.chdir(tmp_path)
+    studies.RUNS.parent.mkdir(parents=True)
+    runs = [{"study": "drift", "baseline": "a" * 40, "wall_seconds": 60.0},
+            {"study": "drift", "baseline": "b" * 40, "wall_seconds": 5.0},
+            {"study": "drift", "baseline": "a" * 40, "wall_seconds": 30.0},  # a resumed run: both parts count
+            {"study": "noise", "baseline": "a" * 40, "wall_seconds": 7.0}]  # fmt: skip
+    studies.RUNS.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    assert [r["wall_seconds"] for r in studies.run_records("drift", "a" * 40)] == [60.0, 30.0]
+    assert studies.run_records("size", "a" * 40) == []
+
+
+def test_collect_names_a_commit_that_does_not_exist():
+    with pytest.raises(StudyError, match="nope: not a commit of this repository"):
+        head("nope")

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from iadbench.errors import IadbenchError
+from iadbench.params import VALIDATION_STRATEGIES
 
 STUDIES_DIR = Path("reports/studies")
 RUNS = STUDIES_DIR / "runs.jsonl"  # one line per `iadbench study` run: what it ran, from which commit, how long
@@ -135,7 +136,7 @@ STUDIES: dict[str, Study] = {
         Study(
             "validation", "Does early stopping on the validation split help?",
             "Baitieva et al. 2025, Table 9 (validation strategy)", ("fixed", "early_stopping"),
-            _choice("train.validation", {"fixed": "fixed", "early_stopping": "early_stopping"}, "validation"),
+            _choice("train.validation", {v: v for v in VALIDATION_STRATEGIES}, "validation"),
             extras=("epochs",),
         ),
         Study(

@@ -18,7 +18,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
 
 RULE_STYLE = {"roc": ("o", "tab:blue"), "iou": ("s", "tab:orange"), "pr": ("^", "tab:green"),
               "good_fpr1": ("x", "tab:red"), "oracle": ("*", "tab:purple")}  # fmt: skip
@@ -88,12 +87,7 @@ def overlays(panels: list[dict[str, Any]], title: str, out: Path) -> Path:
     """
     fig, axes = plt.subplots(len(panels), 4, figsize=(9, 2.4 * len(panels)), squeeze=False)
     for row, p in zip(axes, panels, strict=True):
-        size = p["map"].shape
-        if isinstance(p["image"], np.ndarray):  # the model's input itself (a drifted test image)
-            image = p["image"]
-        else:
-            with Image.open(p["image"]) as im:
-                image = np.asarray(im.convert("RGB").resize(size[::-1], Image.Resampling.BILINEAR))
+        image = p["image"]  # the model's input itself (H, W, 3 uint8), drifted when the test images drifted
         predicted = p["map"] >= p["threshold"]
         row[0].imshow(image)
         row[0].set_title(p["label"], fontsize=8, loc="left")

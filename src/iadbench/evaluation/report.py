@@ -136,14 +136,12 @@ def study_sections() -> list[tuple[str, list[str], list[list[str]]]]:
     return out
 
 
-def _shown_image(cell: Any, i: int) -> Any:
-    """The image path, or the model's drifted input itself when the test images drifted (drift params)."""
-    path = cell.rows["image_path"].iloc[i]
-    if cell.plans is None or not cell.plans[i]:
-        return path
+def _shown_image(cell: Any, i: int) -> np.ndarray:
+    """The image the model saw (resized, drifted by its stored plan if any) as H × W × 3 uint8."""
     from iadbench.data.drift import decode, model_input
 
-    image = model_input(path, cell.maps.shape[-1], decode(cell.plans[i]))
+    plan = decode(cell.plans[i]) if cell.plans is not None else []
+    image = model_input(cell.rows["image_path"].iloc[i], cell.maps.shape[-1], plan)
     return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 

@@ -77,8 +77,10 @@ def _rows(product: str, splits: tuple[str, ...], every_product: bool = False) ->
     if product not in set(split["product"]):
         known = sorted(split["product"].unique())
         raise IadbenchError(f"{ASSIGNMENT}: product {product!r} not found; products: {known} (set data.products)")
-    of_product = split["product"] == product if not every_product else split["product"].notna()
-    rows = split[of_product & split["split"].isin(splits)].sort_values("image_id")
+    rows = split[split["split"].isin(splits)]
+    if not every_product:
+        rows = rows[rows["product"] == product]
+    rows = rows.sort_values("image_id")
     if rows.empty:
         raise IadbenchError(f"{ASSIGNMENT}: product {product!r} has no {'/'.join(splits)} images")
     return rows

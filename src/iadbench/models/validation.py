@@ -11,7 +11,6 @@ callback records that and leaves them alone.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -80,7 +79,7 @@ class ValidationEarlyStopping(Callback):
         """Load the best epoch's weights; return what the cell's metadata records about the run."""
         if not self.applies or self.best_state is None:
             return {"validation": "early_stopping", "early_stopping": "not applicable (one pass)"}
-        module.load_state_dict(copy.deepcopy(self.best_state))
+        module.load_state_dict(self.best_state)  # cloned when kept; loading copies it into the module
         return {
             "validation": "early_stopping",
             "patience": self.patience,
