@@ -39,6 +39,27 @@ TINY = {
         "unified": False,
     },
     "drift": {"transforms": [], "max_per_image": 2, "seed": 0},
+    "segad": {
+        "detectors": [],
+        "ensembles": [],
+        "brf_fraction": 0.5,
+        "shots": 0,
+        "synthetic_per_image": 1,
+        "segments": "grid",
+        "grid": 2,
+        "seed": 0,
+        "xgboost": {
+            "n_estimators": 10,
+            "num_parallel_tree": 200,
+            "learning_rate": 0.3,
+            "objective": "binary:logitraw",
+            "max_depth": 5,
+            "colsample_bytree": 0.6,
+            "colsample_bynode": 0.6,
+            "subsample": 0.6,
+            "reg_alpha": 1.0,
+        },
+    },
     "model_options": {"padim": {"n_features": 50}, "ae": {"latent_dim": 32, "base_channels": 16, "lr": 0.0002}},
 }
 

@@ -16,6 +16,7 @@ from iadbench.paths import (
     DATA_SUMMARY,
     MANIFEST,
     MANIFEST_MASKS,
+    MANIFEST_SEGMENTS,
     PARAMS,
     SPLIT,
     dataset_root,
@@ -45,14 +46,15 @@ def cmd_synthesize(args: argparse.Namespace) -> None:
 
 
 def cmd_manifest(args: argparse.Namespace) -> None:
-    """Scan data/raw/<dataset> into data/manifest.csv and data/manifest_masks.csv."""
-    from iadbench.data.manifest import scan, write_table
+    """Scan data/raw/<dataset> into data/manifest.csv, data/manifest_masks.csv and data/manifest_segments.csv."""
+    from iadbench.data.manifest import scan, scan_segments, write_table
     from iadbench.params import DataParams
 
     data = DataParams.from_params(_params(args))
     images, masks = scan(dataset_root(data.dataset), data.dataset, progress=not args.quiet)
     write_table(images, MANIFEST)
     write_table(masks, MANIFEST_MASKS)
+    write_table(scan_segments(dataset_root(data.dataset), images), MANIFEST_SEGMENTS)
     print(f"{MANIFEST}: {len(images)} images in {images['product'].nunique()} product(s); {len(masks)} masks")
 
 
@@ -74,10 +76,12 @@ def cmd_split(args: argparse.Namespace) -> None:
     """Write the stratified, seeded split to data/split.csv."""
     from iadbench.data.manifest import read_table, write_table
     from iadbench.data.split import ASSIGNMENT_COLUMNS, make_split
-    from iadbench.params import SplitParams
+    from iadbench.params import SegadParams, SplitParams
 
-    params = SplitParams.from_params(_params(args))
-    split = make_split(read_table(MANIFEST), read_table(CATEGORIES), params)
+    raw = _params(args)
+    split = make_split(
+        read_table(MANIFEST), read_table(CATEGORIES), SplitParams.from_params(raw), SegadParams.from_params(raw)
+    )
     write_table(split, SPLIT)
     write_table(split[ASSIGNMENT_COLUMNS], ASSIGNMENT)
     print(f"{SPLIT}: " + ", ".join(f"{k} {v}" for k, v in split["split"].value_counts().sort_index().items()))
@@ -92,9 +96,15 @@ def cmd_gate(args: argparse.Namespace) -> None:
     params = _params(args)
     if args.gate == "manifest":
         root = dataset_root(DataParams.from_params(params).dataset).as_posix()
-        paths = {"images": str(MANIFEST), "masks": str(MANIFEST_MASKS), "root": root}
+        paths = {
+            "images": str(MANIFEST),
+            "masks": str(MANIFEST_MASKS),
+            "root": root,
+            "segments": str(MANIFEST_SEGMENTS),
+        }
+        segments = read_table(MANIFEST_SEGMENTS) if MANIFEST_SEGMENTS.is_file() else None
         result = gates.manifest_gate(
-            read_table(MANIFEST), read_table(MANIFEST_MASKS), GateParams.from_params(params), paths
+            read_table(MANIFEST), read_table(MANIFEST_MASKS), GateParams.from_params(params), paths, segments
         )
     elif args.gate == "maps":
         from iadbench.models.gate import maps_gate
@@ -103,10 +113,11 @@ def cmd_gate(args: argparse.Namespace) -> None:
     elif args.gate == "categories":
         result = gates.categories_gate(read_table(CATEGORIES), read_table(MANIFEST), {"categories": str(CATEGORIES)})
     else:
-        from iadbench.params import SplitParams
+        from iadbench.params import SegadParams, SplitParams
 
         noise = SplitParams.from_params(params).train_noise
-        result = gates.split_gate(read_table(SPLIT), read_table(MANIFEST), {"split": str(SPLIT)}, noise)
+        segad = SegadParams.from_params(params)
+        result = gates.split_gate(read_table(SPLIT), read_table(MANIFEST), {"split": str(SPLIT)}, noise, segad)
     out = gate_result(args.gate)
     result.write(out)
     for violation in result.violations[: args.max_lines]:
@@ -149,6 +160,30 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(
         f"predicted {report['n_images']} images with {args.model} on {args.product}: "
         f"{report['images_per_second']} img/s, peak RSS {report['predict_peak_rss_mb']} MiB"
+    )
+
+
+def cmd_segad_features(args: argparse.Namespace) -> None:
+    """SegAD: segment statistics of one detector's maps on one product (BRF part, validation, test)."""
+    from iadbench.segad.stages import features_cell
+
+    s = features_cell(_params(args), args.detector, args.product, progress=False if args.quiet else None)
+    print(
+        f"SegAD features of {args.detector} on {args.product}: {s['n_features']} per image ({s['n_segments']} "
+        f"segment(s), {s['segments']}); BRF part {s['n_brf_good']} good + {s['n_brf_shots']} shot(s) + "
+        f"{s['n_synthetic']} synthetic; detector {s['detector_seconds']} s, statistics {s['feature_seconds']} s"
+    )
+
+
+def cmd_segad(args: argparse.Namespace) -> None:
+    """SegAD: fit one setup's boosted random forest on one product and score its validation/test images."""
+    from iadbench.segad.stages import fit_cell
+
+    r = fit_cell(_params(args), args.setup, args.product)
+    print(
+        f"{args.setup} on {args.product} ({r['mode']}): BRF on {r['n_brf_good']} good + {r['n_brf_anomalous']} "
+        f"anomalous, {r['n_features']} features; fit {r['fit_seconds']} s, features {r['feature_seconds']} s, "
+        f"scored {r['n_images']} images"
     )
 
 
@@ -250,6 +285,11 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{entry.name:22s} {entry.family:40s} {maps:12s} {entry.note}")
         options = ", ".join(f"{key}={value!r}" for key, value in entry.options.items()) or "(none)"
         print(f"{'':22s} options: {options}")
+    for name in ("<detector>+segad", "all+segad"):
+        print(
+            f"{name:22s} {'segment statistics + boosted random forest':40s} {'scores only':12s} SegAD "
+            "(Baitieva et al., CVPR 2024) on the maps of a detector / of every segad.detectors; params: segad"
+        )
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -304,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = verb(name, func, text)
         p.add_argument("--model", required=True, help="a registry name (iadbench models lists them)")
         p.add_argument("--product", required=True)
+    sf = verb("segad-features", cmd_segad_features, "SegAD: segment statistics of one detector's maps (params: segad)")
+    sf.add_argument("--detector", required=True, help="one of segad.detectors")
+    sf.add_argument("--product", required=True)
+    sg = verb("segad", cmd_segad, "SegAD: fit one setup's boosted random forest and score its images")
+    sg.add_argument("--setup", required=True, help="<detector>+segad or all+segad (params: segad)")
+    sg.add_argument("--product", required=True)
     verb("metrics", cmd_metrics, "pool all cells into reports/metrics.json and reports/tables/ (params: threshold)")
     verb("report", cmd_report, "write reports/report.html and .md (tables, curves, overlays)")
     a = verb("annotate", cmd_annotate, "Label Studio round trip: serve | push | pull | config (annotation/README.md)")

@@ -281,7 +281,43 @@ def manifest_rules(gx: Any, params: GateParams) -> list[Rule]:
     ]  # fmt: skip
 
 
-def manifest_gate(images: pd.DataFrame, masks: pd.DataFrame, params: GateParams, paths: dict[str, str]) -> GateResult:
+def segment_rules(gx: Any) -> list[Rule]:
+    """Rules on the products' static segmentation images (``<product>/segments.png``, SegAD), where one exists."""
+    e = gx.expectations
+    present = "exists==True"
+    decoded = "exists==True and decodes==True"
+    return [
+        Rule(
+            "segments", "segments.png decodes to one label per pixel",
+            e.ExpectColumnValuesToBeInSet(
+                column="decodes", value_set=[True], row_condition=present, condition_parser="pandas"
+            ),
+            "segments_path", ("decode_error",),
+        ),
+        Rule(
+            "segments", "segments.png labels are 0..L-1, every label present",
+            e.ExpectColumnValuesToBeInSet(
+                column="labels_ok", value_set=[True], row_condition=decoded, condition_parser="pandas"
+            ),
+            "segments_path", ("labels", "decode_error"),
+        ),
+        Rule(
+            "segments", "segments.png has the size of every image of its product",
+            e.ExpectColumnValuesToBeInSet(
+                column="sizes_ok", value_set=[True], row_condition=decoded, condition_parser="pandas"
+            ),
+            "segments_path", ("width", "height", "image_sizes"),
+        ),
+    ]  # fmt: skip
+
+
+def manifest_gate(
+    images: pd.DataFrame,
+    masks: pd.DataFrame,
+    params: GateParams,
+    paths: dict[str, str],
+    segments: pd.DataFrame | None = None,
+) -> GateResult:
     """Run the manifest gate; ``paths`` names the files the tables came from and the dataset root."""
     import great_expectations as gx
 
@@ -292,7 +328,11 @@ def manifest_gate(images: pd.DataFrame, masks: pd.DataFrame, params: GateParams,
         "masks": Table(paths["masks"], masks),
         "products": Table(paths["images"], products),
     }
-    return run_gate("manifest", tables, manifest_rules(gx, params))
+    rules = manifest_rules(gx, params)
+    if segments is not None and bool(segments["exists"].astype(bool).any()):
+        tables["segments"] = Table(paths.get("segments", "data/manifest_segments.csv"), segments)
+        rules += segment_rules(gx)
+    return run_gate("manifest", tables, rules)
 
 
 def categories_gate(categories: pd.DataFrame, manifest: pd.DataFrame, paths: dict[str, str]) -> GateResult:
@@ -340,12 +380,18 @@ def categories_gate(categories: pd.DataFrame, manifest: pd.DataFrame, paths: dic
 
 
 def split_gate(
-    split: pd.DataFrame, manifest: pd.DataFrame, paths: dict[str, str], train_noise: float = 0.0
+    split: pd.DataFrame,
+    manifest: pd.DataFrame,
+    paths: dict[str, str],
+    train_noise: float = 0.0,
+    segad: Any = None,
 ) -> GateResult:
     """Run the split gate: disjoint splits, train only good, categories present, validation usable, counts.
 
     With ``train_noise`` = f > 0 (the noise study) train holds exactly ``round(f·n)`` anomalous images per product
     (n = its train/good images) and the good images they replace are ``excluded``; without it, train is all good.
+    With SegAD on (``segad``: :class:`iadbench.params.SegadParams`) split ``brf`` holds ``round(b·n)`` good images
+    (n = the good images left in train before the BRF part is taken) and exactly ``segad.shots`` anomalous ones.
     """
     import great_expectations as gx
 
@@ -372,6 +418,30 @@ def split_gate(
     excluded = split[split["split"] == "excluded"].groupby("product").size()
     products["n_excluded"] = products["product"].map(excluded).fillna(0).astype(int)
     splits = ["train", "validation", "test", "excluded"] if train_noise > 0 else ["train", "validation", "test"]
+    segad_rules: list[Rule] = []
+    if segad is not None and segad.on:
+        splits.append("brf")
+        brf = split[split["split"] == "brf"]
+        for label in ("good", "anomalous"):
+            counts = brf[brf["label"] == label].groupby("product").size()
+            products[f"n_brf_{label}"] = products["product"].map(counts).fillna(0).astype(int)
+        good_pool = products["product"].map(
+            split[split["split"].isin(["train", "brf"]) & (split["label"] == "good")].groupby("product").size()
+        )
+        products["n_brf_good_expected"] = np.floor(segad.brf_fraction * good_pool.fillna(0) + 0.5).astype(int)
+        products["n_brf_anomalous_expected"] = segad.shots
+        segad_rules = [
+            Rule(
+                "products", f"the SegAD BRF part holds round({segad.brf_fraction}·n) good train images",
+                e.ExpectColumnPairValuesToBeEqual(column_A="n_brf_good", column_B="n_brf_good_expected"),
+                "product", ("n_brf_good", "n_brf_good_expected"),
+            ),
+            Rule(
+                "products", f"the SegAD BRF part holds segad.shots = {segad.shots} anomalous images",
+                e.ExpectColumnPairValuesToBeEqual(column_A="n_brf_anomalous", column_B="n_brf_anomalous_expected"),
+                "product", ("n_brf_anomalous", "n_brf_anomalous_expected"),
+            ),
+        ]  # fmt: skip
     if train_noise > 0:
         train_rule = Rule(
             "products", f"train holds round({train_noise}·n_train) anomalous images (split.train_noise)",
@@ -396,6 +466,7 @@ def split_gate(
             e.ExpectColumnValuesToBeInSet(column="split", value_set=splits), "image_path",
         ),
         train_rule,
+        *segad_rules,
         Rule(
             "products", "each product excludes as many good train images as anomalous ones joined train",
             e.ExpectColumnPairValuesToBeEqual(column_A="n_excluded", column_B="n_train_anomalous"),

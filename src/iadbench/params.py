@@ -272,3 +272,113 @@ class EvaluateParams:
         _check(0 < out.confidence < 1, f"{w}.confidence must be in (0, 1), got {out.confidence}")
         _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
         return out
+
+
+SEGMENT_SOURCES = ("whole", "grid", "image")
+SEGAD_ENSEMBLES = ("all",)
+SEGAD_SUFFIX = "+segad"
+# The paper's boosted random forest (Baitieva et al., CVPR 2024, §4): XGBoost parameter -> (kind, lowest, highest,
+# is the lowest allowed itself). Every key must be given; the defaults in params.yaml are the paper's.
+XGBOOST_RANGES: dict[str, tuple[type, float, float, bool]] = {
+    "n_estimators": (int, 1, 10_000, True),
+    "num_parallel_tree": (int, 1, 10_000, True),
+    "learning_rate": (float, 0.0, 1.0, False),
+    "max_depth": (int, 1, 32, True),
+    "colsample_bytree": (float, 0.0, 1.0, False),
+    "colsample_bynode": (float, 0.0, 1.0, False),
+    "subsample": (float, 0.0, 1.0, False),
+    "reg_alpha": (float, 0.0, 1e6, True),
+}
+XGBOOST_OBJECTIVES = ("binary:logitraw", "binary:logistic")
+
+
+@dataclass(frozen=True)
+class SegadParams:
+    """``segad``: SegAD (Baitieva, Hurych, Besnier, Bernard, "Supervised Anomaly Detection for Complex Industrial
+    Images", CVPR 2024) on the maps of the selected detectors.
+
+    ``detectors`` empty = SegAD off (the split and every detector are then exactly those of a run without it).
+    """
+
+    detectors: tuple[str, ...] = ()  # each gives the setup <detector>+segad
+    ensembles: tuple[str, ...] = ()  # ("all",): also all+segad, one BRF on the maps of every detector above
+    brf_fraction: float = 0.5  # share of each product's train/good images whose maps train the BRF (not the detector)
+    shots: int = 0  # real anomalous images per product for the BRF (0 = one-class: synthetic disturbances)
+    synthetic_per_image: int = 1  # one-class: disturbed copies of each BRF good image
+    segments: str = "grid"  # whole | grid | image (<product>/segments.png of the dataset)
+    grid: int = 2  # K: the grid source's K x K cells
+    seed: int = 0
+    xgboost: tuple[tuple[str, Any], ...] = ()  # (name, value), the keys of XGBOOST_RANGES plus objective
+
+    @property
+    def on(self) -> bool:
+        """SegAD runs (some detector is selected)."""
+        return bool(self.detectors)
+
+    @property
+    def setups(self) -> tuple[str, ...]:
+        """Registry names of the SegAD setups: ``<detector>+segad`` for each detector, then ``all+segad``."""
+        return tuple(f"{d}{SEGAD_SUFFIX}" for d in (*self.detectors, *self.ensembles))
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> SegadParams:
+        """Validate: detectors are distinct names of ``models``; ensembles ⊂ {all} and need two detectors or more;
+        0 < brf_fraction < 1; shots ≥ 0; synthetic_per_image ≥ 1; segments ∈ {whole, grid, image}; 1 ≤ grid ≤ 16;
+        every XGBoost parameter present and in range. A missing section is SegAD off.
+        """
+        if "segad" not in params:
+            return cls()
+        s = _section(params, "segad", source)
+        w = f"{source}: segad"
+        detectors = tuple(str(d) for d in _get(s, "detectors", list, w))
+        ensembles = tuple(str(e) for e in _get(s, "ensembles", list, w))
+        xgb = s.get("xgboost")
+        _check(isinstance(xgb, dict), f"{w}.xgboost must be a mapping of XGBoost parameters")
+        out = cls(
+            detectors=detectors, ensembles=ensembles, brf_fraction=_get(s, "brf_fraction", float, w),
+            shots=_get(s, "shots", int, w), synthetic_per_image=_get(s, "synthetic_per_image", int, w),
+            segments=_get(s, "segments", str, w), grid=_get(s, "grid", int, w), seed=_get(s, "seed", int, w),
+            xgboost=tuple(sorted(_xgboost(xgb, f"{w}.xgboost").items())),
+        )  # fmt: skip
+        models = [str(m) for m in params.get("models") or []]
+        unknown = [d for d in detectors if d not in models]
+        _check(not unknown, f"{w}.detectors: {unknown} not in models {models} (SegAD reads the maps of run models)")
+        _check(len(set(detectors)) == len(detectors), f"{w}.detectors lists a detector twice: {list(detectors)}")
+        bad = [e for e in ensembles if e not in SEGAD_ENSEMBLES]
+        _check(not bad, f"{w}.ensembles: unknown {bad}; valid: {list(SEGAD_ENSEMBLES)} (or [] for none)")
+        _check(
+            not ensembles or len(detectors) >= 2,
+            f"{w}.ensembles: all+segad combines K > 1 detectors, but segad.detectors has {len(detectors)}",
+        )
+        _check(0.0 < out.brf_fraction < 1.0, f"{w}.brf_fraction must be strictly between 0 and 1, got "
+               f"{out.brf_fraction}")  # fmt: skip
+        _check(out.shots >= 0, f"{w}.shots must be >= 0 (0 = one-class), got {out.shots}")
+        _check(out.synthetic_per_image >= 1, f"{w}.synthetic_per_image must be >= 1, got {out.synthetic_per_image}")
+        _check(out.segments in SEGMENT_SOURCES, f"{w}.segments must be one of {list(SEGMENT_SOURCES)}, got "
+               f"{out.segments!r}")  # fmt: skip
+        _check(1 <= out.grid <= 16, f"{w}.grid must be in [1, 16], got {out.grid}")
+        _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
+        return out
+
+
+def _xgboost(section: dict[str, Any], where: str) -> dict[str, Any]:
+    """The BRF's XGBoost parameters, each checked against :data:`XGBOOST_RANGES`; unknown keys are errors."""
+    known = {*XGBOOST_RANGES, "objective"}
+    unknown = sorted(set(section) - known)
+    _check(not unknown, f"{where}: unknown parameter(s) {unknown}; valid: {sorted(known)}")
+    out: dict[str, Any] = {}
+    for key, (kind, low, high, low_ok) in XGBOOST_RANGES.items():
+        value = _get(section, key, kind, where)
+        inside = (low <= value if low_ok else low < value) and value <= high
+        _check(inside, f"{where}.{key} must be in {'[' if low_ok else '('}{low:g}, {high:g}], got {value}")
+        out[key] = value
+    objective = _get(section, "objective", str, where)
+    _check(objective in XGBOOST_OBJECTIVES, f"{where}.objective must be one of {list(XGBOOST_OBJECTIVES)}, "
+           f"got {objective!r}")  # fmt: skip
+    out["objective"] = objective
+    return out
+
+
+def evaluated_models(params: dict[str, Any]) -> list[str]:
+    """Every name the evaluation stages read: ``models``, then the SegAD setups (:class:`SegadParams`)."""
+    return [str(m) for m in params.get("models") or []] + list(SegadParams.from_params(params).setups)

@@ -8,6 +8,7 @@ RAW_ROOT = Path("data/raw")
 EXPORTS_ROOT = Path("annotation/exports")
 MANIFEST = Path("data/manifest.csv")
 MANIFEST_MASKS = Path("data/manifest_masks.csv")
+MANIFEST_SEGMENTS = Path("data/manifest_segments.csv")  # one row per product: its segments.png, if any (SegAD)
 CATEGORIES = Path("data/categories.csv")
 SPLIT = Path("data/split.csv")
 ASSIGNMENT = Path("data/assignment.csv")  # the split without annotations: what models and evaluation read
@@ -17,6 +18,7 @@ MAPS_DIR = Path("data/maps")  # anomaly maps and scores, one .npz per (model, pr
 PREDICT_REPORTS = Path("reports/predict")
 DATA_SUMMARY = Path("reports/data_summary.json")
 PARAMS = Path("params.yaml")
+SEGAD_DIR = Path("data/segad")  # SegAD features, one .npz per (detector, product)
 
 
 def dataset_root(dataset: str) -> Path:

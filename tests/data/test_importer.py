@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from iadbench.data.importer import import_dataset, parse_defect_map
@@ -93,3 +94,21 @@ def test_export_that_is_not_json_copies_nothing(repo, source, tmp_path):
     with pytest.raises(InputError, match="export is not a readable JSON file"):
         import_dataset(source, "nuts", export=bad, track=False)
     assert not Path("data/raw/nuts").exists()
+
+
+def test_bad_segmentation_image_copies_nothing(repo, source):
+    from PIL import Image
+
+    labels = np.zeros((48, 48), dtype=np.uint8)
+    labels[:, 24:] = 3  # labels 0 and 3
+    Image.fromarray(labels).save(source / "nut/segments.png")
+    with pytest.raises(InputErrors, match=r"nut/segments.png: segments.png labels must be 0..L-1.*found 0 3"):
+        import_dataset(source, "nuts", track=False)
+    assert not Path("data/raw/nuts").exists()
+    labels[:, 24:] = 1
+    Image.fromarray(labels[:, :40]).save(source / "nut/segments.png")
+    with pytest.raises(InputErrors, match=r"must have the size of every image of its product: segments 40x48"):
+        import_dataset(source, "nuts", track=False)
+    Image.fromarray(labels).save(source / "nut/segments.png")
+    import_dataset(source, "nuts", track=False)  # a good one is accepted and copied
+    assert Path("data/raw/nuts/nut/segments.png").is_file()

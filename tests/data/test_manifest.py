@@ -149,3 +149,44 @@ def test_rgb_mask_with_equal_channels_is_binary():
     assert mask_facts(Image.fromarray(arr))[0]
     arr[2, 2, 0] = 255
     assert not mask_facts(Image.fromarray(arr))[0]
+
+
+def _segments(product: str, array) -> Path:
+    path = ROOT / product / "segments.png"
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+    return path
+
+
+def _segment_gate():
+    from iadbench.data.manifest import scan_segments
+
+    images, masks = scan(ROOT, "synthetic", progress=False)
+    segments = scan_segments(ROOT, images)
+    paths = {**PATHS, "segments": "data/manifest_segments.csv"}
+    return segments, manifest_gate(images, masks, GateParams("warn"), paths, segments)
+
+
+def test_a_good_segmentation_image_is_recorded_and_passes(tiny_repo):
+    labels = np.zeros((48, 48))
+    labels[:, 24:] = 1
+    _segments("nut", labels)
+    before = tree_digest(ROOT)
+    segments, result = _segment_gate()
+    assert result.success, [str(v) for v in result.violations]
+    row = segments.set_index("product").loc["nut"]
+    assert bool(row["exists"]) and bool(row["labels_ok"]) and bool(row["sizes_ok"]) and row["n_labels"] == 2
+    assert not bool(segments.set_index("product").loc["weave", "exists"])  # optional: no file, no rule
+    assert tree_digest(ROOT) == before
+
+
+def test_bad_segmentation_images_fail_with_file_and_rule(tiny_repo):
+    _segments("nut", np.zeros((40, 48)))  # another size than the images (48 x 48)
+    gap = np.zeros((48, 48))
+    gap[:, 24:] = 2  # labels 0 and 2: label 1 missing
+    _segments("weave", gap)
+    (ROOT / "tiles/segments.png").write_bytes(b"not a png")
+    _, result = _segment_gate()
+    rules = _rules(result)
+    assert rules["segments.png has the size of every image of its product"] == {"data/raw/synthetic/nut/segments.png"}
+    assert rules["segments.png labels are 0..L-1, every label present"] >= {"data/raw/synthetic/weave/segments.png"}
+    assert rules["segments.png decodes to one label per pixel"] == {"data/raw/synthetic/tiles/segments.png"}

@@ -183,3 +183,59 @@ def test_gate_noise_counts_must_match(tiny_repo):
     result = split_gate(split, manifest, {"split": "data/split.csv"}, train_noise=0.67)  # 2 expected, 1 found
     assert not result.success
     assert any("anomalous images (split.train_noise)" in v.rule for v in result.errors)
+
+
+def _segad(**overrides):
+    from iadbench.params import SegadParams
+    from tests.conftest import TINY
+
+    section = {**TINY["segad"], "detectors": ["padim"], **overrides}
+    return SegadParams.from_params({**TINY, "segad": section})
+
+
+def test_segad_brf_part_leaves_train_and_never_meets_validation_or_test(tiny_repo, split_params):
+    manifest, categories = _tables()
+    base = make_split(manifest, categories, split_params)
+    split = make_split(manifest, categories, split_params, _segad(shots=2))
+    assert split["image_id"].is_unique and len(split) == len(manifest)
+    for product, group in split.groupby("product"):
+        brf = group[group["split"] == "brf"]
+        assert (brf["label"] == "good").sum() == 2, product  # round(0.5 * 3) of the train/good images
+        assert (brf["label"] == "anomalous").sum() == 2, product  # the shots
+        assert brf.loc[brf["label"] == "good", "image_path"].str.contains("/train/good/").all()
+        assert len(group[group["split"] == "train"]) == 1  # the detectors keep the rest
+        held_out = group[group["split"].isin(["validation", "test"])]
+        assert not set(brf["image_id"]) & set(held_out["image_id"])
+        assert (held_out.groupby("split")["label"].apply(lambda s: (s == "anomalous").sum()) >= 1).all()
+    assert make_split(manifest, categories, split_params, _segad(shots=2)).equals(split)  # seeded
+    segad = _segad(shots=2)
+    result = split_gate(split, manifest, {"split": "data/split.csv"}, segad=segad)
+    assert result.success, [str(v) for v in result.violations]
+    wrong = split_gate(split, manifest, {"split": "data/split.csv"}, segad=_segad(shots=1))
+    assert "the SegAD BRF part holds segad.shots = 1 anomalous images" in {v.rule for v in wrong.errors}
+    assert "split is train, validation, test" in {v.rule for v in split_gate(split, manifest, {"split": "x"}).errors}
+    off = make_split(manifest, categories, split_params, _segad(detectors=[]))
+    assert off.equals(base)  # SegAD off: the split of before
+
+    from iadbench.data.summary import data_summary
+
+    summary = data_summary(split, manifest, categories)
+    assert summary["images"]["brf"] == 12 and summary["images"]["brf_anomalous"] == 6
+
+
+def test_segad_too_many_shots_names_product_and_numbers(tiny_repo, split_params):
+    manifest, categories = _tables()
+    with pytest.raises(InputError) as err:
+        make_split(manifest, categories, split_params, _segad(shots=5))
+    message = str(err.value)
+    assert message.startswith("data/manifest.csv: segad.shots takes anomalous test images out of validation and test")
+    assert "product nut: 5 shot(s) asked, but it has 6 anomalous test image(s)" in message
+    assert "most possible: 4" in message
+
+
+def test_segad_brf_part_of_fewer_than_two_images_is_refused(tiny_repo, split_params):
+    manifest, categories = _tables()
+    with pytest.raises(InputError, match=r"at least 2 good train images for the BRF.*product nut: 0.2 of 3 .* is 1"):
+        make_split(manifest, categories, split_params, _segad(brf_fraction=0.2))
+    with pytest.raises(InputError, match=r"and 1 for the detectors.*product nut: 0.9 of 3 good train images is 3"):
+        make_split(manifest, categories, split_params, _segad(brf_fraction=0.9))

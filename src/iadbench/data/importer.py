@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iadbench.data.manifest import list_files
+from iadbench.data.manifest import check_segments, list_files
 from iadbench.errors import IadbenchError, InputError
 from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, choices_result, local_file_url
 from iadbench.params import DATASET_NAME
@@ -105,6 +105,7 @@ def import_dataset(
     if dest.resolve() == source or dest.resolve() in source.parents or source in dest.resolve().parents:
         raise InputError(source, "source and destination overlap")
     list_files(source)  # layout errors before anything is copied
+    check_segments(source)  # and a product's segments.png (SegAD), if it has one
 
     tasks = None
     if export is not None:

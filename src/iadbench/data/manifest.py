@@ -31,6 +31,11 @@ IMAGE_COLUMNS = [
 MASK_COLUMNS = [
     "mask_id", "dataset", "product", "defect_type", "mask_path", "image_id", "has_image",
 ]  # fmt: skip
+SEGMENTS_FILE = "segments.png"  # optional static segmentation of a product (SegAD's segments: one label per pixel)
+SEGMENT_COLUMNS = [
+    "product", "segments_path", "exists", "decodes", "decode_error", "width", "height", "n_labels", "labels",
+    "labels_ok", "image_sizes", "sizes_ok", "sha256",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -212,3 +217,85 @@ def read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(path, "table not found", "run the stage that writes it (dvc repro)")
     return pd.read_csv(path, keep_default_na=False, na_values=[])
+
+
+def segment_labels(image: Image.Image) -> np.ndarray:
+    """The label image of a ``segments.png``: one channel (channels that agree), integer labels."""
+    arr = np.asarray(image)
+    if arr.ndim == 3:
+        if not all(np.array_equal(arr[..., 0], arr[..., k]) for k in range(1, arr.shape[2])):
+            raise ValueError("its channels differ: a label image has one value per pixel")
+        arr = arr[..., 0]
+    return arr.astype(np.int64)
+
+
+def segment_facts(product_dir: Path, image_sizes: set[tuple[int, int]]) -> dict[str, object]:
+    """Facts about ``<product>/segments.png``: decodes, labels exactly ``0..L-1`` with every label present, and the
+    size of every image of the product (``image_sizes``: their ``(width, height)``), so that the two align once
+    both are resized to ``data.image_size``.
+    """
+    path = product_dir / SEGMENTS_FILE
+    sizes = ";".join(f"{w}x{h}" for w, h in sorted(image_sizes))
+    row: dict[str, object] = {
+        "product": product_dir.name, "segments_path": path.as_posix(), "exists": path.is_file(), "decodes": False,
+        "decode_error": "", "width": 0, "height": 0, "n_labels": 0, "labels": "", "labels_ok": False,
+        "image_sizes": sizes, "sizes_ok": False, "sha256": "",
+    }  # fmt: skip
+    if not path.is_file():
+        return row
+    facts, image = decode(path)
+    row.update(decodes=facts.decodes, decode_error=facts.error, width=facts.width, height=facts.height)
+    row["sha256"] = sha256_of(path)
+    if image is None:
+        return row
+    try:
+        labels = np.unique(segment_labels(image))
+    except ValueError as exc:
+        row["decode_error"] = str(exc)
+        return row
+    row.update(
+        n_labels=len(labels), labels=" ".join(map(str, labels[:20].tolist())) + (" ..." if len(labels) > 20 else "")
+    )
+    row["labels_ok"] = bool(labels.min() == 0 and np.array_equal(labels, np.arange(len(labels))))
+    row["sizes_ok"] = image_sizes == {(facts.width, facts.height)}
+    return row
+
+
+def scan_segments(root: Path, images: pd.DataFrame) -> pd.DataFrame:
+    """One row of :func:`segment_facts` per product folder under ``root`` (``images``: the manifest's rows)."""
+    rows = []
+    for product_dir in _subdirs(root):
+        mine = images[(images["product"] == product_dir.name) & images["decodes"].astype(bool)]
+        rows.append(
+            segment_facts(product_dir, {(int(w), int(h)) for w, h in zip(mine["width"], mine["height"], strict=True)})
+        )
+    return pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
+
+
+def check_segments(root: Path) -> None:
+    """Refuse a dataset whose ``<product>/segments.png`` breaks a rule of :func:`segment_facts` (the importer runs
+    this before copying; the sizes are checked against the product's ``train/good`` images).
+    """
+    problems = []
+    for product_dir in _subdirs(root):
+        if not (product_dir / SEGMENTS_FILE).exists():
+            continue
+        sizes = set()
+        for image in _images_in(product_dir / "train" / "good"):
+            facts, _ = decode(image)
+            if facts.decodes:
+                sizes.add((facts.width, facts.height))
+        row = segment_facts(product_dir, sizes)
+        path = str(row["segments_path"])
+        if not row["decodes"] or row["decode_error"]:
+            rule, detail = "segments.png must decode to one label per pixel", str(row["decode_error"])
+        elif not row["labels_ok"]:
+            rule, detail = "segments.png labels must be 0..L-1 with every label present", f"found {row['labels']}"
+        elif not row["sizes_ok"]:
+            rule = "segments.png must have the size of every image of its product"
+            detail = f"segments {row['width']}x{row['height']}, images {row['image_sizes']}"
+        else:
+            continue
+        problems.append(InputError(path, rule, detail))
+    if problems:
+        raise InputErrors(problems)

@@ -15,6 +15,12 @@ above), which then leave validation and test; the ``n`` good train images they r
 (kept in the file, in no split, so that coverage still holds). The validation/test split is then drawn from the
 remaining test images. With ``f = 0`` (the default) the file is the one written before this option existed.
 
+SegAD (``segad.detectors`` non-empty; Baitieva et al., CVPR 2024): per product, ``round(b·n)`` of the ``n`` good
+train images (``b`` = ``segad.brf_fraction``, at least 2) move to split ``brf``: their maps train the boosted random
+forest and the detectors no longer see them, so that a detector and the same detector + SegAD learn from the same
+images. With ``segad.shots`` = N > 0, N anomalous test images per product (stratified by defect type) join ``brf``
+too and leave validation and test. With SegAD off the file is the one written before SegAD existed.
+
 Within a stratum the chosen images come from a generator seeded by ``(seed, product, stratum)`` over the images
 sorted by id, so the split does not depend on file-system order, and the same params write the same file.
 
@@ -33,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from iadbench.errors import InputError
-from iadbench.params import SplitParams
+from iadbench.params import SegadParams, SplitParams
 
 SPLIT_COLUMNS = [
     "image_id", "dataset", "product", "split", "label", "defect_type", "defect_categories", "background",
@@ -105,8 +111,50 @@ def noisy_train(table: pd.DataFrame, params: SplitParams, source: str = "data/ma
     return noisy, replaced
 
 
-def make_split(manifest: pd.DataFrame, categories: pd.DataFrame, params: SplitParams) -> pd.DataFrame:
-    """Assign every manifest image to train, validation or test (see module docstring)."""
+def segad_part(
+    table: pd.DataFrame, train: set[str], noisy: set[str], segad: SegadParams, source: str = "data/manifest.csv"
+) -> set[str]:
+    """Images of the SegAD BRF part (good train images, then ``segad.shots`` anomalous test images), see above.
+
+    Raises :class:`InputError` naming the product when its BRF part would hold fewer than 2 good images, when no
+    train image would be left for the detectors, or when it has too few anomalous images for the shots (at least
+    one must stay for validation and one for test).
+    """
+    chosen: set[str] = set()
+    if not segad.on:
+        return chosen
+    for product, group in table.groupby("product", sort=True):
+        good = group.loc[group["image_id"].isin(train) & (group["label"] == "good"), "image_id"].tolist()
+        n = int(np.floor(segad.brf_fraction * len(good) + 0.5))
+        if n < 2 or n >= len(good):
+            raise InputError(
+                source,
+                "segad.brf_fraction must leave at least 2 good train images for the BRF and 1 for the detectors",
+                f"product {product}: {segad.brf_fraction:g} of {len(good)} good train images is {n}",
+            )
+        chosen |= _pick(good, n, segad.seed, str(product), "segad-brf")
+        if segad.shots:
+            anomalous = group[(group["split_folder"] == "test") & (group["label"] == "anomalous")]
+            anomalous = anomalous[~anomalous["image_id"].isin(noisy)]
+            if segad.shots > len(anomalous) - 2:
+                raise InputError(
+                    source,
+                    "segad.shots takes anomalous test images out of validation and test",
+                    f"product {product}: {segad.shots} shot(s) asked, but it has {len(anomalous)} anomalous test "
+                    f"image(s) and at least 2 must stay for validation and test (most possible: "
+                    f"{max(len(anomalous) - 2, 0)})",
+                )
+            strata = _by_type(anomalous)
+            alloc = largest_remainder({k: len(v) for k, v in strata.items()}, segad.shots)
+            for stratum, ids in strata.items():
+                chosen |= _pick(ids, alloc[stratum], segad.seed, str(product), "segad-shots", stratum)
+    return chosen
+
+
+def make_split(
+    manifest: pd.DataFrame, categories: pd.DataFrame, params: SplitParams, segad: SegadParams | None = None
+) -> pd.DataFrame:
+    """Assign every manifest image to train, validation, test, excluded or brf (see module docstring)."""
     table = manifest.merge(categories[["image_id", "defect_categories", "background"]], on="image_id", how="left")
     table["defect_categories"] = table["defect_categories"].fillna("")
     table["background"] = table["background"].fillna("")
@@ -114,8 +162,10 @@ def make_split(manifest: pd.DataFrame, categories: pd.DataFrame, params: SplitPa
     noisy, replaced = noisy_train(table, params)
     table.loc[table["image_id"].isin(noisy), "split"] = "train"
     table.loc[table["image_id"].isin(replaced), "split"] = "excluded"
+    brf = segad_part(table, set(table.loc[table["split"] == "train", "image_id"]), noisy, segad or SegadParams())
+    table.loc[table["image_id"].isin(brf), "split"] = "brf"
     validation: set[str] = set()
-    remaining = table[(table["split_folder"] == "test") & ~table["image_id"].isin(noisy)]
+    remaining = table[(table["split_folder"] == "test") & ~table["image_id"].isin(noisy | brf)]
     for product, group in remaining.groupby("product", sort=True):
         good = group.loc[group["label"] == "good", "image_id"].tolist()
         validation |= _pick(good, _quota(len(good), params.val_fraction), params.seed, str(product), "good")

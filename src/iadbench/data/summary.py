@@ -32,6 +32,10 @@ def data_summary(split: pd.DataFrame, manifest: pd.DataFrame, categories: pd.Dat
     if excluded.any():  # split.train_noise > 0: good train images replaced by anomalous ones
         out["images"]["excluded"] = int(excluded.sum())
         out["images"]["train_anomalous"] = int(((split["split"] == "train") & (split["label"] == "anomalous")).sum())
+    brf = split["split"] == "brf"
+    if brf.any():  # SegAD on: the boosted random forest's own images (good, and segad.shots anomalous)
+        out["images"]["brf"] = int(brf.sum())
+        out["images"]["brf_anomalous"] = int((brf & (split["label"] == "anomalous")).sum())
     out["anomalous"] = {s: int(((split["split"] == s) & (split["label"] == "anomalous")).sum()) for s in SPLITS[1:]}
     out["products"] = {}
     for product, group in split.groupby("product", sort=True):

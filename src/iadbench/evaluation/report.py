@@ -21,7 +21,7 @@ from iadbench.evaluation.cells import load_cell, load_mask, thresholds_path
 from iadbench.evaluation.evaluate import GOOD_ONLY_RULE, ORACLE, evaluate_path
 from iadbench.evaluation.figures import category_bars, drift_examples, overlays, threshold_curves
 from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE, with_categories
-from iadbench.params import ThresholdParams
+from iadbench.params import ThresholdParams, evaluated_models
 from iadbench.taxonomy import DEFECT_CATEGORIES, DEFECT_DEFINITIONS, split_categories
 
 REPORT_HTML = Path("reports/report.html")
@@ -136,6 +136,41 @@ def study_sections() -> list[tuple[str, list[str], list[list[str]]]]:
     return out
 
 
+def segad_section(params: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
+    """SegAD — the layout of Table 2 of Baitieva et al. (CVPR 2024): each detector beside the same detector + SegAD
+    (image AUROC, FPR at 95 % TPR; all products), with the time SegAD adds (features: the detector run on the BRF
+    images + the statistics; BRF fit) next to the detectors' own training time, summed over products, from
+    ``reports/predict/<setup>/<product>.json``. ``all+segad`` is set beside the best single detector.
+    """
+    from iadbench.params import SegadParams
+    from iadbench.paths import PREDICT_REPORTS
+    from iadbench.segad.stages import detectors_of
+
+    segad = SegadParams.from_params(params)
+    if not segad.on:
+        return None
+    header = ["setup", "detector(s)", "mode · segments", "image AUROC: detector", "image AUROC: + SegAD",
+              "FPR@95TPR: detector", "FPR@95TPR: + SegAD", "SegAD features (s)", "BRF fit (s)",
+              "detector fit (s)"]  # fmt: skip
+    body = []
+    for setup in segad.setups:
+        detectors = detectors_of(setup, segad)
+        best = max(detectors, key=lambda d: metrics.get(d, {}).get("image_auroc") or -1.0)
+        docs = [json.loads(f.read_text()) for p in params["data"]["products"]
+                if (f := PREDICT_REPORTS / setup / f"{p}.json").is_file()]  # fmt: skip
+        total = {k: sum(float(d.get(k) or 0.0) for d in docs) for k in ("feature_seconds", "fit_seconds")}
+        fit = sum(float(v or 0.0) for d in docs for v in (d.get("detector_fit_seconds") or {}).values())
+        mode = f"{docs[0]['mode']} · {docs[0]['segments']} (L = {docs[0]['n_segments']})" if docs else "–"
+        named = best if len(detectors) == 1 else f"{', '.join(detectors)} (best single: {best})"
+        body.append([setup, named, mode, fmt(metrics.get(best, {}).get("image_auroc")),
+                     fmt(metrics.get(setup, {}).get("image_auroc")), fmt(metrics.get(best, {}).get("fpr_at_95tpr")),
+                     fmt(metrics.get(setup, {}).get("fpr_at_95tpr")), f"{total['feature_seconds']:.1f}",
+                     f"{total['fit_seconds']:.1f}", f"{fit:.1f}"])  # fmt: skip
+    title = ("SegAD — detector vs detector + SegAD (Baitieva et al., CVPR 2024, Table 2 layout; all products; "
+             f"BRF on {segad.brf_fraction:.0%} of the train/good images, detectors on the rest)")  # fmt: skip
+    return title, header, body
+
+
 def _shown_image(cell: Any, i: int) -> np.ndarray:
     """The image the model saw (resized, drifted by its stored plan if any) as H × W × 3 uint8."""
     from iadbench.data.drift import decode, model_input
@@ -214,7 +249,7 @@ def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method:
 def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     """Render the figures, ``report.md`` and ``report.html`` from the pipeline's artifacts."""
     method = ThresholdParams.from_params(params).method
-    models, products = list(params["models"]), list(params["data"]["products"])
+    models, products = evaluated_models(params), list(params["data"]["products"])
     dataset = str(params["data"]["dataset"])
     categories = pd.read_csv(CATEGORY_TABLE)
     per_product = pd.read_csv(PRODUCT_TABLE)
@@ -264,6 +299,7 @@ def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
         ("Table 1 — mean per-image IoU by category × dataset (columns: model × threshold rule)", *t1),
         (f"Per category at {RULE_NAMES[method]}", *detail),
         ("Per product", *prod),
+        *([section] if (section := segad_section(params, metrics)) else []),
         *study_sections(),
     ]
     md = [f"# iadbench report\n\n{intro}\n\nDefect categories — {definitions}.\n"]

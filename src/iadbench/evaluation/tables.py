@@ -27,7 +27,7 @@ from iadbench.evaluation.cells import json_ready
 from iadbench.evaluation.evaluate import ORACLE, PIXEL_RULES, evaluate_path
 from iadbench.metrics.counts import confusion_counts
 from iadbench.metrics.curves import auroc, ratio
-from iadbench.params import EvaluateParams
+from iadbench.params import EvaluateParams, evaluated_models
 from iadbench.paths import CATEGORIES
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, split_categories
 
@@ -230,7 +230,7 @@ def write_tables(params: dict[str, Any]) -> dict[str, Any]:
 
     method = ThresholdParams.from_params(params).method
     p = EvaluateParams.from_params(params)
-    models, products = list(params["models"]), list(params["data"]["products"])
+    models, products = evaluated_models(params), list(params["data"]["products"])
     table, docs = read_cells(models, products)
     dataset = str(params["data"]["dataset"])
     categories = category_table(table, dataset, p)

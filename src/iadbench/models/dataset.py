@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import torch
 from anomalib.data import ImageBatch, ImageItem
@@ -18,10 +20,17 @@ class SplitDataset(Dataset):
     model's own pre-processor then only normalises.
     """
 
-    def __init__(self, rows: pd.DataFrame, image_size: int, drift: dict[str, list] | None = None) -> None:
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        image_size: int,
+        drift: dict[str, list] | None = None,
+        edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    ) -> None:
         self.rows = rows.reset_index(drop=True)
         self.image_size = image_size
         self.drift = drift or {}  # image id -> plan (iadbench.data.drift), applied after the resize
+        self.edits = edits or {}  # image id -> function of the model's input (SegAD's synthetic disturbances)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -29,6 +38,8 @@ class SplitDataset(Dataset):
     def __getitem__(self, index: int) -> ImageItem:
         row = self.rows.iloc[index]
         image = model_input(row["image_path"], self.image_size, self.drift.get(str(row["image_id"])))
+        if (edit := self.edits.get(str(row["image_id"]))) is not None:
+            image = edit(image)
         label = torch.tensor(int(row["label"] == "anomalous"))
         return ImageItem(image=image, gt_label=label, image_path=str(row["image_path"]))
 
@@ -41,11 +52,14 @@ def loader(
     seed: int,
     workers: int = 0,
     drift: dict[str, list] | None = None,
+    edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
 ) -> DataLoader:
-    """A seeded DataLoader collating anomalib batches (``drift``: per-image plans of test-time drift)."""
+    """A seeded DataLoader collating anomalib batches (``drift``: per-image plans of test-time drift; ``edits``:
+    per-image functions of the model's input).
+    """
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        SplitDataset(rows, image_size, drift),
+        SplitDataset(rows, image_size, drift, edits),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=workers,

@@ -9,6 +9,7 @@ import pandas as pd
 
 from iadbench.gates import ERROR, GateResult, Rule, Table, run_gate
 from iadbench.models.registry import get_entry
+from iadbench.params import evaluated_models
 from iadbench.paths import MAPS_DIR
 
 
@@ -16,7 +17,7 @@ def map_facts(params: dict[str, Any], split: pd.DataFrame) -> pd.DataFrame:
     """One row per expected (model, product, image): is it in the file, finite, of the expected shape."""
     size = int(params["data"]["image_size"])
     rows = []
-    for model in params["models"]:
+    for model in evaluated_models(params):  # models, then the SegAD setups
         entry = get_entry(model)
         for product in params["data"]["products"]:
             path = MAPS_DIR / model / f"{product}.npz"

@@ -442,10 +442,43 @@ MODELS: dict[str, ModelEntry] = {
 }
 
 
+SEGAD_SUFFIX = "+segad"
+
+
+def _segad_setup(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    raise ModelConfigError(
+        f"{cfg.model} is a SegAD setup, not a network: the segad stage fits it on its detectors' maps "
+        "(params: segad.detectors, segad.ensembles); it has no train/predict cell"
+    )
+
+
+def segad_entry(name: str) -> ModelEntry:
+    """The registry entry of a SegAD setup (Baitieva et al., CVPR 2024): ``<detector>+segad`` for a registered
+    detector with anomaly maps, or ``all+segad``; image scores only, from its boosted random forest.
+    """
+    base = name.removesuffix(SEGAD_SUFFIX)
+    if base != "all":
+        detector = get_entry(base)
+        if not detector.pixel_maps:
+            raise ModelConfigError(f"{name}: {base} writes image scores only; SegAD needs anomaly maps")
+    return ModelEntry(
+        name, "segment statistics + boosted random forest", _segad_setup, pixel_maps=False, image_score="model",
+        default_backbone="", uses_layers=False,
+        note=f"SegAD on the maps of {'every segad.detectors' if base == 'all' else base} (segad section of params)",
+    )  # fmt: skip
+
+
 def get_entry(name: str) -> ModelEntry:
-    """Registry entry of ``name``; an unknown name lists the valid ones."""
+    """Registry entry of ``name`` (a registered method, or a SegAD setup ``<detector>+segad`` / ``all+segad``); an
+    unknown name lists the valid ones.
+    """
+    if name.endswith(SEGAD_SUFFIX) and name != SEGAD_SUFFIX:
+        return segad_entry(name)
     if name not in MODELS:
-        raise ModelConfigError(f"unknown model {name!r}; valid: {sorted(MODELS)}")
+        raise ModelConfigError(
+            f"unknown model {name!r}; valid: {sorted(MODELS)} (and SegAD setups <detector>{SEGAD_SUFFIX}, "
+            f"all{SEGAD_SUFFIX})"
+        )
     return MODELS[name]
 
 

@@ -313,6 +313,58 @@ def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     module.load_state_dict(state)
 
 
+def infer(
+    params: dict[str, Any],
+    model: str,
+    product: str,
+    rows: pd.DataFrame,
+    progress: bool | None = None,
+    corrections: bool = True,
+    plans: dict[str, list] | None = None,
+    edits: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the trained cell ``models/<model>/<product>`` on ``rows`` (in their order) as the predict stage does.
+
+    Returns ``scores`` (float32, N), ``maps`` (float32, N×S×S at ``data.image_size``, None for image-score models),
+    ``seconds`` (the engine's predict time), ``record`` (warnings, grid placement), ``entry``, ``cfg`` and ``meta``
+    (the cell's training metadata). ``plans``: test-time drift per image id; ``edits``: per image id, a function of
+    the model's input (SegAD's synthetic disturbances).
+    """
+    from iadbench.models.dataset import loader
+    from iadbench.params import TrainParams
+
+    _quiet()
+    get_entry(model)
+    train = TrainParams.from_params(params)
+    cfg = model_config(params, model, corrections)
+    progress = sys.stderr.isatty() if progress is None else progress
+    cell = MODELS_DIR / model / product
+    if not (cell / "model.pt").is_file():
+        raise IadbenchError(f"{cell / 'model.pt'}: trained model not found (run the train stage first)")
+    meta = json.loads((cell / "meta.json").read_text())
+    module, _, entry, _ = build_model(cfg)
+    load_state(module, torch.load(cell / "model.pt", map_location="cpu", weights_only=True))
+    module.eval()
+    shifts = meta.get("receptive_field_shifts", {})
+    with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root, fidelity(cfg, shifts) as record:
+        engine = _engine(1, root, False, progress, train.deterministic)
+        data = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers, plans, edits)
+        start = time.perf_counter()
+        batches = engine.predict(module, dataloaders=data)
+        seconds = time.perf_counter() - start
+    scores = torch.cat([b.pred_score.reshape(-1) for b in batches]).float().cpu().numpy()
+    raw = None
+    if entry.pixel_maps:
+        maps = torch.cat([b.anomaly_map.reshape(len(b.pred_score), *b.anomaly_map.shape[-2:]) for b in batches])
+        if maps.shape[-1] != cfg.image_size or maps.shape[-2] != cfg.image_size:
+            maps = torch.nn.functional.interpolate(maps[:, None].float(), size=(cfg.image_size,) * 2, mode="bilinear")[
+                :, 0
+            ]
+        raw = maps.float().cpu().numpy()
+    return {"scores": scores, "maps": raw, "seconds": seconds, "record": record, "entry": entry, "cfg": cfg,
+            "meta": meta}  # fmt: skip
+
+
 def predict_cell(
     params: dict[str, Any],
     model: str,
@@ -329,48 +381,25 @@ def predict_cell(
     (benchmarks only).
     """
     from iadbench.data import drift as test_drift
-    from iadbench.models.dataset import loader
-    from iadbench.params import TrainParams
 
-    _quiet()
     get_entry(model)
-    train = TrainParams.from_params(params)
     cfg = model_config(params, model, corrections)
     drift = test_drift.DriftParams.from_params(params)
     rows = _rows(product, ("validation", "test"))
     plans = {  # test images only: thresholds are fitted on the clean validation split, as in production
         i: test_drift.plan(drift, i, cfg.image_size) for i in rows.loc[rows["split"] == "test", "image_id"]
     }
-    progress = sys.stderr.isatty() if progress is None else progress
-    cell = MODELS_DIR / model / product
-    if not (cell / "model.pt").is_file():
-        raise IadbenchError(f"{cell / 'model.pt'}: trained model not found (run the train stage first)")
-    meta = json.loads((cell / "meta.json").read_text())
-    module, _, entry, _ = build_model(cfg)
-    load_state(module, torch.load(cell / "model.pt", map_location="cpu", weights_only=True))
-    module.eval()
-    shifts = meta.get("receptive_field_shifts", {})
-    with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root, fidelity(cfg, shifts) as record:
-        engine = _engine(1, root, False, progress, train.deterministic)
-        data = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers, plans)
-        start = time.perf_counter()
-        batches = engine.predict(module, dataloaders=data)
-        seconds = time.perf_counter() - start
-    scores = torch.cat([b.pred_score.reshape(-1) for b in batches]).float().cpu().numpy()
+    out = infer(params, model, product, rows, progress, corrections, plans)
+    entry, meta, record, seconds = out["entry"], out["meta"], out["record"], out["seconds"]
     arrays: dict[str, np.ndarray] = {
         "image_id": rows["image_id"].to_numpy(dtype=str),
         "split": rows["split"].to_numpy(dtype=str),
-        "scores": scores.astype(np.float32),
+        "scores": out["scores"].astype(np.float32),
     }
     if drift.on:
         arrays["drift"] = np.array([test_drift.encode(plans.get(i, [])) for i in rows["image_id"]], dtype=str)
     if entry.pixel_maps:
-        maps = torch.cat([b.anomaly_map.reshape(len(b.pred_score), *b.anomaly_map.shape[-2:]) for b in batches])
-        if maps.shape[-1] != cfg.image_size or maps.shape[-2] != cfg.image_size:
-            maps = torch.nn.functional.interpolate(maps[:, None].float(), size=(cfg.image_size,) * 2, mode="bilinear")[
-                :, 0
-            ]
-        raw = maps.float().cpu().numpy()
+        raw = out["maps"]
         low, high = float(raw.min()), float(raw.max())
         if max(abs(low), abs(high)) > FLOAT16_MAX:
             raise IadbenchError(
@@ -380,9 +409,9 @@ def predict_cell(
         arrays["maps"] = raw.astype(np.float16)
         if float32_maps is not None:
             np.save(float32_maps, raw)
-    out = MAPS_DIR / model / f"{product}.npz"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("wb") as fh:
+    out_path = MAPS_DIR / model / f"{product}.npz"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with out_path.open("wb") as fh:
         np.savez(fh, **arrays)
     report = {
         "model": model, "product": product, "n_images": len(rows), "pixel_maps": entry.pixel_maps,

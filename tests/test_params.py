@@ -1,0 +1,61 @@
+"""SegAD's params: the paper's defaults load, and every bad value names its key."""
+
+import copy
+
+import pytest
+
+from iadbench.errors import ParamsError
+from iadbench.params import SegadParams, evaluated_models, load_params
+from tests.conftest import TINY
+
+
+def _with(**segad):
+    params = copy.deepcopy(TINY)
+    params["segad"].update(segad)
+    return params
+
+
+def test_defaults_are_off_and_the_papers_brf():
+    default = SegadParams.from_params(load_params("params.yaml"))
+    assert not default.on and default.setups == ()
+    assert dict(default.xgboost) == {
+        "n_estimators": 10, "num_parallel_tree": 200, "learning_rate": 0.3, "objective": "binary:logitraw",
+        "max_depth": 5, "colsample_bytree": 0.6, "colsample_bynode": 0.6, "subsample": 0.6, "reg_alpha": 1.0,
+    }  # fmt: skip
+    assert (default.brf_fraction, default.shots, default.segments) == (0.5, 0, "grid")
+    assert SegadParams.from_params({"models": ["ae"]}) == SegadParams()  # no section: off
+
+
+def test_setups_join_the_evaluated_models():
+    params = _with(detectors=["padim", "ae"], ensembles=["all"])
+    assert SegadParams.from_params(params).setups == ("padim+segad", "ae+segad", "all+segad")
+    assert evaluated_models(params) == ["padim", "ae", "padim+segad", "ae+segad", "all+segad"]
+    assert evaluated_models(TINY) == ["padim", "ae"]
+
+
+@pytest.mark.parametrize(
+    ("segad", "message"),
+    [
+        ({"detectors": ["cflow"]}, r"segad.detectors: \['cflow'\] not in models"),
+        ({"detectors": ["padim", "padim"]}, "lists a detector twice"),
+        ({"detectors": [], "ensembles": ["all"]}, "all\\+segad combines K > 1 detectors, but segad.detectors has 0"),
+        ({"detectors": ["padim"], "ensembles": ["all"]}, "segad.detectors has 1"),
+        ({"detectors": ["padim"], "ensembles": ["best"]}, r"segad.ensembles: unknown \['best'\]"),
+        ({"brf_fraction": 1.0}, "segad.brf_fraction must be strictly between 0 and 1"),
+        ({"shots": -1}, "segad.shots must be >= 0"),
+        ({"synthetic_per_image": 0}, "segad.synthetic_per_image must be >= 1"),
+        ({"segments": "superpixels"}, "segad.segments must be one of"),
+        ({"grid": 0}, r"segad.grid must be in \[1, 16\]"),
+        ({"xgboost": {**TINY["segad"]["xgboost"], "subsample": 1.5}}, r"segad.xgboost.subsample must be in \(0, 1\]"),
+        ({"xgboost": {**TINY["segad"]["xgboost"], "learning_rate": 0}}, r"segad.xgboost.learning_rate must be in \(0"),
+        ({"xgboost": {**TINY["segad"]["xgboost"], "n_estimators": 0}}, r"segad.xgboost.n_estimators must be in \[1"),
+        ({"xgboost": {**TINY["segad"]["xgboost"], "reg_alpha": -1}}, r"segad.xgboost.reg_alpha must be in \[0"),
+        ({"xgboost": {**TINY["segad"]["xgboost"], "max_depth": 2.5}}, "segad.xgboost.max_depth must be int"),
+        ({"xgboost": {**TINY["segad"]["xgboost"], "objective": "reg:squarederror"}}, "segad.xgboost.objective"),
+        ({"xgboost": {**TINY["segad"]["xgboost"], "eta": 0.1}}, r"unknown parameter\(s\) \['eta'\]"),
+        ({"xgboost": {"n_estimators": 10}}, "segad.xgboost.num_parallel_tree is missing"),
+    ],
+)
+def test_bad_segad_params_name_the_key(segad, message):
+    with pytest.raises(ParamsError, match=message):
+        SegadParams.from_params(_with(**segad))
