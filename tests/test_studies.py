@@ -21,7 +21,7 @@ from iadbench.studies import (
 
 
 def test_every_study_of_the_issue_is_registered():
-    assert list(STUDIES) == ["drift", "noise", "size", "validation", "unified"]
+    assert list(STUDIES) == ["drift", "noise", "size", "validation", "unified", "segad"]
 
 
 def test_grid_names_conditions_and_seeds():
@@ -57,7 +57,7 @@ def test_bad_conditions_are_refused_before_anything_runs(study, conditions, mess
 
 
 def test_unknown_study_and_bad_seeds():
-    with pytest.raises(StudyError, match="unknown study 'fog'; valid: drift, noise, size, validation, unified"):
+    with pytest.raises(StudyError, match="unknown study 'fog'; valid: drift, noise, size, validation, unified, segad"):
         get_study("fog")
     with pytest.raises(StudyError, match="--seeds must be >= 1"):
         grid(get_study("size"), None, 0)
@@ -66,7 +66,7 @@ def test_unknown_study_and_bad_seeds():
 def test_cli_unknown_study_exits_2_and_says_which_exist(capsys):
     assert main(["study", "fog", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "iadbench study: error: unknown study 'fog'; valid: drift, noise, size, validation, unified" in err
+    assert "iadbench study: error: unknown study 'fog'; valid: drift, noise, size, validation, unified, segad" in err
 
 
 def test_mean_std_uses_the_sample_std_and_skips_missing_values():
@@ -144,3 +144,44 @@ def test_wall_time_comes_from_the_recorded_runs_of_that_commit(tmp_path, monkeyp
 def test_collect_names_a_commit_that_does_not_exist():
     with pytest.raises(StudyError, match="nope: not a commit of this repository"):
         head("nope")
+
+
+def test_segad_study_runs_segad_on_every_model_with_maps(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("models: [padim, dfkde, ae]\n")  # dfkde: image scores only
+    assert get_study("segad").params("8", 1) == {
+        "segad.detectors": ["padim", "ae"], "segad.ensembles": ["all"], "segad.shots": 8,
+        "train.seed": 1, "segad.seed": 1,
+    }  # fmt: skip
+    (tmp_path / "params.yaml").write_text("models: [padim]\n")
+    assert get_study("segad").params("0", 0)["segad.ensembles"] == []  # all+segad needs two detectors
+    with pytest.raises(StudyError, match=r"condition must be a number of shots in \[0, 64\]"):
+        grid(get_study("segad"), ["some"], 1)
+    (tmp_path / "params.yaml").write_text("models: [dfkde]\n")
+    with pytest.raises(StudyError, match="no model of params.yaml writes anomaly maps"):
+        get_study("segad").params("0", 0)
+
+
+def test_segad_markdown_pairs_each_detector_with_its_setup():
+
+    def by(*values):
+        return {"0": mean_std(list(values)), "8": mean_std(list(values))}
+
+    metrics = {
+        "image_auroc": {"padim": by(0.9, 0.8), "ae": by(0.6), "padim+segad": by(0.7), "ae+segad": by(0.65),
+                        "all+segad": by(0.95)},
+        "fpr_at_95tpr": {m: by(0.5) for m in ("padim", "ae", "padim+segad", "ae+segad", "all+segad")},
+        "pg2": {m: by(0.1) for m in ("padim", "ae", "padim+segad", "ae+segad", "all+segad")},
+    }  # fmt: skip
+    summary = {
+        "study": "segad", "question": "q?", "reference": "ref", "conditions": ["0", "8"],
+        "params": {}, "seed_keys": ["train.seed"], "seeds": {"0": [0, 1], "8": [0, 1]},
+        "models": ["padim", "ae", "padim+segad", "ae+segad", "all+segad"], "experiments": {}, "failed": {},
+        "metric_titles": [["image_auroc", "image AUROC"], ["fpr_at_95tpr", "FPR@95TPR"], ["pg2", "PG2"]],
+        "metrics": metrics, "per_product": {},
+    }  # fmt: skip
+    md = render_markdown(summary)
+    assert "## Table 2 layout: detector vs detector + SegAD" in md
+    assert "| padim | 0.850 ± 0.071 | 0.700 | 0.500 | 0.500 | 0.850 ± 0.071 | 0.700 |" in md
+    assert "| all (padim, ae; detector columns: best single) | 0.850 ± 0.071 | 0.950 |" in md
+    assert "## FPR@95TPR" in md and "## pixel AUPRO" not in md

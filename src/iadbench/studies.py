@@ -44,6 +44,7 @@ METRICS = (
     ("pb2", "PB2 (TPR at 2 % FPR)"),
     ("mean_iou", "mean IoU at the headline rule"),
 )
+PG2_TITLE = "PG2 (TNR at 2 % FNR)"
 PRODUCT_METRICS = (("image_auroc", "image AUROC"), ("mean_iou@", "mean IoU at the headline rule"))
 POLL_SECONDS = 5.0
 
@@ -89,6 +90,24 @@ def _size_fits_models(condition: str, params: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
+def _segad(condition: str) -> dict[str, Any]:
+    """SegAD on every model of params.yaml that writes anomaly maps (and all+segad over them when there are two or
+    more), with ``condition`` = the number of real anomalous shots per product (0 = one-class).
+    """
+    from iadbench.models.registry import get_entry
+    from iadbench.params import load_params
+
+    if not condition.isdigit() or int(condition) > 64:
+        raise StudyError(
+            f"study segad: condition must be a number of shots in [0, 64] (0 = one-class), got {condition!r}"
+        )
+    detectors = [m for m in load_params().get("models") or [] if get_entry(m).pixel_maps]
+    if not detectors:
+        raise StudyError("study segad: no model of params.yaml writes anomaly maps (SegAD needs them)")
+    return {"segad.detectors": detectors, "segad.ensembles": ["all"] if len(detectors) > 1 else [],
+            "segad.shots": int(condition)}  # fmt: skip
+
+
 def _choice(key: str, values: dict[str, Any], study: str) -> Callable[[str], dict[str, Any]]:
     def parse(condition: str) -> dict[str, Any]:
         if condition not in values:
@@ -109,6 +128,7 @@ class Study:
     params_of: Callable[[str], dict[str, Any]]
     seed_keys: tuple[str, ...] = ("train.seed",)
     extras: tuple[str, ...] = ()  # per-cell facts read from reports/predict (e.g. the epochs early stopping kept)
+    metrics: tuple[tuple[str, str], ...] = METRICS  # the keys of reports/metrics.json it tabulates
     precheck: Callable[[str, dict[str, Any]], str | None] | None = None  # (condition, params.yaml) -> problem
 
     def params(self, condition: str, seed: int) -> dict[str, Any]:
@@ -143,6 +163,12 @@ STUDIES: dict[str, Study] = {
             "unified", "Can one model per method serve every product?",
             "IADBE's unified multi-class benchmark", ("per_product", "unified"),
             _choice("train.unified", {"per_product": False, "unified": True}, "unified"),
+        ),
+        Study(
+            "segad", "How much does SegAD add to each detector (one-class, and with a few real defects)?",
+            "Baitieva et al., CVPR 2024, Table 2 (detector vs detector + SegAD)", ("0", "8"), _segad,
+            ("train.seed", "segad.seed"),
+            metrics=(("image_auroc", "image AUROC"), ("fpr_at_95tpr", "FPR@95TPR (image)"), ("pg2", PG2_TITLE)),
         ),
     )
 }  # fmt: skip
@@ -434,7 +460,7 @@ def collect(
         for run in runs[condition].values():
             models += [m for m in run["metrics"]["reports/metrics.json"] if m not in models]
     table: dict[str, dict[str, dict[str, Any]]] = {}
-    for key, _ in METRICS:
+    for key, _ in study.metrics:
         table[key] = {
             m: {c: mean_std([r["metrics"]["reports/metrics.json"].get(m, {}).get(key)
                              for r in runs[c].values()]) for c in order}
@@ -474,6 +500,7 @@ def collect(
         "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1),
         "cpu_count": records[-1].get("cpu_count") if records else os.cpu_count(),
         "runs": records,
+        "metric_titles": [list(m) for m in study.metrics],
         "metrics": table,
         "per_product": products,
     }
@@ -508,6 +535,35 @@ def _md_table(rows: dict[str, dict[str, dict[str, Any]]], conditions: list[str],
     return lines
 
 
+def segad_pairs(summary: dict[str, Any]) -> list[str]:
+    """Table 2 of Baitieva et al. (CVPR 2024): each detector beside the same detector + SegAD, per condition (image
+    AUROC and FPR@95TPR, mean ± std over seeds); ``all+segad`` beside the best single detector. Empty without SegAD.
+    """
+    setups = [m for m in summary["models"] if m.endswith("+segad")]
+    metrics = summary["metrics"]
+    if not setups or "fpr_at_95tpr" not in metrics:
+        return []
+    conditions = summary["conditions"]
+    header = ["detector", *(f"{name} · {c}: {side}" for c in conditions for name in ("AUROC", "FPR@95TPR")
+                            for side in ("detector", "+ SegAD"))]  # fmt: skip
+    lines = ["", "## Table 2 layout: detector vs detector + SegAD", "", "| " + " | ".join(header) + " |",
+             "| --- |" + " --- |" * (len(header) - 1)]  # fmt: skip
+    detectors = [m for m in summary["models"] if not m.endswith("+segad")]
+    for setup in setups:
+        base = setup.removesuffix("+segad")
+        cells = []
+        for c in conditions:
+            if base in detectors:
+                ref = base
+            else:  # all+segad: the best single detector of this condition
+                ref = max(detectors, key=lambda d: metrics["image_auroc"][d][c]["mean"] or -1.0)
+            for key in ("image_auroc", "fpr_at_95tpr"):
+                cells += [cell(metrics[key][ref][c]), cell(metrics[key][setup][c])]
+        name = base if base in detectors else f"all ({', '.join(detectors)}; detector columns: best single)"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     """The study's tables as Markdown: one table per metric, rows = models, columns = conditions."""
     conditions = summary["conditions"]
@@ -528,8 +584,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"`{c}`: " + ", ".join(f"`{k}={_yaml(v)}`" for k, v in p.items()) for c, p in summary["params"].items()
         ) + ".",
     ]  # fmt: skip
-    extras = [(e, "epochs kept (mean over products)") for e in summary["metrics"] if e not in dict(METRICS)]
-    for key, title in (*METRICS, *extras):
+    titles = [tuple(m) for m in summary.get("metric_titles") or METRICS]
+    extras = [(e, "epochs kept (mean over products)") for e in summary["metrics"] if e not in dict(titles)]
+    lines += segad_pairs(summary)
+    for key, title in (*titles, *extras):
         digits = 1 if key == "epochs" else 3
         lines += ["", f"## {title}", "", *_md_table(summary["metrics"][key], conditions, "model", digits)]
     for key, title in PRODUCT_METRICS:

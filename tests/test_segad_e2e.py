@@ -1,0 +1,82 @@
+"""SegAD through the whole DAG with DVC on the tiny synthetic configuration: ``padim+segad`` and ``ae+segad``
+(one-class, grid segments) and ``all+segad`` from the split to the report; then a BRF param that must rerun the
+SegAD stages only, and a bad shots value that must stop the split with the product named.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import TINY, tree_digest
+from tests.test_pipeline_e2e import _run, _stages_run, make_repo
+
+pytestmark = pytest.mark.slow
+SETUPS = ("padim+segad", "ae+segad", "all+segad")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    params = copy.deepcopy(TINY)
+    params["synthesize"]["n_train"] = 16  # 8 BRF images (+ 8 disturbed copies) and 8 for the detectors
+    params["segad"].update(detectors=["padim", "ae"], ensembles=["all"])
+    return make_repo(tmp_path_factory.mktemp("segad") / "iadbench", params)
+
+
+def test_repro_runs_segad_through_the_report(repo):
+    root, env = repo
+    out = _run(["dvc", "repro"], root, env)
+    ran = _stages_run(out.stdout)
+    expected = {"segad_features@padim-nut", "segad_features@ae-nut", "segad@padim-nut", "segad@ae-nut",
+                "segad_all@all-nut", "thresholds_segad@padim-nut", "evaluate_segad_all@all-nut", "report"}  # fmt: skip
+    assert expected <= ran
+    split = pd.read_csv(root / "data/split.csv")
+    split = split[split["product"] == "nut"]
+    brf_ids = set(split.loc[split["split"] == "brf", "image_id"])
+    assert len(brf_ids) == 8 and (split["split"] == "train").sum() == 8
+    assert json.loads((root / "models/padim/nut/meta.json").read_text())["n_train"] == 8  # the reduced train set
+    for setup in SETUPS:
+        maps = np.load(root / f"data/maps/{setup}/nut.npz")
+        assert "maps" not in maps.files  # image scores only
+        held_out = set(split.loc[split["split"].isin(["validation", "test"]), "image_id"])
+        assert set(maps["image_id"]) == held_out and not held_out & brf_ids
+        assert (root / f"models/{setup}/nut/brf.json").is_file()
+        predict = json.loads((root / f"reports/predict/{setup}/nut.json").read_text())
+        assert predict["mode"] == "one-class" and predict["n_synthetic"] == 8 and predict["n_brf_good"] == 8
+    features = np.load(root / "data/segad/padim/nut.npz")
+    assert features["features"].shape[1] == 4 * 4  # L = 4 grid cells x 4 statistics
+    assert json.loads((root / "models/all+segad/nut/meta.json").read_text())["n_features"] == 2 * 16
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert set(SETUPS) <= set(metrics) and metrics["padim+segad"]["pixel_aupro"] is None
+    assert metrics["padim+segad"]["image_auroc"] is not None
+    report = (root / "reports/report.md").read_text()
+    assert "## SegAD — detector vs detector + SegAD" in report and "| all+segad | padim, ae (best single:" in report
+    assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
+
+
+def test_a_brf_param_reruns_segad_only(repo):
+    root, env = repo
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["segad"]["xgboost"]["max_depth"] = 3
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = _stages_run(_run(["dvc", "repro"], root, env).stdout)
+    assert {"segad@padim-nut", "segad@ae-nut", "segad_all@all-nut"} <= ran
+    assert not {s for s in ran if s.startswith(("train@", "predict@", "segad_features@", "split"))}, ran
+
+
+def test_too_many_shots_stop_the_split_naming_the_product(repo):
+    root, env = repo
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["segad"]["shots"] = 5  # nut has 6 anomalous images; 2 must stay for validation and test
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = tree_digest(root / "data/raw")
+    proc = _run(["dvc", "repro"], root, env, check=False)
+    assert proc.returncode != 0
+    assert "segad.shots takes anomalous test images out of validation and test" in proc.stderr + proc.stdout
+    assert "product nut: 5 shot(s) asked" in proc.stderr + proc.stdout
+    assert tree_digest(root / "data/raw") == before
