@@ -57,6 +57,7 @@ def test_models_verb_lists_the_registry(capsys):
     out = capsys.readouterr().out
     assert "padim" in out and "scores only" in out and "stands in for the seed's multiresolution KD" in out
     assert "options: layers=None, n_features=100" in out  # declared options with their defaults
+    assert "<detector>+segad" in out and "all+segad" in out
 
 
 def test_typo_in_model_options_stops_training_with_the_valid_keys(tiny_repo, capsys):

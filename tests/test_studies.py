@@ -185,3 +185,35 @@ def test_segad_markdown_pairs_each_detector_with_its_setup():
     assert "| padim | 0.850 ± 0.071 | 0.700 | 0.500 | 0.500 | 0.850 ± 0.071 | 0.700 |" in md
     assert "| all (padim, ae; detector columns: best single) | 0.850 ± 0.071 | 0.950 |" in md
     assert "## FPR@95TPR" in md and "## pixel AUPRO" not in md
+
+
+def test_dvc_runs_with_the_interpreters_bin_first_on_path(monkeypatch):
+    # DVC's queue worker starts `dvc`, the stages `iadbench`: a study run from an unactivated venv must find both
+    import os
+    import sys
+    from pathlib import Path
+
+    from iadbench.studies import _env
+
+    monkeypatch.setenv("PATH", "/usr/bin")
+    assert _env()["PATH"].split(os.pathsep) == [str(Path(sys.executable).parent), "/usr/bin"]
+
+
+def test_queue_status_parses_experiments_and_workers():
+    from iadbench.studies import parse_queue_status
+
+    text = ("Task     Name            Created    Status\n4dd49aa  segad-0-s0      10:21 PM   Queued\n"
+            "295f32b  drift-clean-s0  06:58 PM   Success\n\nWorker status: 0 active, 0 idle\n")  # fmt: skip
+    assert parse_queue_status(text) == ({"segad-0-s0": "Queued", "drift-clean-s0": "Success"}, 0)
+    assert parse_queue_status("Task Name Created Status\n")[1] is None
+
+
+def test_a_queue_without_worker_is_an_error_not_a_hang(monkeypatch):
+    from iadbench import studies
+
+    text = "Task Name Created Status\nabc  segad-0-s0  10:21 PM  Queued\n\nWorker status: 0 active, 0 idle\n"
+    monkeypatch.setattr(studies, "_dvc", lambda *a, **k: type("P", (), {"stdout": text})())
+    monkeypatch.setattr(studies, "WORKER_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(studies, "POLL_SECONDS", 0.01)
+    with pytest.raises(StudyError, match="queued but no queue worker runs"):
+        studies._follow("segad", ["segad-0-s0"], 0.0, lambda _: None)

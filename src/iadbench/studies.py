@@ -47,6 +47,7 @@ METRICS = (
 PG2_TITLE = "PG2 (TNR at 2 % FNR)"
 PRODUCT_METRICS = (("image_auroc", "image AUROC"), ("mean_iou@", "mean IoU at the headline rule"))
 POLL_SECONDS = 5.0
+WORKER_GRACE_SECONDS = 60.0  # queued experiments and no worker for this long: the worker did not start
 
 
 class StudyError(IadbenchError):
@@ -199,8 +200,17 @@ def grid(study: Study, conditions: list[str] | None, seeds: int) -> list[tuple[s
 # ---- DVC ---------------------------------------------------------------------------------------------------------
 
 
+def _env() -> dict[str, str]:
+    """The environment with the interpreter's own bin folder first on PATH: DVC's queue worker starts ``dvc`` and
+    the stages start ``iadbench`` by name, which a study run as ``.venv/bin/iadbench`` (venv not activated) must
+    still find.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+
+
 def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=_env())
     if check and proc.returncode != 0:
         raise StudyError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}".rstrip())
     return proc
@@ -242,14 +252,23 @@ def experiments(rev: str | None = None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def queue_status() -> dict[str, str]:
-    """Experiment name -> status (Queued, Running, Success, Failed) from ``dvc queue status``."""
+def parse_queue_status(text: str) -> tuple[dict[str, str], int | None]:
+    """``dvc queue status`` output -> (experiment name -> status, number of workers active or idle; None if absent)."""
     out: dict[str, str] = {}
-    for line in _dvc("queue", "status").stdout.splitlines():
+    workers = None
+    for line in text.splitlines():
+        if match := re.match(r"Worker status: (\d+) active, (\d+) idle", line.strip()):
+            workers = int(match.group(1)) + int(match.group(2))
+            continue
         parts = line.split()
         if len(parts) >= 3 and parts[0] != "Task":
             out[parts[1]] = parts[-1]
-    return out
+    return out, workers
+
+
+def queue_status() -> dict[str, str]:
+    """Experiment name -> status (Queued, Running, Success, Failed) from ``dvc queue status``."""
+    return parse_queue_status(_dvc("queue", "status").stdout)[0]
 
 
 def _log_tail(name: str, lines: int = 25) -> str:
@@ -328,7 +347,7 @@ def run_study(
         # the worker outlives this call and inherits its output: a captured pipe would wait for the whole queue
         started = subprocess.run(
             [sys.executable, "-m", "dvc", "queue", "start", "--jobs", str(jobs)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
         )  # fmt: skip
         if started.returncode != 0:
             raise StudyError(f"dvc queue start --jobs {jobs} failed ({started.returncode}); try it by hand")
@@ -357,8 +376,9 @@ def _follow(study: str, names: list[str], start: float, echo: Callable[[str], No
     seen = ""
     reported: set[str] = set()
     failed: dict[str, str] = {}
+    idle_since = None
     while True:
-        status = queue_status()
+        status, workers = parse_queue_status(_dvc("queue", "status").stdout)
         states = {n: status.get(n, "Unknown") for n in names}
         done = [n for n, s in states.items() if s in {"Success", "Failed"}]
         running = [n for n, s in states.items() if s == "Running"]
@@ -374,6 +394,14 @@ def _follow(study: str, names: list[str], start: float, echo: Callable[[str], No
             seen = line
         if len(done) == len(names):
             return failed
+        waiting = [n for n, s in states.items() if s == "Queued"]
+        idle_since = (idle_since or time.perf_counter()) if waiting and not running and workers == 0 else None
+        if idle_since is not None and time.perf_counter() - idle_since > WORKER_GRACE_SECONDS:
+            raise StudyError(
+                f"study {study}: {len(waiting)} experiment(s) queued but no queue worker runs (dvc queue status: "
+                "0 active, 0 idle); its log: .dvc/tmp/exps/celery/dvc-exp-worker-1.out. Start one with "
+                "`dvc queue start`, then `iadbench study NAME --collect` when they are done"
+            )
         if not running and not [n for n, s in states.items() if s == "Queued"]:
             lost = [n for n, s in states.items() if s not in {"Success", "Failed"}]
             if lost and elapsed > 60:

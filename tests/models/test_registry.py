@@ -24,6 +24,20 @@ def test_unknown_model_lists_the_valid_ones():
         build_model(_cfg("padin"))
 
 
+def test_segad_setups_are_registered_image_score_models_without_a_network():
+    from iadbench.models.registry import get_entry
+
+    for name in ("padim+segad", "all+segad"):
+        entry = get_entry(name)
+        assert (entry.pixel_maps, entry.image_score, entry.family) == (False, "model", get_entry(name).family)
+    with pytest.raises(ModelConfigError, match="padim\\+segad is a SegAD setup, not a network: the segad stage"):
+        build_model(_cfg("padim+segad"))
+    with pytest.raises(ModelConfigError, match="dfkde\\+segad: dfkde writes image scores only; SegAD needs"):
+        get_entry("dfkde+segad")
+    with pytest.raises(ModelConfigError, match="unknown model 'padin'"):
+        get_entry("padin+segad")
+
+
 def test_unknown_backbone_and_layer():
     with pytest.raises(ModelConfigError, match="unknown timm backbone 'efficientnet_lite9'"):
         build_model(_cfg("padim", backbone="efficientnet_lite9"))
