@@ -1,0 +1,80 @@
+"""The SegAD BRF stage on hand-made features: what it writes, and the mistakes it refuses."""
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iadbench.errors import IadbenchError
+from iadbench.params import SegadParams
+from iadbench.segad.stages import detectors_of, features_path, fit_cell
+from tests.conftest import TINY
+
+
+def _params(**segad):
+    params = copy.deepcopy(TINY)
+    params["segad"].update(detectors=["padim", "ae"], ensembles=["all"], **segad)
+    return params
+
+
+def _features(detector, ids, splits, labels, shift, seed=0):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(len(ids), 16))
+    features[:, 0] += shift * np.asarray(labels)
+    path = features_path(detector, "nut")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, image_id=np.array(ids), split=np.array(splits), label=np.array(labels),
+             kind=np.array(["x"] * len(ids)), features=features,
+             names=np.array([f"{detector}/s{j // 4}/{j % 4}" for j in range(16)]))  # fmt: skip
+    summary = {"n_segments": 4, "detector_seconds": 1.0, "feature_seconds": 0.1, "detector_fit_seconds": 2.0}
+    path.with_suffix(".json").write_text(json.dumps(summary))
+
+
+def _data(n=30):
+    ids = [f"brf{i}" for i in range(2 * n)] + [f"val{i}" for i in range(10)] + [f"test{i}" for i in range(20)]
+    splits = ["brf"] * (2 * n) + ["validation"] * 10 + ["test"] * 20
+    labels = [0] * n + [1] * n + [0, 1] * 5 + [0, 1] * 10
+    return ids, splits, labels
+
+
+def test_setups_name_their_detectors():
+    segad = SegadParams.from_params(_params())
+    assert detectors_of("padim+segad", segad) == ["padim"]
+    assert detectors_of("all+segad", segad) == ["padim", "ae"]
+    with pytest.raises(IadbenchError, match=r"unknown SegAD setup 'cflow\+segad'; this run's setups"):
+        detectors_of("cflow+segad", segad)
+
+
+def test_fit_cell_writes_scores_only_for_validation_and_test(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ids, splits, labels = _data()
+    _features("padim", ids, splits, labels, shift=4.0)
+    _features("ae", ids, splits, labels, shift=0.0, seed=1)
+    report = fit_cell(_params(), "all+segad", "nut")
+    maps = np.load("data/maps/all+segad/nut.npz")
+    assert sorted(maps.files) == ["image_id", "scores", "split"]
+    assert maps["image_id"].tolist() == ids[60:] and set(maps["split"]) == {"validation", "test"}
+    meta = json.loads(Path("models/all+segad/nut/meta.json").read_text())
+    assert meta["n_features"] == 32 and meta["detectors"] == ["padim", "ae"] and not meta["constant_scores"]
+    assert meta["top_features_by_gain"][0][0] == "padim/s0/0"  # the informative feature carries the most gain
+    assert report["pixel_maps"] is False and report["image_score"] == "model" and report["feature_seconds"] == 2.2
+    scores, y = maps["scores"], np.array(labels[60:]).astype(bool)
+    assert scores[y].mean() > scores[~y].mean()
+
+
+def test_fit_cell_refuses_leaks_and_mismatched_detectors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ids, splits, labels = _data()
+    leaked = ids[:-1] + ["brf0"]  # a BRF image also in test
+    _features("padim", leaked, splits, labels, shift=4.0)
+    with pytest.raises(IadbenchError, match=r"padim\+segad/nut: image\(s\) both in the BRF training set and valid"):
+        fit_cell(_params(), "padim+segad", "nut")
+    _features("padim", ids, splits, labels, shift=4.0)
+    _features("ae", ids[::-1], splits, labels, shift=0.0)
+    with pytest.raises(IadbenchError, match="data/segad/ae/nut.npz: images differ from data/segad/padim/nut.npz"):
+        fit_cell(_params(), "all+segad", "nut")
+    features_path("ae", "nut").unlink()
+    with pytest.raises(IadbenchError, match="data/segad/ae/nut.npz: SegAD features not found"):
+        fit_cell(_params(), "ae+segad", "nut")
