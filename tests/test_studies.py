@@ -17,6 +17,7 @@ from iadbench.studies import (
     head,
     mean_std,
     render_markdown,
+    segad_pairs,
 )
 
 
@@ -181,6 +182,7 @@ def test_segad_markdown_pairs_each_detector_with_its_setup():
         "metrics": metrics, "per_product": {},
     }  # fmt: skip
     md = render_markdown(summary)
+    assert segad_pairs({**summary, "models": ["padim", "ae"]}) is None
     assert "## Table 2 layout: detector vs detector + SegAD" in md
     assert "| padim | 0.850 ± 0.071 | 0.700 | 0.500 | 0.500 | 0.850 ± 0.071 | 0.700 |" in md
     assert "| all (padim, ae; detector columns: best single) | 0.850 ± 0.071 | 0.950 |" in md

@@ -563,20 +563,20 @@ def _md_table(rows: dict[str, dict[str, dict[str, Any]]], conditions: list[str],
     return lines
 
 
-def segad_pairs(summary: dict[str, Any]) -> list[str]:
+def segad_pairs(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
     """Table 2 of Baitieva et al. (CVPR 2024): each detector beside the same detector + SegAD, per condition (image
-    AUROC and FPR@95TPR, mean ± std over seeds); ``all+segad`` beside the best single detector. Empty without SegAD.
+    AUROC and FPR@95TPR, mean ± std over seeds); ``all+segad`` beside the best single detector of the condition.
+    ``(header, rows)``, or None for a study without SegAD setups.
     """
     setups = [m for m in summary["models"] if m.endswith("+segad")]
     metrics = summary["metrics"]
     if not setups or "fpr_at_95tpr" not in metrics:
-        return []
+        return None
     conditions = summary["conditions"]
     header = ["detector", *(f"{name} · {c}: {side}" for c in conditions for name in ("AUROC", "FPR@95TPR")
                             for side in ("detector", "+ SegAD"))]  # fmt: skip
-    lines = ["", "## Table 2 layout: detector vs detector + SegAD", "", "| " + " | ".join(header) + " |",
-             "| --- |" + " --- |" * (len(header) - 1)]  # fmt: skip
     detectors = [m for m in summary["models"] if not m.endswith("+segad")]
+    rows = []
     for setup in setups:
         base = setup.removesuffix("+segad")
         cells = []
@@ -588,8 +588,8 @@ def segad_pairs(summary: dict[str, Any]) -> list[str]:
             for key in ("image_auroc", "fpr_at_95tpr"):
                 cells += [cell(metrics[key][ref][c]), cell(metrics[key][setup][c])]
         name = base if base in detectors else f"all ({', '.join(detectors)}; detector columns: best single)"
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines
+        rows.append([name, *cells])
+    return header, rows
 
 
 def render_markdown(summary: dict[str, Any]) -> str:
@@ -614,7 +614,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
     ]  # fmt: skip
     titles = [tuple(m) for m in summary.get("metric_titles") or METRICS]
     extras = [(e, "epochs kept (mean over products)") for e in summary["metrics"] if e not in dict(titles)]
-    lines += segad_pairs(summary)
+    if pairs := segad_pairs(summary):
+        header, rows = pairs
+        lines += ["", "## Table 2 layout: detector vs detector + SegAD", "", "| " + " | ".join(header) + " |",
+                  "| --- |" + " --- |" * (len(header) - 1), *("| " + " | ".join(r) + " |" for r in rows)]  # fmt: skip
     for key, title in (*titles, *extras):
         digits = 1 if key == "epochs" else 3
         lines += ["", f"## {title}", "", *_md_table(summary["metrics"][key], conditions, "model", digits)]

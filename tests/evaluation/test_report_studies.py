@@ -27,3 +27,21 @@ def test_each_study_json_becomes_one_table(tmp_path, monkeypatch):
     assert header == ["model", "image AUROC · clean", "image AUROC · drift", "mean IoU at the headline rule · clean",
                       "mean IoU at the headline rule · drift"]  # fmt: skip
     assert body == [["padim", "0.800 ± 0.141", "0.550 ± 0.071", "0.800 ± 0.141", "0.550 ± 0.071"]]
+
+
+def test_a_segad_study_adds_its_table_2_layout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = Path("reports/studies")
+    folder.mkdir(parents=True)
+    by = {"0": mean_std([0.9, 0.7])}
+    models = ["padim", "padim+segad"]
+    doc = {
+        "study": "segad", "question": "q?", "conditions": ["0"], "seeds": {"0": [0, 1]}, "models": models,
+        "metrics": {k: {m: by for m in models} for k in ("image_auroc", "mean_iou", "fpr_at_95tpr")},
+    }  # fmt: skip
+    (folder / "segad.json").write_text(json.dumps(doc))
+    sections = study_sections()
+    assert len(sections) == 2
+    title, header, body = sections[1]
+    assert "detector vs detector + SegAD" in title and header[1:3] == ["AUROC · 0: detector", "AUROC · 0: + SegAD"]
+    assert body == [["padim", "0.800 ± 0.141", "0.800 ± 0.141", "0.800 ± 0.141", "0.800 ± 0.141"]]

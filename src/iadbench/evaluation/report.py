@@ -118,7 +118,7 @@ def study_sections() -> list[tuple[str, list[str], list[list[str]]]]:
     """Studies — one table per study (image AUROC and mean IoU, mean ± std over seeds, rows model, columns
     condition) from ``reports/studies/*.json`` written by ``iadbench study``; the full tables are in the ``.md``.
     """
-    from iadbench.studies import cell
+    from iadbench.studies import cell, segad_pairs
 
     out = []
     for path in sorted(STUDIES_DIR.glob("*.json")) if STUDIES_DIR.is_dir() else []:
@@ -133,6 +133,9 @@ def study_sections() -> list[tuple[str, list[str], list[list[str]]]]:
         title = (f"Studies — {doc['study']}: {doc['question']} (mean ± std over seeds {seeds}; "
                  f"all tables in {path.with_suffix('.md').as_posix()})")  # fmt: skip
         out.append((title, header, body))
+        if pairs := segad_pairs(doc):
+            out.append((f"Studies — {doc['study']}: detector vs detector + SegAD (Baitieva et al., CVPR 2024, "
+                        f"Table 2 layout; conditions = real defects per product, 0 = one-class)", *pairs))  # fmt: skip
     return out
 
 
