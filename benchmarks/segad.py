@@ -7,6 +7,7 @@ python benchmarks/segad.py tile [--data ../shared/data/magnetic_tile] [--model p
     features and BRF, then thresholds and evaluate for both. Baseline: the detector of the same run (trained on the
     same reduced train set). Reports image AUROC and FPR@95TPR (mean ± std over seeds) and the time SegAD adds
     next to the detector's. The magnetic tile ships no segmentation: grid segments (segad.segments: grid).
+    --name NAME writes reports/bench/NAME.json instead and leaves the docs alone (a side check, e.g. many shots).
 python benchmarks/segad.py render
     Rewrite docs/segad.md's magnetic-tile table from reports/bench/segad_tile.json.
 
@@ -45,7 +46,7 @@ def bench_tile(args: argparse.Namespace) -> dict:
         for seed in range(args.seeds):
             p = yaml.safe_load(Path("params.yaml").read_text())
             p["train"]["seed"] = seed
-            p["segad"].update(detectors=[args.model], shots=shots, seed=seed)
+            p["segad"].update(detectors=[args.model], shots=shots, seed=seed, detector_score=args.detector_score)
             Path("params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
             cell = ["--product", "tile"]
             steps = [["split"], ["train", "--model", args.model, *cell], ["predict", "--model", args.model, *cell]]
@@ -68,8 +69,9 @@ def bench_tile(args: argparse.Namespace) -> dict:
             print(json.dumps(run), flush=True)
             runs.append(run)
     result = {"dataset": "magnetic_tile", "model": args.model, "setup": setup, "image_size": args.size,
+              "detector_score": args.detector_score,
               "segments": params["segad"]["segments"], "grid": params["segad"]["grid"], "runs": runs}  # fmt: skip
-    save_result("segad_tile", result, home, scratch)
+    save_result(args.name, result, home, scratch)
     return result
 
 
@@ -79,12 +81,26 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def _rows(r: dict, suffix: str = "") -> list[str]:
+    model, setup = r["model"], r["setup"]
+    lines = []
+    for shots in sorted({run["shots"] for run in r["runs"]}):
+        rs = [run for run in r["runs"] if run["shots"] == shots]
+        cells = [_mean_std([x[m][k] for x in rs]) for k in ("image_auroc", "fpr_at_95tpr") for m in (model, setup)]
+        times = [statistics.mean(x["times"][k] for x in rs)
+                 for k in ("detector_fit_seconds", "segad_feature_seconds", "brf_fit_seconds")]  # fmt: skip
+        label = ("0 (one-class)" if shots == 0 else str(shots)) + suffix
+        lines.append(f"| {label} | {len(rs)} | " + " | ".join(cells) + " | " + " | ".join(f"{t:.1f}" for t in times)
+                     + " |")  # fmt: skip
+    return lines
+
+
 def render() -> None:
     path = PROJECT / "reports/bench/segad_tile.json"
     if not path.is_file():
         raise SystemExit(f"{path} not found: run `python benchmarks/segad.py tile` first")
     r = json.loads(path.read_text())
-    model, setup = r["model"], r["setup"]
+    model = r["model"]
     lines = [
         f"From `reports/bench/segad_tile.json` (`python benchmarks/segad.py tile`; {model} at {r['image_size']} px, "
         f"{r['segments']} segments K = {r['grid']}, mean ± std over seeds; test split, thresholds not involved):",
@@ -93,14 +109,10 @@ def render() -> None:
         "| detector fit (s) | SegAD features (s) | BRF fit (s) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for shots in sorted({run["shots"] for run in r["runs"]}):
-        rs = [run for run in r["runs"] if run["shots"] == shots]
-        cells = [_mean_std([x[m][k] for x in rs]) for k in ("image_auroc", "fpr_at_95tpr") for m in (model, setup)]
-        times = [statistics.mean(x["times"][k] for x in rs)
-                 for k in ("detector_fit_seconds", "segad_feature_seconds", "brf_fit_seconds")]  # fmt: skip
-        label = "0 (one-class)" if shots == 0 else str(shots)
-        lines.append(f"| {label} | {len(rs)} | " + " | ".join(cells) + " | " + " | ".join(f"{t:.1f}" for t in times)
-                     + " |")  # fmt: skip
+    lines += _rows(r)
+    extra = PROJECT / "reports/bench/segad_tile_detector_score.json"
+    if extra.is_file():  # `--detector-score --name segad_tile_detector_score`: the authors' extra feature
+        lines += _rows(json.loads(extra.read_text()), " + detector score")
     replace_block("bench-segad-tile", lines, DOC)
 
 
@@ -113,10 +125,14 @@ def main() -> None:
     t.add_argument("--size", type=int, default=128)
     t.add_argument("--shots", type=int, nargs="+", default=[0, 8])
     t.add_argument("--seeds", type=int, default=3)
+    t.add_argument("--detector-score", action="store_true", help="segad.detector_score: true (authors' code)")
+    t.add_argument("--name", default="segad_tile", help="result file reports/bench/NAME.json (docs: segad_tile)")
     sub.add_parser("render")
     args = parser.parse_args()
     if args.bench == "tile":
         bench_tile(args)
+        if args.name != "segad_tile":
+            return
     render()
 
 

@@ -48,6 +48,7 @@ TINY = {
         "segments": "grid",
         "grid": 2,
         "seed": 0,
+        "detector_score": False,
         "xgboost": {
             "n_estimators": 10,
             "num_parallel_tree": 200,

@@ -79,9 +79,8 @@ def cmd_split(args: argparse.Namespace) -> None:
     from iadbench.params import SegadParams, SplitParams
 
     raw = _params(args)
-    split = make_split(
-        read_table(MANIFEST), read_table(CATEGORIES), SplitParams.from_params(raw), SegadParams.from_params(raw)
-    )
+    params, segad = SplitParams.from_params(raw), SegadParams.from_params(raw)  # bad params before missing tables
+    split = make_split(read_table(MANIFEST), read_table(CATEGORIES), params, segad)
     write_table(split, SPLIT)
     write_table(split[ASSIGNMENT_COLUMNS], ASSIGNMENT)
     print(f"{SPLIT}: " + ", ".join(f"{k} {v}" for k, v in split["split"].value_counts().sort_index().items()))

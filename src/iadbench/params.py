@@ -308,6 +308,8 @@ class SegadParams:
     segments: str = "grid"  # whole | grid | image (<product>/segments.png of the dataset)
     grid: int = 2  # K: the grid source's K x K cells
     seed: int = 0
+    detector_score: bool = False  # also feed each detector's own image score (the authors' code does; the paper
+    # lists the K·L·4 statistics only)
     xgboost: tuple[tuple[str, Any], ...] = ()  # (name, value), the keys of XGBOOST_RANGES plus objective
 
     @property
@@ -338,6 +340,7 @@ class SegadParams:
             detectors=detectors, ensembles=ensembles, brf_fraction=_get(s, "brf_fraction", float, w),
             shots=_get(s, "shots", int, w), synthetic_per_image=_get(s, "synthetic_per_image", int, w),
             segments=_get(s, "segments", str, w), grid=_get(s, "grid", int, w), seed=_get(s, "seed", int, w),
+            detector_score=_get(s, "detector_score", bool, w) if "detector_score" in s else False,
             xgboost=tuple(sorted(_xgboost(xgb, f"{w}.xgboost").items())),
         )  # fmt: skip
         models = [str(m) for m in params.get("models") or []]

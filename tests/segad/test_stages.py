@@ -26,7 +26,7 @@ def _features(detector, ids, splits, labels, shift, seed=0):
     path = features_path(detector, "nut")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, image_id=np.array(ids), split=np.array(splits), label=np.array(labels),
-             kind=np.array(["x"] * len(ids)), features=features,
+             kind=np.array(["x"] * len(ids)), features=features, scores=features[:, 0] + 0.5,
              names=np.array([f"{detector}/s{j // 4}/{j % 4}" for j in range(16)]))  # fmt: skip
     summary = {"n_segments": 4, "detector_seconds": 1.0, "feature_seconds": 0.1, "detector_fit_seconds": 2.0}
     path.with_suffix(".json").write_text(json.dumps(summary))
@@ -78,3 +78,13 @@ def test_fit_cell_refuses_leaks_and_mismatched_detectors(tmp_path, monkeypatch):
     features_path("ae", "nut").unlink()
     with pytest.raises(IadbenchError, match="data/segad/ae/nut.npz: SegAD features not found"):
         fit_cell(_params(), "ae+segad", "nut")
+
+
+def test_detector_score_adds_one_column_per_detector(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ids, splits, labels = _data()
+    _features("padim", ids, splits, labels, shift=4.0)
+    _features("ae", ids, splits, labels, shift=0.0, seed=1)
+    fit_cell(_params(detector_score=True), "all+segad", "nut")
+    meta = json.loads(Path("models/all+segad/nut/meta.json").read_text())
+    assert meta["n_features"] == 34 and meta["detector_score"] is True

@@ -116,6 +116,7 @@ def features_cell(params: dict[str, Any], detector: str, product: str, progress:
         "kind": kind,
         "label": label,
         "features": features,
+        "scores": np.concatenate([ran["scores"], stored["scores"]]).astype(np.float64),  # the detector's own
         "names": np.array(feature_names(detector, n_segments(labels)), dtype=str),
         "segments": labels.astype(np.int16),
         "synthetic": np.array([json.dumps(synthetic.get(i, {})) for i in brf_rows["image_id"]], dtype=str),
@@ -137,8 +138,12 @@ def features_cell(params: dict[str, Any], detector: str, product: str, progress:
     return summary
 
 
-def _joined(detectors: list[str], product: str) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
-    """Features of several detectors side by side (their image ids must agree row by row)."""
+def _joined(
+    detectors: list[str], product: str, detector_score: bool = False
+) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """Features of several detectors side by side (their image ids must agree row by row); ``detector_score``
+    appends each detector's own image score.
+    """
     parts, summaries = [], []
     for detector in detectors:
         path = features_path(detector, product)
@@ -153,9 +158,12 @@ def _joined(detectors: list[str], product: str) -> tuple[dict[str, np.ndarray], 
                 f"{features_path(detector, product)}: images differ from {features_path(detectors[0], product)} "
                 "(rerun segad_features with the same params)"
             )
-    joined = {k: v for k, v in first.items() if k not in ("features", "names")}
+    joined = {k: v for k, v in first.items() if k not in ("features", "names", "scores")}
     joined["features"] = np.concatenate([p["features"] for p in parts], axis=1)
     joined["names"] = np.concatenate([p["names"] for p in parts])
+    if detector_score:  # one more column per detector: its own image score (map maximum for most detectors)
+        joined["features"] = np.concatenate([joined["features"], np.stack([p["scores"] for p in parts], 1)], axis=1)
+        joined["names"] = np.concatenate([joined["names"], [f"{d}/image_score" for d in detectors]])
     return joined, summaries
 
 
@@ -163,7 +171,7 @@ def fit_cell(params: dict[str, Any], setup: str, product: str) -> dict[str, Any]
     """Fit the BRF of ``setup`` on ``product`` and write its scores (see the module docstring)."""
     segad = SegadParams.from_params(params)
     detectors = detectors_of(setup, segad)
-    data, summaries = _joined(detectors, product)
+    data, summaries = _joined(detectors, product, segad.detector_score)
     train = data["split"] == "brf"
     held_out = ~train
     overlap = sorted(set(data["image_id"][train]) & set(data["image_id"][held_out]))
@@ -206,6 +214,7 @@ def fit_cell(params: dict[str, Any], setup: str, product: str) -> dict[str, Any]
         "n_segments": summaries[0]["n_segments"], "n_features": int(data["features"].shape[1]),
         "n_brf_good": int((data["label"][train] == 0).sum()), "n_brf_anomalous": int(data["label"][train].sum()),
         "n_synthetic": int((data["kind"][train] == "synthetic").sum()), "seed": segad.seed, "xgboost": xgb,
+        "detector_score": segad.detector_score,
         "scale_pos_weight": float(config["learner"]["objective"]["reg_loss_param"]["scale_pos_weight"]),
         "top_features_by_gain": top, "constant_scores": constant,
         "fit_seconds": round(fit_seconds, 3), "score_seconds": round(score_seconds, 3),
