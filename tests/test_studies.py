@@ -219,3 +219,21 @@ def test_a_queue_without_worker_is_an_error_not_a_hang(monkeypatch):
     monkeypatch.setattr(studies, "POLL_SECONDS", 0.01)
     with pytest.raises(StudyError, match="queued but no queue worker runs"):
         studies._follow("segad", ["segad-0-s0"], 0.0, lambda _: None)
+
+
+def test_unfinished_experiments_are_not_read(monkeypatch):
+    import json
+
+    from iadbench import studies
+
+    def rev(name, value):
+        return {"name": name, "rev": name + "-rev", "data": {"params": {}, "metrics": {
+            "reports/metrics.json": {"data": {"padim": {"image_auroc": value}}}}}}  # fmt: skip
+
+    shown = [{"experiments": [
+        {"executor": {"state": "running"}, "name": "segad-0-s2", "revs": [rev("segad-0-s2", 0.5)]},
+        {"executor": {"state": "success"}, "name": "segad-0-s1", "revs": [rev("segad-0-s1", 0.9)]},
+        {"executor": None, "name": "segad-0-s0", "revs": [rev("segad-0-s0", 0.8)]},
+    ]}]  # fmt: skip
+    monkeypatch.setattr(studies, "_dvc", lambda *a, **k: type("P", (), {"stdout": json.dumps(shown)})())
+    assert sorted(studies.experiments("abc")) == ["segad-0-s0", "segad-0-s1"]

@@ -234,11 +234,16 @@ def head(rev: str = "HEAD") -> str:
 
 
 def experiments(rev: str | None = None) -> dict[str, dict[str, Any]]:
-    """Experiments derived from ``rev`` (default HEAD) by name: ``rev``, ``params``, ``metrics`` (file -> data)."""
+    """Finished experiments derived from ``rev`` (default HEAD) by name: ``rev``, ``params``, ``metrics`` (file ->
+    data). A running, queued or failed one is left out: ``dvc exp show`` lists it with its baseline's metrics.
+    """
     shown = json.loads(_dvc("exp", "show", "--json", *(["--rev", rev] if rev else [])).stdout or "[]")
     out: dict[str, dict[str, Any]] = {}
     for commit in shown:
         for exp in commit.get("experiments") or []:
+            state = (exp.get("executor") or {}).get("state")
+            if state not in (None, "success"):  # running or queued: DVC shows the baseline's metrics for it
+                continue
             for rev in exp.get("revs") or []:
                 name = rev.get("name") or exp.get("name")
                 data = rev.get("data") or {}
