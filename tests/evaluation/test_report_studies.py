@@ -37,11 +37,13 @@ def test_a_segad_study_adds_its_table_2_layout(tmp_path, monkeypatch):
     models = ["padim", "padim+segad"]
     doc = {
         "study": "segad", "question": "q?", "conditions": ["0"], "seeds": {"0": [0, 1]}, "models": models,
-        "metrics": {k: {m: by for m in models} for k in ("image_auroc", "mean_iou", "fpr_at_95tpr")},
+        "metrics": {k: {m: by for m in models} for k in ("image_auroc", "fpr_at_95tpr")},
+        "metric_titles": [["image_auroc", "image AUROC"], ["fpr_at_95tpr", "FPR@95TPR (image)"]],
     }  # fmt: skip
     (folder / "segad.json").write_text(json.dumps(doc))
     sections = study_sections()
     assert len(sections) == 2
+    assert sections[0][1] == ["model", "image AUROC · 0", "FPR@95TPR (image) · 0"]  # its own metrics, no mean IoU
     title, header, body = sections[1]
     assert "detector vs detector + SegAD" in title and header[1:3] == ["AUROC · 0: detector", "AUROC · 0: + SegAD"]
     assert body == [["padim", "0.800 ± 0.141", "0.800 ± 0.141", "0.800 ± 0.141", "0.800 ± 0.141"]]

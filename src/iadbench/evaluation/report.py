@@ -124,9 +124,11 @@ def study_sections() -> list[tuple[str, list[str], list[list[str]]]]:
     for path in sorted(STUDIES_DIR.glob("*.json")) if STUDIES_DIR.is_dir() else []:
         doc = json.loads(path.read_text())
         conditions = doc["conditions"]
-        header = ["model", *(f"{title} · {c}" for _, title in STUDY_METRICS for c in conditions)]
+        shown = [(k, t) for k, t in STUDY_METRICS if k in doc["metrics"]]  # a study tabulates its own metrics
+        shown = shown if len(shown) == len(STUDY_METRICS) else [tuple(m) for m in doc["metric_titles"][:2]]
+        header = ["model", *(f"{title} · {c}" for _, title in shown for c in conditions)]
         body = [
-            [model, *(cell(doc["metrics"][key][model][c]) for key, _ in STUDY_METRICS for c in conditions)]
+            [model, *(cell(doc["metrics"][key][model][c]) for key, _ in shown for c in conditions)]
             for model in doc["models"]
         ]
         seeds = sorted({s for c in conditions for s in doc["seeds"][c]})
