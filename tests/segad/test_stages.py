@@ -58,6 +58,7 @@ def test_fit_cell_writes_scores_only_for_validation_and_test(tmp_path, monkeypat
     assert maps["image_id"].tolist() == ids[60:] and set(maps["split"]) == {"validation", "test"}
     meta = json.loads(Path("models/all+segad/nut/meta.json").read_text())
     assert meta["n_features"] == 32 and meta["detectors"] == ["padim", "ae"] and not meta["constant_scores"]
+    assert meta["brf_train_auroc"] > 0.95 and report["brf_train_auroc"] == meta["brf_train_auroc"]
     assert meta["top_features_by_gain"][0][0] == "padim/s0/0"  # the informative feature carries the most gain
     assert report["pixel_maps"] is False and report["image_score"] == "model" and report["feature_seconds"] == 2.2
     scores, y = maps["scores"], np.array(labels[60:]).astype(bool)
