@@ -49,25 +49,15 @@ def detectors_of(setup: str, segad: SegadParams) -> list[str]:
     return list(segad.detectors) if base in segad.ensembles else [base]
 
 
-def _product_rows(product: str) -> pd.DataFrame:
-    from iadbench.data.manifest import read_table
-
-    split = read_table(ASSIGNMENT)
-    rows = split[split["product"] == product].sort_values("image_id")
-    if rows.empty:
-        raise IadbenchError(f"{ASSIGNMENT}: product {product!r} not found (set data.products)")
-    return rows
-
-
 def features_cell(params: dict[str, Any], detector: str, product: str, progress: bool | None = None) -> dict:
     """Write ``data/segad/<detector>/<product>.npz`` (see the module docstring); return its summary."""
-    from iadbench.models.run import infer, model_config
+    from iadbench.models.run import _rows, infer, model_config
 
     segad = SegadParams.from_params(params)
     if detector not in segad.detectors:
         raise IadbenchError(f"segad.detectors {list(segad.detectors)} does not name {detector!r}")
     size = model_config(params, detector).image_size
-    rows = _product_rows(product)
+    rows = _rows(product, ("brf", "validation", "test"))  # the split file's reader shared with train/predict
     part = rows[rows["split"] == "brf"]
     if len(part) < 2:
         raise IadbenchError(
