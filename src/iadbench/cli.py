@@ -292,15 +292,28 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    """Copy an MVTec-layout folder into data/raw/NAME and track it with DVC."""
+    """Copy a dataset (any registered format) into data/raw/NAME in the MVTec layout and track it with DVC."""
+    from iadbench.data.formats import Options
     from iadbench.data.importer import import_dataset, parse_defect_map
 
     defect_map = parse_defect_map(args.defect_map) if args.defect_map else None
-    added = import_dataset(Path(args.path), args.name, args.export, defect_map, args.background, track=not args.no_dvc)
-    print("imported: " + ", ".join(map(str, added)))
-    tracked = " ".join(f"{p}.dvc" for p in added)
+    options = Options(product=args.product or "", good_test_fraction=args.good_test_fraction)
+    fmt = None if args.format == "auto" else args.format
+    result = import_dataset(
+        Path(args.path), args.name, args.export, defect_map, args.background, track=not args.no_dvc, fmt=fmt,
+        options=options, missing_masks=args.missing_masks, default_categories=not args.no_default_categories,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(f"imported ({result.fmt} format, {result.record['images']} images): " + ", ".join(map(str, result.added)))
+    for note in result.notes:
+        print(f"  note: {note}")
+    if args.no_dvc:
+        return
+    tracked = " ".join(f"{p}.dvc" for p in result.added)
     print(f"next: git add {tracked} && git commit -m 'import {args.name}'")
-    print(f"then: dvc exp run -S data.dataset={args.name}   (or set data.dataset in params.yaml and dvc repro)")
+    print("      dvc push   (the data travels to the DVC remote, so that a clone restores it with dvc pull)")
+    print(f"then: dvc exp run -S 'data.datasets=[{args.name}]' -S 'data.products=[...]'"
+          f"   (or add {args.name} to data.datasets in params.yaml and dvc repro)")  # fmt: skip
 
 
 def cmd_study(args: argparse.Namespace) -> None:
@@ -367,12 +380,36 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--collect", action="store_true", help="rebuild the tables from existing experiments only")
     st.add_argument("--rev", help="--collect: the commit the experiments derive from (default HEAD)")
     verb("summary", cmd_summary, "write reports/data_summary.json (DVC metrics)")
-    i = verb("import", cmd_import, "copy an MVTec-layout folder to data/raw/NAME and `dvc add` it")
-    i.add_argument("path", help="folder in the MVTec AD layout (read only)")
-    i.add_argument("--name", required=True, help="dataset name: data/raw/NAME, data.dataset=NAME")
+    i = verb("import", cmd_import, "copy a dataset (mvtec, btad, visa, mvtec3d, folder) to data/raw/NAME; dvc add")
+    i.add_argument("path", help="the dataset as it ships (read only, never modified)")
+    i.add_argument("--name", required=True, help="dataset name: data/raw/NAME, an entry of data.datasets")
+    i.add_argument(
+        "--format",
+        default="auto",
+        help="source layout: mvtec, btad, visa, mvtec3d or folder (default auto: detected; the error lists what each "
+        "registered format looks for)",
+    )
     i.add_argument("--export", type=Path, help="Label Studio JSON export with the dataset's categories")
     i.add_argument("--defect-map", help="provisional categories before labelling: 'crack=structural,stain=surface'")
     i.add_argument("--background", choices=["with", "without"], help="background category of the provisional export")
+    i.add_argument(
+        "--no-default-categories",
+        action="store_true",
+        help="MVTec AD / BTAD: do not apply the shipped per-type category map",
+    )
+    i.add_argument(
+        "--missing-masks",
+        default="error",
+        choices=["error", "empty", "skip"],
+        help="anomalous images without a mask: refuse (default), empty mask (image-level only), leave out",
+    )
+    i.add_argument("--product", help="folder format: the product name (default: --name)")
+    i.add_argument(
+        "--good-test-fraction",
+        type=float,
+        default=0.2,
+        help="folder format: share of good images that go to test/good (default 0.2, as anomalib)",
+    )
     i.add_argument("--no-dvc", action="store_true", help="copy only, do not `dvc add`")
     return parser
 

@@ -34,10 +34,12 @@ def repo(tmp_path, monkeypatch) -> Path:
 
 def test_import_copies_tracks_and_never_touches_the_source(repo, source):
     before = tree_digest(source)
-    added = import_dataset(source, "nuts", defect_map=parse_defect_map(NUT_MAP), background="with")
+    added = import_dataset(source, "nuts", defect_map=parse_defect_map(NUT_MAP), background="with").added
     assert added == [Path("data/raw/nuts"), Path("annotation/exports/nuts.json")]
     assert tree_digest(source) == before
-    assert tree_digest(Path("data/raw/nuts")) == before
+    copied = tree_digest(Path("data/raw/nuts"))
+    assert json.loads(Path("data/raw/nuts/import.json").read_text())["format"] == "mvtec"
+    assert {k: v for k, v in copied.items() if k != "import.json"} == before
     assert Path("data/raw/nuts.dvc").is_file() and Path("annotation/exports/nuts.json.dvc").is_file()
     tasks = json.loads(Path("annotation/exports/nuts.json").read_text())
     assert len(tasks) == len(list((source / "nut/ground_truth").rglob("*.png")))
@@ -55,8 +57,10 @@ def test_import_refuses_an_existing_dataset(repo, source):
 
 def test_bad_layout_copies_nothing(repo, source):
     shutil.rmtree(source / "nut/train")
-    with pytest.raises(InputErrors, match="product folder must hold train/ and test/"):
+    with pytest.raises(InputError, match="no known dataset format found: looked for mvtec: <product>/train/good"):
         import_dataset(source, "nuts", track=False)
+    with pytest.raises(InputError, match=r"not in the mvtec layout .*folder\(s\) \['nut'\] do not match"):
+        import_dataset(source, "nuts", track=False, fmt="mvtec")
     assert not Path("data/raw/nuts").exists() and not list(Path(".").glob("data/raw/.*"))
 
 

@@ -1,4 +1,6 @@
-"""``iadbench import PATH --name NAME``: bring an MVTec-layout folder in as ``data/raw/NAME``, tracked by DVC.
+"""``iadbench import PATH --name NAME [--format F]``: bring a dataset in as ``data/raw/NAME`` (MVTec AD layout),
+tracked by DVC. Formats (MVTec AD, BTAD, VisA, MVTec 3D-AD, a folder per class) are registered in
+:mod:`iadbench.data.formats`; the import record ``data/raw/NAME/import.json`` says what was converted.
 
 The source folder is only read. The copy goes to a hidden temporary folder first and is renamed into place only
 once it is complete, so a failed import never leaves a half dataset under ``data/raw``; an existing dataset of the
@@ -6,7 +8,8 @@ same name is never overwritten.
 
 Categories: pass ``--export`` (a Label Studio JSON export) to bring annotators' labels along; or, before anyone
 has labelled, ``--defect-map`` and ``--background`` write a provisional export in the same shape that maps each
-defect type to a category, recorded as annotator ``iadbench-import`` so it is never mistaken for a human label.
+defect type to a category, recorded as annotator ``iadbench-import`` so it is never mistaken for a human label;
+MVTec AD and BTAD get such an export from the maps shipped in :mod:`iadbench.data.category_maps`.
 """
 
 from __future__ import annotations
@@ -15,8 +18,19 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from iadbench.data.category_maps import MAP_FILES, CategoryMap, default_map
+from iadbench.data.formats import (
+    MISSING_MASK_POLICIES,
+    Options,
+    collect,
+    detect_format,
+    refuse_missing_masks,
+    write_items,
+)
 from iadbench.data.manifest import check_segments, list_files
 from iadbench.errors import IadbenchError, InputError
 from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, choices_result, local_file_url
@@ -25,6 +39,7 @@ from iadbench.paths import dataset_root, export_path
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES
 
 IMPORT_ANNOTATOR = "iadbench-import"
+IMPORT_RECORD = "import.json"  # at the dataset root: format, source, counts and notes of the import
 
 
 def parse_defect_map(text: str) -> dict[str, str]:
@@ -42,15 +57,17 @@ def parse_defect_map(text: str) -> dict[str, str]:
     return mapping
 
 
-def mapped_export(root: Path, dest_root: str, defect_map: dict[str, str], background: str) -> list[dict]:
-    """Provisional Label Studio export: one task per anomalous test image, category from its defect type."""
+def mapped_export(
+    root: Path, dest_root: str, category_of: Callable[[str, str], str], background_of: Callable[[str], str]
+) -> list[dict]:
+    """Provisional Label Studio export: one task per anomalous test image of ``root`` (MVTec layout), category
+    ``category_of(product, defect_type)``, background ``background_of(product)``; annotator ``iadbench-import``.
+    """
     listing = list_files(root)
-    anomalous = [(p, d, path) for p, s, d, path in listing.images if s == "test" and d != "good"]
-    unmapped = sorted({d for _, d, _ in anomalous} - set(defect_map))
-    if unmapped:
-        raise IadbenchError(f"--defect-map does not cover defect type(s) {unmapped} found under {root}/*/test/")
+    anomalous = sorted(((p, d, path) for p, s, d, path in listing.images if s == "test" and d != "good"),
+                       key=lambda t: t[2].as_posix())  # fmt: skip
     tasks = []
-    for k, (_, defect_type, path) in enumerate(sorted(anomalous, key=lambda t: t[2].as_posix()), start=1):
+    for k, (product, defect_type, path) in enumerate(anomalous, start=1):
         rel = path.relative_to(root).as_posix()
         tasks.append(
             {
@@ -62,8 +79,8 @@ def mapped_export(root: Path, dest_root: str, defect_map: dict[str, str], backgr
                         "completed_by": IMPORT_ANNOTATOR,
                         "was_cancelled": False,
                         "result": [
-                            choices_result(DEFECT_FIELD, [defect_map[defect_type]], f"{k}-d"),
-                            choices_result(BACKGROUND_FIELD, [background], f"{k}-b"),
+                            choices_result(DEFECT_FIELD, [category_of(product, defect_type)], f"{k}-d"),
+                            choices_result(BACKGROUND_FIELD, [background_of(product)], f"{k}-b"),
                         ],
                     }
                 ],
@@ -71,6 +88,37 @@ def mapped_export(root: Path, dest_root: str, defect_map: dict[str, str], backgr
             }
         )
     return tasks
+
+
+def _anomalous_counts(root: Path) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for product, split, defect_type, _ in list_files(root).images:
+        if split == "test" and defect_type != "good":
+            counts[(product, defect_type)] = counts.get((product, defect_type), 0) + 1
+    return counts
+
+
+def _default_categories(fmt: str, root: Path, notes: list[str]) -> CategoryMap | None:
+    """The shipped map of ``fmt`` if it covers every anomalous (product, defect type) of ``root``; notes say why
+    not, and where the imported counts differ from the public release's.
+    """
+    cmap = default_map(fmt)
+    if cmap is None:
+        return None
+    counts = _anomalous_counts(root)
+    uncovered = sorted(k for k in counts if k not in cmap.categories)
+    if uncovered:
+        shown = ", ".join(f"{p}/{d}" for p, d in uncovered[:8])
+        notes.append(f"the shipped {cmap.name} category map was not applied: it does not cover {shown}; "
+                     "give --defect-map or --export, or label in Label Studio")  # fmt: skip
+        return None
+    differ = [f"{p}/{d}: {n} (release {cmap.n_test[(p, d)]})" for (p, d), n in sorted(counts.items())
+              if (p, d) in cmap.n_test and cmap.n_test[(p, d)] != n]  # fmt: skip
+    if differ:
+        notes.append(f"image counts differ from the public {cmap.name} release: " + "; ".join(differ[:8]))
+    notes.append(f"categories: the shipped {cmap.name} per-type map, recorded as annotator {IMPORT_ANNOTATOR!r} "
+                 "(provisional; refine in Label Studio)")  # fmt: skip
+    return cmap
 
 
 def _dvc_add(*paths: Path) -> None:
@@ -81,6 +129,20 @@ def _dvc_add(*paths: Path) -> None:
         )
 
 
+@dataclass
+class Imported:
+    """What an import did: the paths it added (and `dvc add`ed), the format it read, the notes a user must see."""
+
+    added: list[Path]
+    fmt: str
+    record: dict[str, object]
+
+    @property
+    def notes(self) -> list[str]:
+        """What the user must hear about the import."""
+        return list(self.record["notes"])  # type: ignore[call-overload]
+
+
 def import_dataset(
     source: Path,
     name: str,
@@ -88,8 +150,19 @@ def import_dataset(
     defect_map: dict[str, str] | None = None,
     background: str | None = None,
     track: bool = True,
-) -> list[Path]:
-    """Copy ``source`` to ``data/raw/<name>`` and ``dvc add`` it (and its export); return the paths added."""
+    fmt: str | None = None,
+    options: Options | None = None,
+    missing_masks: str = "error",
+    default_categories: bool = True,
+    progress: bool = False,
+) -> Imported:
+    """Copy ``source`` (format ``fmt``, detected when None) to ``data/raw/<name>`` in the MVTec AD layout and
+    ``dvc add`` it and its category export.
+
+    Categories, in order: ``export`` (a Label Studio JSON export), ``defect_map`` + ``background`` (one category per
+    defect type), the shipped map of the format (MVTec AD, BTAD) when it covers every defect type, else none (label
+    the dataset in Label Studio before the pipeline can run on it).
+    """
     if not DATASET_NAME.match(name):
         raise IadbenchError(f"--name must be a plain folder name (letters, digits, _ . -), got {name!r}")
     if background is not None and background not in BACKGROUNDS:
@@ -98,14 +171,25 @@ def import_dataset(
         raise IadbenchError("give either --export or --defect-map/--background, not both")
     if defect_map and background is None:
         raise IadbenchError("--defect-map needs --background (with|without) so that every image gets one")
+    if missing_masks not in MISSING_MASK_POLICIES:
+        raise IadbenchError(f"--missing-masks must be one of {list(MISSING_MASK_POLICIES)}, got {missing_masks!r}")
     source = source.resolve()
     dest = dataset_root(name)
     if dest.exists() or dest.with_suffix(".dvc").exists():
         raise InputError(dest, "dataset already imported", f"to replace it: dvc remove {dest}.dvc && rm -rf {dest}")
     if dest.resolve() == source or dest.resolve() in source.parents or source in dest.resolve().parents:
         raise InputError(source, "source and destination overlap")
-    list_files(source)  # layout errors before anything is copied
-    check_segments(source)  # and a product's segments.png (SegAD), if it has one
+    fmt = fmt or detect_format(source)
+    options = options or Options()
+    options = replace(options, product=options.product or name)
+    if fmt == "folder" and not DATASET_NAME.match(options.product):
+        raise IadbenchError(f"--product must be a plain folder name, got {options.product!r}")
+    collected = collect(source, fmt, options)  # layout errors before anything is copied
+    if missing_masks == "error":
+        refuse_missing_masks(collected)
+    if fmt == "mvtec":
+        list_files(source)
+        check_segments(source)  # and a product's segments.png (SegAD), if it has one
 
     tasks = None
     if export is not None:
@@ -115,18 +199,37 @@ def import_dataset(
             raise InputError(export, "export is not a readable JSON file", str(exc)) from exc
         if not isinstance(tasks, list):
             raise InputError(export, "a Label Studio JSON export must be a list of tasks")
-    elif defect_map:
-        tasks = mapped_export(source, dest.as_posix(), defect_map, background or "")
-
     export_dest = export_path(name)
-    if tasks is not None and export_dest.exists():
+    if export_dest.exists() and (export is not None or defect_map or (default_categories and fmt in MAP_FILES)):
         raise InputError(export_dest, "an export for this dataset already exists", "remove it first")
+
     staging = dest.with_name(f".{name}.importing")
     if staging.exists():
         shutil.rmtree(staging)
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        shutil.copytree(source, staging, symlinks=False)
+        if fmt == "mvtec" and not collected.missing_masks:
+            shutil.copytree(source, staging, symlinks=False)
+            record = {"images": len(collected.items), "notes": list(collected.notes), "missing_masks": 0}
+        else:
+            record = write_items(collected, staging, missing_masks, progress=progress)
+        list_files(staging)  # what the pipeline will read
+        notes: list[str] = record["notes"]  # type: ignore[assignment]
+        if tasks is None and defect_map:
+            unmapped = sorted({d for _, d in _anomalous_counts(staging)} - set(defect_map))
+            if unmapped:
+                raise IadbenchError(f"--defect-map does not cover defect type(s) {unmapped} found in {source}")
+            tasks = mapped_export(staging, dest.as_posix(), lambda p, d: defect_map[d], lambda p: background or "")
+        elif tasks is None and default_categories:
+            cmap = _default_categories(fmt, staging, notes)
+            if cmap is not None:
+                tasks = mapped_export(staging, dest.as_posix(), lambda p, d: cmap.categories[(p, d)],
+                                      lambda p: cmap.backgrounds[p])  # fmt: skip
+        if tasks is None and export is None:
+            notes.append(f"no categories yet: label the anomalous images (iadbench annotate push --dataset {name}) "
+                         "or import again with --defect-map/--export")  # fmt: skip
+        record = {"format": fmt, "source": source.as_posix(), **record}
+        (staging / IMPORT_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         staging.rename(dest)
     finally:
         if staging.exists():
@@ -138,4 +241,4 @@ def import_dataset(
         added.append(export_dest)
     if track:
         _dvc_add(*added)
-    return added
+    return Imported(added=added, fmt=fmt, record=record)
