@@ -3,6 +3,7 @@
     python benchmarks/results.py headline   # reports/metrics.json + reports/tables/categories.csv -> README
     python benchmarks/results.py rules      # dvc exp run -S threshold.method={roc,iou,pr}; dvc exp show -> README
     python benchmarks/results.py study drift  # reports/studies/drift.md (iadbench study drift) -> README
+    python benchmarks/results.py category-maps  # the shipped category maps' counts vs the paper -> docs/datasets.md
 
 ``rules`` runs one experiment per threshold rule on the current commit (only the metrics and report stages rerun),
 reads ``dvc exp show --json`` and writes the three rows side by side; it then puts params.yaml back and restores the
@@ -118,16 +119,45 @@ def study(name: str) -> None:
     replace_block(f"study-{name}", lines)
 
 
+def category_maps() -> None:
+    """Per product: the shipped per-type map's category counts beside the paper's Table 2 (docs/datasets.md)."""
+    from iadbench.data.category_maps import count_table
+    from iadbench.taxonomy import DEFECT_CATEGORIES
+
+    short = {"structural": "str", "surface": "sur", "contamination": "con", "combined": "comb"}
+    lines = []
+    for fmt, title in (("mvtec", "MVTec AD"), ("btad", "BTAD")):
+        table = count_table(fmt)
+        cols = [f"{short[c]} map / paper" for c in DEFECT_CATEGORIES]
+        lines += [f"#### {title} (`src/iadbench/data/category_maps/{'mvtec_ad' if fmt == 'mvtec' else fmt}.csv`)", "",
+                  "| product | background | " + " | ".join(cols) + " | same as paper |",
+                  "|---|---|" + "---|" * (len(cols) + 1)]  # fmt: skip
+        for row in table.to_dict("records"):
+            cells, known = [], bool(str(row[f"paper_{DEFECT_CATEGORIES[0]}"]))
+            for c in DEFECT_CATEGORIES:
+                mine, theirs = str(row[f"map_{c}"]) or "?", str(row[f"paper_{c}"]) or "–"
+                cells.append(f"{mine} / {theirs}")
+            same = "–" if not known else ("yes" if all(str(row[f"map_{c}"]) == str(row[f"paper_{c}"])
+                                                      for c in DEFECT_CATEGORIES) else "no")  # fmt: skip
+            lines.append(f"| {row['product']} | {row['background']} | " + " | ".join(cells) + f" | {same} |")
+        lines.append("")
+    lines.append("map: anomalous test images of the public release per category under the per-type map (`?`: the "
+                 "release's counts are not recorded for BTAD); paper: Table 2 of Gangopadhyay et al. where "
+                 "`category_maps/paper_counts.csv` has it (`–`: not recorded).")  # fmt: skip
+    if not replace_block("category-maps", lines, PROJECT / "docs/datasets.md"):
+        raise SystemExit("docs/datasets.md has no category-maps block")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["headline", "rules", "study"])
+    parser.add_argument("what", choices=["headline", "rules", "study", "category-maps"])
     parser.add_argument("name", nargs="?", default="drift", help="study: which study's tables (default drift)")
     args = parser.parse_args()
     os.chdir(PROJECT)  # dvc and git read the project's repository
     if args.what == "study":
         study(args.name)
     else:
-        {"headline": headline, "rules": rules}[args.what]()
+        {"headline": headline, "rules": rules, "category-maps": category_maps}[args.what]()
 
 
 if __name__ == "__main__":

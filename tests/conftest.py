@@ -12,7 +12,7 @@ from iadbench.params import GateParams, SplitParams, SynthesizeParams
 from iadbench.synth.generate import generate
 
 TINY = {
-    "data": {"dataset": "synthetic", "products": ["nut"], "image_size": 64},
+    "data": {"datasets": ["synthetic"], "products": ["nut"], "image_size": 64},
     "synthesize": {
         "seed": 0,
         "image_size": 48,

@@ -41,7 +41,7 @@ def test_gate_failure_exits_1_and_prints_file_and_rule(tiny_repo, capsys):
             "annotators: 1, annotator_error: 0.1}",
             "unknown product(s) ['bolt']",
         ),
-        ("data: {dataset: ../../etc}", "data.dataset must be a plain folder name"),
+        ("data: {dataset: ../../etc}", "data.datasets: '../../etc' must be a plain folder name"),
     ],
 )
 def test_other_params_errors(tmp_path, monkeypatch, capsys, section, message):

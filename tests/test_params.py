@@ -59,3 +59,41 @@ def test_setups_join_the_evaluated_models():
 def test_bad_segad_params_name_the_key(segad, message):
     with pytest.raises(ParamsError, match=message):
         SegadParams.from_params(_with(**segad))
+
+
+@pytest.mark.parametrize(
+    "data, datasets, cells, qualified",
+    [
+        ({"datasets": ["synthetic"], "products": ["nut"]}, ("synthetic",), ("nut",), False),
+        ({"dataset": "synthetic", "products": ["nut"]}, ("synthetic",), ("nut",), False),  # the older single form
+        ({"datasets": ["synthetic"], "products": ["synthetic/nut"]}, ("synthetic",), ("synthetic/nut",), True),
+        ({"datasets": ["a", "b"], "products": ["a/nut", "b/01"]}, ("a", "b"), ("a/nut", "b/01"), True),
+    ],
+)
+def test_datasets_and_cells(data, datasets, cells, qualified):
+    from iadbench.params import DataParams
+
+    d = DataParams.from_params({"data": data})
+    assert (d.datasets, d.products, d.qualified) == (datasets, cells, qualified)
+    assert d.dataset_of(cells[-1]) == datasets[-1]
+    assert d.cell(datasets[0], "nut") == ("nut" if not qualified else f"{datasets[0]}/nut")
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"datasets": ["a", "b"], "products": ["nut"]}, r"every product is written <dataset>/<product>; got \['nut'\]"),
+        ({"datasets": ["a", "b"], "products": ["a/nut", "c/01"]}, r"'c/01' must be <dataset>/<product>"),
+        ({"datasets": ["a", "b"], "products": ["a/nut"]}, r"data.datasets: \['b'\] have no product"),
+        ({"datasets": ["a"], "dataset": "b", "products": []}, "both set and disagree"),
+        ({"datasets": [], "products": []}, "non-empty list"),
+        ({"datasets": ["a", "a"], "products": []}, "lists a dataset twice"),
+        ({"datasets": ["all"], "products": []}, "'all' is reserved"),
+        ({"products": ["nut"]}, "data.datasets is missing"),
+    ],
+)
+def test_bad_datasets_name_the_key(data, message):
+    from iadbench.params import DataParams
+
+    with pytest.raises(ParamsError, match=message):
+        DataParams.from_params({"data": data})

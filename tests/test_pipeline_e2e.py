@@ -211,7 +211,7 @@ def test_bad_dataset_stops_at_its_gate_and_damages_nothing(repo, tmp_path):
     _run(["iadbench", "import", str(src), "--name", "broken", "--export", str(export)], root, env)
     raw_before = tree_digest(root / "data/raw/broken")
     cache_before = tree_digest(root / ".dvc/cache")
-    _set_params(root, data={"dataset": "broken"})
+    _set_params(root, data={"datasets": ["broken"]})
     out = _run(["dvc", "repro"], root, env, check=False)
     assert out.returncode != 0
     assert "ERROR data/raw/broken/weave/test/hole/000.png: rule: image file decodes" in out.stderr

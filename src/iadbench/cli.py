@@ -47,26 +47,28 @@ def cmd_synthesize(args: argparse.Namespace) -> None:
 
 def cmd_manifest(args: argparse.Namespace) -> None:
     """Scan data/raw/<dataset> into data/manifest.csv, data/manifest_masks.csv and data/manifest_segments.csv."""
-    from iadbench.data.manifest import scan, scan_segments, write_table
+    from iadbench.data.manifest import scan_datasets, write_table
     from iadbench.params import DataParams
 
     data = DataParams.from_params(_params(args))
-    images, masks = scan(dataset_root(data.dataset), data.dataset, progress=not args.quiet)
+    roots = {d: dataset_root(d) for d in data.datasets}
+    images, masks, segments = scan_datasets(roots, {d: data.prefix(d) for d in data.datasets}, not args.quiet)
     write_table(images, MANIFEST)
     write_table(masks, MANIFEST_MASKS)
-    write_table(scan_segments(dataset_root(data.dataset), images), MANIFEST_SEGMENTS)
-    print(f"{MANIFEST}: {len(images)} images in {images['product'].nunique()} product(s); {len(masks)} masks")
+    write_table(segments, MANIFEST_SEGMENTS)
+    print(f"{MANIFEST}: {len(images)} images of {len(roots)} dataset(s), {images['product'].nunique()} product(s); "
+          f"{len(masks)} masks")  # fmt: skip
 
 
 def cmd_categories(args: argparse.Namespace) -> None:
-    """Parse the dataset's Label Studio export into data/categories.csv."""
-    from iadbench.data.categories import parse_export, resolve_categories
+    """Parse each dataset's Label Studio export into data/categories.csv."""
+    from iadbench.data.categories import dataset_votes, resolve_categories
     from iadbench.data.manifest import read_table, write_table
     from iadbench.params import DataParams
 
     data = DataParams.from_params(_params(args))
     manifest = read_table(MANIFEST)
-    votes = parse_export(export_path(data.dataset), dataset_root(data.dataset).as_posix(), set(manifest["image_id"]))
+    votes = [v for d in data.datasets for v in dataset_votes(export_path(d), dataset_root(d), manifest)]
     table = resolve_categories(votes, manifest)
     write_table(table, CATEGORIES)
     print(f"{CATEGORIES}: {len(votes)} annotations on {(table['n_annotators'] > 0).sum()} images")
@@ -90,17 +92,11 @@ def cmd_gate(args: argparse.Namespace) -> None:
     """Run one validation gate; exit non-zero on any error-severity violation."""
     from iadbench import gates
     from iadbench.data.manifest import read_table
-    from iadbench.params import DataParams, GateParams
+    from iadbench.params import GateParams
 
     params = _params(args)
     if args.gate == "manifest":
-        root = dataset_root(DataParams.from_params(params).dataset).as_posix()
-        paths = {
-            "images": str(MANIFEST),
-            "masks": str(MANIFEST_MASKS),
-            "root": root,
-            "segments": str(MANIFEST_SEGMENTS),
-        }
+        paths = {"images": str(MANIFEST), "masks": str(MANIFEST_MASKS), "segments": str(MANIFEST_SEGMENTS)}
         segments = read_table(MANIFEST_SEGMENTS) if MANIFEST_SEGMENTS.is_file() else None
         result = gates.manifest_gate(
             read_table(MANIFEST), read_table(MANIFEST_MASKS), GateParams.from_params(params), paths, segments
@@ -190,10 +186,8 @@ def cmd_thresholds(args: argparse.Namespace) -> None:
     """Fit every threshold rule of one (model, product) cell on its validation split."""
     from iadbench.data.manifest import read_table
     from iadbench.evaluation.thresholds import write_cell
-    from iadbench.params import DataParams
 
-    dataset = DataParams.from_params(_params(args)).dataset
-    doc = write_cell(args.model, args.product, read_table(ASSIGNMENT), dataset)
+    doc = write_cell(args.model, args.product, read_table(ASSIGNMENT))
     levels = [lv for lv in ("pixel", "image") if doc[lv]]
     summary = "; ".join(f"{lv}: " + ", ".join(f"{r}={f['threshold']:.4g}" for r, f in doc[lv].items()) for lv in levels)
     print(f"thresholds {args.model}/{args.product} ({doc['validation']['images']} validation images): {summary}")
@@ -267,7 +261,10 @@ def cmd_annotate(args: argparse.Namespace) -> None:
         print(f"{verb} project {result['project_id']} ({client.project_title(args.dataset)}): imported "
               f"{result['imported']} new task(s), {result['already_there']} already there")  # fmt: skip
     else:
-        result = client.pull(ls, args.dataset, set(read_table(MANIFEST)["image_id"]), track=not args.no_dvc)
+        from iadbench.data.categories import relative_ids
+
+        ids = set(relative_ids(read_table(MANIFEST), dataset_root(args.dataset)))
+        result = client.pull(ls, args.dataset, ids, track=not args.no_dvc)
         print(f"wrote {result['path']}: {result['tasks']} task(s), {result['votes']} annotation(s)")
         if result["unlabelled_tasks"]:
             print(f"note: {result['unlabelled_tasks']} task(s) have no annotation yet; their images keep no category "
@@ -341,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     verb("synthesize", cmd_synthesize, "write the embedded synthetic dataset (params: synthesize)")
-    verb("manifest", cmd_manifest, "scan data/raw/<data.dataset> into data/manifest.csv")
-    verb("categories", cmd_categories, "parse annotation/exports/<data.dataset>.json into data/categories.csv")
+    verb("manifest", cmd_manifest, "scan data/raw/<each of data.datasets> into data/manifest.csv")
+    verb("categories", cmd_categories, "parse each dataset's annotation/exports/<dataset>.json: data/categories.csv")
     verb("split", cmd_split, "write the seeded, stratified split to data/split.csv (params: split)")
     g = verb("gate", cmd_gate, "run a Great Expectations validation gate; exit 1 on any error")
     g.add_argument("gate", choices=["manifest", "categories", "split", "maps"])

@@ -318,11 +318,15 @@ def manifest_gate(
     paths: dict[str, str],
     segments: pd.DataFrame | None = None,
 ) -> GateResult:
-    """Run the manifest gate; ``paths`` names the files the tables came from and the dataset root."""
+    """Run the manifest gate; ``paths`` names the files the tables came from."""
     import great_expectations as gx
 
     products = product_counts(images, "split_folder", ("n_train_good", "n_test_good", "n_test_anomalous"))
-    products["product_path"] = paths["root"] + "/" + products["product"]
+    # a product's folder: three levels above any of its images (<product>/<split>/<type>/<file>), whatever dataset
+    folder = {
+        p: Path(path).parents[2].as_posix() for p, path in zip(images["product"], images["image_path"], strict=True)
+    }
+    products["product_path"] = [folder.get(p, p) for p in products["product"]]
     tables = {
         "images": Table(paths["images"], images),
         "masks": Table(paths["masks"], masks),

@@ -54,20 +54,86 @@ def _check(ok: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class DataParams:
-    """``data``: which dataset under ``data/raw`` the pipeline runs on."""
+    """``data``: the datasets under ``data/raw`` a run evaluates, and their products (the matrix cells).
 
-    dataset: str
+    ``datasets`` is a list (``data.dataset: NAME``, the older single form, is the one-element list). A *cell* is a
+    product as ``data.products`` writes it: a bare name (``nut``) when the run has one dataset, or
+    ``<dataset>/<product>`` (``btad/01``), required with several datasets. Cells name every per-product path
+    (``models/<model>/<cell>``, ``data/maps/<model>/<cell>.npz``), so a dataset's cells never collide with another's,
+    and they are the ``product`` column of every table (with a ``dataset`` column beside it); image ids carry the
+    same prefix (``btad/01/test/ko/000.bmp``).
+    """
+
+    datasets: tuple[str, ...]
+    products: tuple[str, ...]
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> DataParams:
-        """Validate ``data.dataset`` (a folder name, no path separators)."""
+        """Validate ``data.datasets`` (folder names) and ``data.products`` (cells, see the class docstring)."""
         s = _section(params, "data", source)
-        dataset = _get(s, "dataset", str, f"{source}: data")
-        _check(
-            bool(DATASET_NAME.match(dataset)),
-            f"{source}: data.dataset must be a plain folder name (letters, digits, _ . -), got {dataset!r}",
-        )
-        return cls(dataset=dataset)
+        w = f"{source}: data"
+        if "datasets" in s:
+            raw = s["datasets"]
+            _check(isinstance(raw, list) and len(raw) > 0 and all(isinstance(d, str) for d in raw),
+                   f"{w}.datasets must be a non-empty list of dataset names, got {raw!r}")  # fmt: skip
+            if "dataset" in s:
+                _check(
+                    [s["dataset"]] == raw,
+                    f"{w}.dataset ({s['dataset']!r}) and data.datasets ({raw!r}) are both set and disagree: keep "
+                    "data.datasets (data.dataset=X is the one-element data.datasets=[X])",
+                )
+            datasets = tuple(raw)
+        elif "dataset" in s:
+            datasets = (_get(s, "dataset", str, w),)
+        else:
+            raise ParamsError(f"{w}.datasets is missing (a list of folders under data/raw)")
+        for dataset in datasets:
+            _check(bool(DATASET_NAME.match(dataset)),
+                   f"{w}.datasets: {dataset!r} must be a plain folder name (letters, digits, _ . -)")  # fmt: skip
+        _check(len(set(datasets)) == len(datasets), f"{w}.datasets lists a dataset twice")
+        _check("all" not in datasets, f"{w}.datasets: 'all' is reserved (the tables' rows that pool every dataset)")
+        products = s.get("products", [])
+        _check(isinstance(products, list) and all(isinstance(p, str) and p for p in products),
+               f"{w}.products must be a list of product names, got {products!r}")  # fmt: skip
+        _check(len(set(products)) == len(products), f"{w}.products lists a product twice")
+        out = cls(datasets=datasets, products=tuple(products))
+        qualified = [p for p in products if "/" in p]
+        if len(datasets) > 1 or qualified:
+            bare = [p for p in products if "/" not in p]
+            _check(not bare, f"{w}.products: with several datasets (or any product written dataset/product) every "
+                   f"product is written <dataset>/<product>; got {bare}")  # fmt: skip
+            for cell in products:
+                dataset, _, product = cell.partition("/")
+                _check(dataset in datasets and bool(product) and "/" not in product,
+                       f"{w}.products: {cell!r} must be <dataset>/<product> with a dataset of data.datasets "
+                       f"{list(datasets)}")  # fmt: skip
+            unused = [d for d in datasets if not any(c.startswith(f"{d}/") for c in products)]
+            _check(not unused, f"{w}.datasets: {unused} have no product in data.products")
+        return out
+
+    @property
+    def qualified(self) -> bool:
+        """Cells are written ``<dataset>/<product>`` (several datasets, or the user wrote them so)."""
+        return len(self.datasets) > 1 or any("/" in p for p in self.products)
+
+    @property
+    def dataset(self) -> str:
+        """The run's only dataset (for verbs that work on one); an error when there are several."""
+        if len(self.datasets) != 1:
+            raise ParamsError(f"data.datasets lists {list(self.datasets)}: name one (--dataset)")
+        return self.datasets[0]
+
+    def cell(self, dataset: str, product: str) -> str:
+        """The cell id of ``product`` of ``dataset``: ``<dataset>/<product>`` when qualified, else ``product``."""
+        return f"{dataset}/{product}" if self.qualified else product
+
+    def dataset_of(self, cell: str) -> str:
+        """The dataset of a cell id."""
+        return cell.partition("/")[0] if self.qualified else self.datasets[0]
+
+    def prefix(self, dataset: str) -> str:
+        """What cell ids and image ids of ``dataset`` start with (``""`` in a one-dataset run of bare names)."""
+        return f"{dataset}/" if self.qualified else ""
 
 
 @dataclass(frozen=True)

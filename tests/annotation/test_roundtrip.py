@@ -53,7 +53,7 @@ def world(tmp_path_factory):
         if (PROJECT / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PROJECT / name, repo / name)
-    params = {**TINY, "data": {**TINY["data"], "dataset": "tinyreal"}, "models": ["padim"]}
+    params = {**TINY, "data": {**TINY["data"], "datasets": ["tinyreal"]}, "models": ["padim"]}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     home = base / "home"
     home.mkdir()

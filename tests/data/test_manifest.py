@@ -190,3 +190,35 @@ def test_bad_segmentation_images_fail_with_file_and_rule(tiny_repo):
     assert rules["segments.png has the size of every image of its product"] == {"data/raw/synthetic/nut/segments.png"}
     assert rules["segments.png labels are 0..L-1, every label present"] >= {"data/raw/synthetic/weave/segments.png"}
     assert rules["segments.png decodes to one label per pixel"] == {"data/raw/synthetic/tiles/segments.png"}
+
+
+def test_several_datasets_scan_into_one_table_with_prefixed_ids(tiny_repo):
+    import shutil
+
+    from iadbench.data.categories import dataset_votes, resolve_categories
+    from iadbench.data.manifest import scan_datasets
+
+    shutil.copytree(ROOT / "nut", Path("data/raw/second/nut"))
+    roots = {"synthetic": ROOT, "second": Path("data/raw/second")}
+    images, masks, segments = scan_datasets(roots, {"synthetic": "synthetic/", "second": "second/"}, progress=False)
+    assert set(images["product"]) == {"synthetic/nut", "synthetic/weave", "synthetic/tiles", "second/nut"}
+    assert images["image_id"].is_unique and images["image_id"].str.startswith(("synthetic/", "second/")).all()
+    assert set(images.loc[images["product"] == "second/nut", "dataset"]) == {"second"}
+    assert masks["image_id"].str.startswith(("synthetic/", "second/")).all()
+    assert set(segments["product"]) == set(images["product"])
+    # the synthetic export names images by their path under data/raw/synthetic, whatever the run's prefix
+    votes = dataset_votes(Path("annotation/exports/synthetic.json"), ROOT, images)
+    assert votes and all(v.image_id.startswith("synthetic/") for v in votes)
+    table = resolve_categories(votes, images)
+    assert (table.loc[table["product"] == "synthetic/nut", "background"] != "").all()
+    gate = manifest_gate(images, masks, GateParams("warn"), PATHS)
+    assert gate.success  # the product folders of both datasets are found from their images
+
+
+def test_a_dataset_that_is_not_imported_is_named(tiny_repo):
+    from iadbench.data.manifest import scan_datasets
+
+    roots = {"synthetic": ROOT, "btad": Path("data/raw/btad"), "visa": Path("data/raw/visa")}
+    with pytest.raises(InputErrors, match=r"data/raw/btad: data.datasets names 'btad' but the folder does not exist"
+                       r".*\n.*data/raw/visa"):  # fmt: skip
+        scan_datasets(roots, dict.fromkeys(roots, ""), progress=False)

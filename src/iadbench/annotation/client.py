@@ -75,7 +75,7 @@ def push(client: Any, dataset: str, assignment: pd.DataFrame, categories: pd.Dat
     root = dataset_root(dataset)
     if not root.is_dir():
         raise InputError(root, "dataset not found", f"import it first: iadbench import PATH --name {dataset}")
-    tasks = build_tasks(assignment, categories, dataset)
+    tasks = build_tasks(assignment[assignment["dataset"] == dataset], categories, dataset)
     if not tasks:
         raise InputError("data/assignment.csv", f"no anomalous validation/test image of dataset {dataset!r} to label")
     project = find_project(client, dataset)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -141,6 +141,23 @@ def parse_export(export: Path, dataset_root: str, manifest_ids: set[str]) -> lis
     if problems:
         raise InputErrors(problems)
     return votes
+
+
+def dataset_votes(export: Path, root: Path, manifest: pd.DataFrame) -> list[Vote]:
+    """The votes of one dataset's export, keyed by the manifest's image ids.
+
+    Exports name images by their path under ``root`` (``data/raw/<dataset>``), whatever the run: the export of a
+    dataset does not change when a second dataset joins the run and its image ids gain the ``<dataset>/`` prefix.
+    """
+    ids = relative_ids(manifest, root)
+    return [replace(v, image_id=ids[v.image_id]) for v in parse_export(export, root.as_posix(), set(ids))]
+
+
+def relative_ids(manifest: pd.DataFrame, root: Path) -> dict[str, str]:
+    """Path under ``root`` -> manifest image id, for the manifest's images that lie under ``root``."""
+    base = posixpath.normpath(root.as_posix()) + "/"
+    pairs = zip(manifest["image_id"], manifest["image_path"], strict=True)
+    return {path[len(base) :]: image_id for image_id, path in pairs if path.startswith(base)}
 
 
 def _vote(annotation: dict, task_id: int, image_id: str, bad) -> Vote | None:  # noqa: ANN001 - local callback

@@ -206,6 +206,41 @@ def scan(root: Path, dataset: str, progress: bool = True) -> tuple[pd.DataFrame,
     return images, masks
 
 
+def scan_datasets(
+    roots: dict[str, Path], prefixes: dict[str, str], progress: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Scan several datasets (``roots``: name -> folder) into one ``(images, masks, segments)`` triple.
+
+    ``prefixes[name]`` is put before each dataset's image ids, mask ids and product names (``btad/`` in a run of
+    several datasets, ``""`` in a run of one), so that rows of two datasets never share an id and every product
+    column holds the run's cell ids. Every missing dataset folder is reported at once.
+    """
+    missing = [
+        InputError(root, f"data.datasets names {name!r} but the folder does not exist",
+                   f"import it first: iadbench import PATH --name {name}")
+        for name, root in roots.items() if not root.is_dir()
+    ]  # fmt: skip
+    if missing:
+        raise InputErrors(missing)
+    parts: list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = []
+    for name, root in roots.items():
+        images, masks = scan(root, name, progress=progress)
+        segments = scan_segments(root, images)
+        prefix = prefixes[name]
+        if prefix:
+            images["image_id"] = prefix + images["image_id"]
+            images["product"] = prefix + images["product"]
+            masks["mask_id"] = prefix + masks["mask_id"]
+            masks["product"] = prefix + masks["product"]
+            masks["image_id"] = [prefix + i if i else "" for i in masks["image_id"]]
+            segments["product"] = prefix + segments["product"]
+        parts.append((images, masks, segments))
+    images = pd.concat([p[0] for p in parts], ignore_index=True).sort_values("image_id", kind="stable")
+    masks = pd.concat([p[1] for p in parts], ignore_index=True).sort_values("mask_id", kind="stable")
+    segments = pd.concat([p[2] for p in parts], ignore_index=True)
+    return images.reset_index(drop=True), masks.reset_index(drop=True), segments.reset_index(drop=True)
+
+
 def write_table(df: pd.DataFrame, path: Path) -> None:
     """Write a table as CSV with a stable row order and line endings (so reruns are byte-identical)."""
     path.parent.mkdir(parents=True, exist_ok=True)

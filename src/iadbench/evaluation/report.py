@@ -20,8 +20,8 @@ from iadbench.data.drift import DriftParams
 from iadbench.evaluation.cells import load_cell, load_mask, thresholds_path
 from iadbench.evaluation.evaluate import GOOD_ONLY_RULE, ORACLE, evaluate_path
 from iadbench.evaluation.figures import category_bars, drift_examples, overlays, threshold_curves
-from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE, with_categories
-from iadbench.params import ThresholdParams, evaluated_models
+from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE, pooled, with_categories
+from iadbench.params import DataParams, ThresholdParams, evaluated_models
 from iadbench.taxonomy import DEFECT_CATEGORIES, DEFECT_DEFINITIONS, split_categories
 
 REPORT_HTML = Path("reports/report.html")
@@ -41,15 +41,22 @@ def fmt(value: Any, digits: int = 3) -> str:
     return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _flat(cell: str) -> str:
+    """A cell id as one file name (``btad/01`` -> ``btad__01``)."""
+    return cell.replace("/", "__")
+
+
 def table1(categories: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Table 1 layout: rows category × dataset, columns model × rule, cells mean per-image IoU (n images)."""
     models = list(dict.fromkeys(categories["model"]))
     rules = [r for r in TABLE_RULES if r in set(categories["rule"])]
     header = ["category", "dataset", "n"] + [f"{m} {RULE_NAMES[r]}" for m in models for r in rules]
     body = []
-    keys = categories[["kind", "group", "dataset"]].drop_duplicates()
-    for kind, group, dataset in keys.itertuples(index=False):
-        rows = categories[(categories["kind"] == kind) & (categories["group"] == group)]
+    groups = list(dict.fromkeys(zip(categories["kind"], categories["group"], strict=True)))
+    datasets = list(dict.fromkeys(categories["dataset"]))  # each dataset, then "all" when there are several
+    for (kind, group), dataset in ((g, d) for g in groups for d in datasets):
+        rows = categories[(categories["kind"] == kind) & (categories["group"] == group)
+                          & (categories["dataset"] == dataset)]  # fmt: skip
         n = int(rows["n_iou"].max()) if "n_iou" in rows and rows["n_iou"].notna().any() else 0
         label = {"defect_category": group, "background": f"background {group}", "all": "all images"}[kind]
         cells = []
@@ -254,15 +261,16 @@ def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method:
 def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     """Render the figures, ``report.md`` and ``report.html`` from the pipeline's artifacts."""
     method = ThresholdParams.from_params(params).method
-    models, products = evaluated_models(params), list(params["data"]["products"])
-    dataset = str(params["data"]["dataset"])
-    categories = pd.read_csv(CATEGORY_TABLE)
+    data = DataParams.from_params(params)
+    models, products = evaluated_models(params), list(data.products)
+    dataset, plural = ", ".join(data.datasets), "s" if len(data.datasets) > 1 else ""
+    categories = pd.read_csv(CATEGORY_TABLE, dtype={"dataset": str})
     per_product = pd.read_csv(PRODUCT_TABLE)
     metrics = json.loads(METRICS.read_text())
     for old in FIGURES.glob("*.png") if FIGURES.is_dir() else []:
         old.unlink()
     figures: list[tuple[str, Path]] = [
-        ("Mean IoU per defect category", category_bars(categories, method, FIGURES / "category_iou.png"))
+        ("Mean IoU per defect category", category_bars(pooled(categories), method, FIGURES / "category_iou.png"))
     ]
     for model in models:
         for product in products:
@@ -270,7 +278,9 @@ def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
             curves = pd.read_csv(path.with_suffix(".curves.csv"))
             fitted = json.loads(path.read_text())
             title = f"{model} / {product}: validation curves and fitted thresholds"
-            figures.append((title, threshold_curves(curves, fitted, title, FIGURES / f"curves_{model}_{product}.png")))
+            figures.append(
+                (title, threshold_curves(curves, fitted, title, FIGURES / f"curves_{model}_{_flat(product)}.png"))
+            )
     drift = DriftParams.from_params(params)
     if drift.on:
         examples = drift_panels(products, models, split)
@@ -293,9 +303,9 @@ def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     headline_header = ["model", f"mean IoU ({RULE_NAMES[method]})", "95 % CI", "pooled IoU", "pixel FPR (good)",
                        "image F1", "image AUROC", "PG2", "AUPRO@0.3", "oracle mean IoU (upper bound)"]  # fmt: skip
     intro = (
-        f"Dataset **{dataset}**, models {', '.join(models)}, products {', '.join(products)}. Thresholds are fitted "
-        f"per (model, product) on the validation split only; every number is measured on the test split. Headline "
-        f"rule: **{RULE_NAMES[method]}** (`threshold.method` in params.yaml). The oracle column uses the "
+        f"Dataset{plural} **{dataset}**, models {', '.join(models)}, products {', '.join(products)}. Thresholds are "
+        f"fitted per (model, product) on the validation split only; every number is measured on the test split. "
+        f"Headline rule: **{RULE_NAMES[method]}** (`threshold.method` in params.yaml). The oracle column uses the "
         "test-optimal threshold: an upper bound, not a result."
     )
     definitions = "; ".join(f"**{k}**: {v}" for k, v in DEFECT_DEFINITIONS.items())

@@ -150,17 +150,38 @@ def group_metrics(rows: pd.DataFrame, rule: str, p: EvaluateParams, key: str) ->
     return out
 
 
-def category_table(table: pd.DataFrame, dataset: str, p: EvaluateParams) -> pd.DataFrame:
-    """Long-format Table 1: one row per (model, rule, row kind, group)."""
+POOLED = "all"  # the dataset column of the rows that pool every dataset of a run of several
+
+
+def pooled(categories: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the category table that cover every image of the run: the single dataset's rows, or the
+    ``dataset == "all"`` rows of a run of several datasets.
+    """
+    if categories["dataset"].nunique() > 1:
+        return categories[categories["dataset"] == POOLED]
+    return categories
+
+
+def category_table(table: pd.DataFrame, datasets: list[str], p: EvaluateParams) -> pd.DataFrame:
+    """Long-format Table 1: one row per (model, rule, row kind, group, dataset).
+
+    ``table`` has a ``dataset`` column; with several datasets the rows of each dataset come first, then the rows
+    that pool them all (dataset ``all``). Bootstrap streams are keyed by model, kind, group, rule (and the dataset
+    when there are several), so a one-dataset run draws exactly the resamples it always did.
+    """
+    scopes = [(d, table[table["dataset"] == d], f"{d}:" if len(datasets) > 1 else "") for d in datasets]
+    if len(datasets) > 1:
+        scopes.append((POOLED, table, ""))
     records = []
-    for model, rows_m in table.groupby("model", sort=False):
-        for kind, group, rows in group_rows(rows_m):
-            for rule in PIXEL_RULES:
-                if f"iou_{rule}" not in rows and f"img_{rule}_pred" not in rows:
-                    continue
-                key = f"{model}:{kind}:{group}:{rule}"
-                records.append({"model": model, "rule": rule, "kind": kind, "group": group, "dataset": dataset,
-                                **group_metrics(rows, rule, p, key)})  # fmt: skip
+    for model in table["model"].drop_duplicates():
+        for dataset, scope, prefix in scopes:
+            for kind, group, rows in group_rows(scope[scope["model"] == model]):
+                for rule in PIXEL_RULES:
+                    if f"iou_{rule}" not in rows and f"img_{rule}_pred" not in rows:
+                        continue
+                    key = f"{prefix}{model}:{kind}:{group}:{rule}"
+                    records.append({"model": model, "rule": rule, "kind": kind, "group": group, "dataset": dataset,
+                                    **group_metrics(rows, rule, p, key)})  # fmt: skip
     return pd.DataFrame.from_records(records)
 
 
@@ -194,8 +215,9 @@ def headline(
 ) -> dict[str, dict[str, Any]]:
     """``reports/metrics.json``: one flat block per model with stable keys (null where a metric is undefined)."""
     out: dict[str, dict[str, Any]] = {}
+    every_dataset = pooled(categories)
     for model, prod in products.groupby("model", sort=False):
-        cats = categories[categories["model"] == model]
+        cats = every_dataset[every_dataset["model"] == model]
         every = cats[(cats["kind"] == "all") & (cats["rule"] == method)].iloc[0]
         reps = np.vstack(prod["_auroc_replicates"].to_list()) if p.bootstrap else np.empty((0, 0))
         lo, hi = _percentiles(np.nanmean(reps, axis=0), p.confidence) if reps.size else (np.nan, np.nan)
@@ -226,14 +248,15 @@ def headline(
 
 def write_tables(params: dict[str, Any]) -> dict[str, Any]:
     """Write ``reports/metrics.json`` and ``reports/tables/{categories,products}.csv``."""
-    from iadbench.params import ThresholdParams
+    from iadbench.params import DataParams, ThresholdParams
 
     method = ThresholdParams.from_params(params).method
     p = EvaluateParams.from_params(params)
-    models, products = evaluated_models(params), list(params["data"]["products"])
+    data = DataParams.from_params(params)
+    models, products = evaluated_models(params), list(data.products)
     table, docs = read_cells(models, products)
-    dataset = str(params["data"]["dataset"])
-    categories = category_table(table, dataset, p)
+    table["dataset"] = table["product"].map(data.dataset_of)
+    categories = category_table(table, list(data.datasets), p)
     per_product = product_table(docs, table, method, p)
     metrics = headline(categories, per_product, method, p)
     TABLES_DIR.mkdir(parents=True, exist_ok=True)

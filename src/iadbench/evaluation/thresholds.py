@@ -66,9 +66,15 @@ def curve_table(c: Counts, level: str, fitted: dict[str, dict[str, Any]]) -> pd.
     )
 
 
-def fit_cell(model: str, product: str, split: pd.DataFrame, dataset: str) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Fit the thresholds of one cell; returns the thresholds document and the curve table."""
+def fit_cell(
+    model: str, product: str, split: pd.DataFrame, dataset: str | None = None
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Fit the thresholds of one cell; returns the thresholds document and the curve table (``dataset``: the
+    cell's dataset, read from the split rows when not given).
+    """
     cell = load_cell(model, product, split, "validation")
+    if dataset is None:
+        dataset = str(split.loc[split["product"] == product, "dataset"].iloc[0])
     labels = cell.labels
     image_counts = confusion_counts(cell.scores.astype(np.float64), labels)
     image_fits, image_notes = fit_all(image_counts)
@@ -102,7 +108,7 @@ def fit_cell(model: str, product: str, split: pd.DataFrame, dataset: str) -> tup
     return json_ready(doc), pd.concat([c for c in curves if not c.empty], ignore_index=True)
 
 
-def write_cell(model: str, product: str, split: pd.DataFrame, dataset: str) -> dict[str, Any]:
+def write_cell(model: str, product: str, split: pd.DataFrame, dataset: str | None = None) -> dict[str, Any]:
     """Write ``reports/thresholds/<model>/<product>.json`` and its ``.curves.csv``."""
     doc, curves = fit_cell(model, product, split, dataset)
     return write_cell_files(thresholds_path(model, product), doc, curves, ".curves.csv")
