@@ -260,3 +260,19 @@ def test_a_bad_map_file_is_refused(tmp_path):
     with pytest.raises(InputError, match="one background category"):
         load_map(path)
     assert (MAPS_DIR / "paper_counts.csv").is_file()
+
+
+def test_cli_import_prints_notes_and_refuses_with_exit_2(workdir, tmp_path, capsys):
+    from iadbench.cli import main
+
+    src = folder(tmp_path / "mine")
+    args = ["--quiet", "import", str(src), "--name", "mine", "--no-dvc", "--format", "folder", "--product", "gear"]
+    assert main(args) == 2  # a mask is missing: refused, source untouched
+    assert "c2.png: anomalous image has no mask" in capsys.readouterr().err
+    assert main([*args, "--missing-masks", "empty", "--good-test-fraction", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "imported (folder format, 9 images)" in out and "note: gear: 3 of 6 good images went to test/good" in out
+    empty = tmp_path / "nothing"
+    (empty / "x").mkdir(parents=True)
+    assert main(["--quiet", "import", str(empty), "--name", "other", "--no-dvc"]) == 2
+    assert "no known dataset format found" in capsys.readouterr().err
