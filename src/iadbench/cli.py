@@ -260,12 +260,22 @@ def cmd_annotate(args: argparse.Namespace) -> None:
         verb = "created" if result["created"] else "updated"
         print(f"{verb} project {result['project_id']} ({client.project_title(args.dataset)}): imported "
               f"{result['imported']} new task(s), {result['already_there']} already there")  # fmt: skip
+    elif args.action == "status":
+        r = client.status(ls, args.dataset)
+        by = ", ".join(f"{k} annotator(s): {v}" for k, v in r["by_annotators"].items())
+        print(f"project {r['project_id']} ({client.project_title(args.dataset)}): {r['labelled']} of {r['tasks']} "
+              f"task(s) labelled by {r['annotators']} person(s); per task {by}; {r['disagreements']} disagreement(s), "
+              f"{r['cancelled']} skipped")  # fmt: skip
     else:
         from iadbench.data.categories import relative_ids
 
         ids = set(relative_ids(read_table(MANIFEST), dataset_root(args.dataset)))
-        result = client.pull(ls, args.dataset, ids, track=not args.no_dvc)
+        result = client.pull(ls, args.dataset, ids, track=not args.no_dvc, replace=args.replace)
         print(f"wrote {result['path']}: {result['tasks']} task(s), {result['votes']} annotation(s)")
+        if result["merged"]:
+            print(f"merged with the previous export: {result['labelled_now']} image(s) labelled on the server, "
+                  f"{result['kept_previous']} kept their earlier labels, {result['only_previous']} only in the "
+                  "previous export (--replace overwrites instead)")  # fmt: skip
         if result["unlabelled_tasks"]:
             print(f"note: {result['unlabelled_tasks']} task(s) have no annotation yet; their images keep no category "
                   "and the categories gate will name them")  # fmt: skip
@@ -361,12 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--product", required=True)
     verb("metrics", cmd_metrics, "pool all cells into reports/metrics.json and reports/tables/ (params: threshold)")
     verb("report", cmd_report, "write reports/report.html and .md (tables, curves, overlays)")
-    a = verb("annotate", cmd_annotate, "Label Studio round trip: serve | push | pull | config (annotation/README.md)")
-    a.add_argument("action", choices=["serve", "push", "pull", "config"])
-    a.add_argument("--dataset", help="dataset name (push, pull)")
+    a = verb("annotate", cmd_annotate, "Label Studio: serve | push | pull | status | config (annotation/README.md)")
+    a.add_argument("action", choices=["serve", "push", "pull", "status", "config"])
+    a.add_argument("--dataset", help="dataset name (push, pull, status)")
     a.add_argument("--host", default="127.0.0.1", help="serve: address to bind (default 127.0.0.1)")
     a.add_argument("--port", type=int, default=8080, help="serve: port (default 8080)")
     a.add_argument("--no-dvc", action="store_true", help="pull: write the export without `dvc add`")
+    a.add_argument("--replace", action="store_true",
+                   help="pull: overwrite the export with the server's instead of merging (unlabelled images lose "
+                   "their earlier labels)")  # fmt: skip
     verb("models", cmd_models, "list the registered models")
     st = verb("study", cmd_study, "run a study as queued DVC experiments; write reports/studies/NAME.{json,md}")
     st.add_argument("name", help="drift | noise | size | validation | unified | segad")

@@ -35,3 +35,7 @@ def choices_result(from_name: str, choices: list[str], result_id: str) -> dict:
         "origin": "manual",
         "value": {"choices": list(choices)},
     }
+
+
+IMPORT_ANNOTATOR = "iadbench-import"  # the provisional per-type map written by `iadbench import`
+SIMULATED_PREFIX = "simulated-"  # the synthesize stage's simulated annotators (never mistaken for a person)

@@ -46,7 +46,7 @@ def exports(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     target = Path("annotation/exports/tile.json")
     target.parent.mkdir(parents=True)
-    target.write_text("previous export\n")
+    target.write_text("[]\n")  # the previous export: nothing labelled yet
     return target
 
 
@@ -57,7 +57,8 @@ def test_good_export_is_written_in_a_stable_order(exports):
     written = json.loads(exports.read_text())
     assert [t["data"]["image_id"] for t in written] == sorted(IDS)
     assert [a["id"] for a in written[0]["annotations"]] == [1, 9]
-    assert result == {"path": str(exports), "tasks": 2, "votes": 3, "unlabelled_tasks": 0}
+    assert result == {"path": str(exports), "tasks": 2, "votes": 3, "unlabelled_tasks": 0, "merged": True,
+                      "labelled_now": 2, "kept_previous": 0, "only_previous": 0}  # fmt: skip
     assert not list(exports.parent.glob(".*pulling"))
 
 
@@ -92,7 +93,7 @@ def test_cancelled_annotations_are_skipped_and_counted(exports):
 def test_bad_export_leaves_the_export_untouched(exports, export, message):
     with pytest.raises(IadbenchError, match=message):
         c.pull(FakeClient(export), "tile", IDS, track=False)
-    assert exports.read_text() == "previous export\n"
+    assert exports.read_text() == "[]\n"
     assert not list(exports.parent.glob(".*pulling"))
 
 
@@ -120,3 +121,84 @@ def test_unreachable_server_is_one_line(monkeypatch, capsys):
     assert main(["annotate", "pull", "--dataset", "tile"]) == 2
     err = capsys.readouterr().err
     assert "cannot reach Label Studio at http://127.0.0.1:9" in err and "Traceback" not in err
+
+
+def _import_vote(ann_id: int, defects: list[str]) -> dict:
+    return {**_ann(ann_id, 0, defects), "completed_by": "iadbench-import"}
+
+
+A, B = sorted(IDS)
+
+
+def test_pull_merges_per_image_and_annotator(exports):
+    """A sitting labels image A only: A takes the people's labels (the import map's vote goes), B keeps its
+    provisional label instead of losing it; a later sitting by another person adds to A, replacing nobody else's.
+    """
+    exports.write_text(json.dumps([_task(1, A, _import_vote(1, ["structural"])),
+                                   _task(2, B, _import_vote(2, ["structural"]))]))  # fmt: skip
+    server = [_task(11, A, _ann(101, 5, ["surface"])), _task(12, B, _ann(102, 6, ["surface"], cancelled=True))]
+    result = c.pull(FakeClient(server), "tile", IDS, track=False)
+    assert (result["merged"], result["labelled_now"], result["kept_previous"]) == (True, 1, 1)
+    votes = parse_export(exports, "data/raw/tile", IDS)
+    by_image = {i: sorted((v.annotator, v.cancelled) for v in votes if v.image_id == i) for i in IDS}
+    assert by_image[A] == [("5", False)]
+    assert by_image[B] == [("6", True), ("iadbench-import", False)]  # the skip is counted, the label kept
+    table = resolve_categories(votes, pd.DataFrame({"image_id": [A, B], "product": ["nut", "nut"],
+                                                    "label": ["anomalous", "anomalous"]}))  # fmt: skip
+    assert list(table["label_source"]) == ["person", "import_map"]
+    assert list(table["defect_categories"]) == ["surface", "structural"]
+
+    server[0]["annotations"].append(_ann(103, 7, ["surface"]))  # the server still holds every earlier annotation
+    c.pull(FakeClient(server), "tile", IDS, track=False)
+    votes = parse_export(exports, "data/raw/tile", IDS)
+    assert sorted(v.annotator for v in votes if v.image_id == A) == ["5", "7"]
+    assert sorted(v.annotator for v in votes if v.image_id == B) == ["6", "iadbench-import"]  # no duplicate
+
+
+def test_pull_replace_keeps_the_old_behaviour(exports):
+    exports.write_text(json.dumps([_task(1, B, _import_vote(1, ["structural"]))]))
+    result = c.pull(FakeClient([_task(11, A, _ann(101, 5, ["surface"]))]), "tile", IDS, track=False, replace=True)
+    assert not result["merged"] and [v.image_id for v in parse_export(exports, "data/raw/tile", IDS)] == [A]
+
+
+def test_merge_renumbers_previous_only_tasks_whose_id_collides():
+    merged, counts = c.merge_exports([_task(11, B, _import_vote(1, ["structural"]))], [_task(11, A)])
+    assert sorted(t["id"] for t in merged) == [11, 12] and counts["only_previous"] == 1
+
+
+def test_a_suggestion_accepted_unchanged_is_told_apart_from_a_change(exports):
+    suggestion = {"result": _ann(0, 0, ["surface"])["result"]}
+    accepted = {**_task(1, A, _ann(101, 5, ["surface"])), "predictions": [suggestion]}
+    changed = {**_task(2, B, _ann(102, 5, ["structural"])), "predictions": [suggestion]}
+    path = Path("export.json")
+    path.write_text(json.dumps([accepted, changed]))
+    votes = parse_export(path, "data/raw/tile", IDS)
+    assert {v.image_id: v.source for v in votes} == {A: "suggestion", B: "person"}
+
+
+def test_status_counts_labelled_tasks_people_and_disagreements():
+    tasks = [_task(1, A, _ann(1, 5, ["surface"]), _ann(2, 6, ["structural"])), _task(2, B, _ann(3, 5, ["surface"])),
+             _task(3, "x", _ann(4, 5, ["surface"], cancelled=True))]  # fmt: skip
+    status = c.labelling_status(tasks)
+    assert status == {"tasks": 3, "labelled": 2, "annotators": 2, "by_annotators": {"0": 1, "1": 1, "2": 1},
+                      "disagreements": 1, "cancelled": 1}  # fmt: skip
+    assert c.status(FakeClient(tasks), "tile")["labelled"] == 2
+
+
+def test_push_refuses_synthetic_and_a_dataset_not_in_the_run():
+    from iadbench.errors import InputError
+
+    assignment = pd.DataFrame({"dataset": ["magnetic_tile"], "split": ["test"], "label": ["anomalous"]})
+    with pytest.raises(InputError, match="the synthetic dataset is not labelled in Label Studio"):
+        c.push(None, "synthetic", assignment, pd.DataFrame())
+    with pytest.raises(
+        InputError, match=r"dataset 'tile' is not in the run's assignment \(it holds \['magnetic_tile'\]"
+    ):
+        c.push(None, "tile", assignment, pd.DataFrame())
+
+
+def test_a_previous_export_that_is_not_json_is_not_merged_into(exports):
+    exports.write_text("not json\n")
+    with pytest.raises(IadbenchError, match="not JSON, so a pull cannot merge into it.*--replace"):
+        c.pull(FakeClient([_task(11, A, _ann(101, 5, ["surface"]))]), "tile", IDS, track=False)
+    assert exports.read_text() == "not json\n"

@@ -79,11 +79,9 @@ def world(tmp_path_factory):
     os.environ.update(LABEL_STUDIO_USERNAME="admin@iadbench.invalid", LABEL_STUDIO_PASSWORD="roundtrip-pass-1",
                       LABEL_STUDIO_API_KEY=TOKEN)  # fmt: skip
     binary = server.server_binary(PROJECT / server.VENV)
-    command = [*server.server_command(binary, "127.0.0.1", port), "--username", "admin@iadbench.invalid",
-               "--password", "roundtrip-pass-1", "--user-token", TOKEN]  # fmt: skip
     log = (base / "server.log").open("w")
-    process = subprocess.Popen(command, env=server.server_env(repo, base / "ls-data", TOKEN), stdout=log,
-                               stderr=subprocess.STDOUT, cwd=base)  # fmt: skip
+    process = server.start("127.0.0.1", port, base / "ls-data", repo, binary=binary, stdout=log,
+                           stderr=subprocess.STDOUT, cwd=base)  # fmt: skip
     try:
         server.wait_until_up(url, timeout=600, process=process)
         from iadbench.annotation.client import connect
@@ -166,6 +164,23 @@ def test_annotate_pull_repro_changes_only_categories_and_tables(world):
     assert int(contamination["n_images"].iloc[0]) == len(set(rest) & set(evaluated["image_id"]))
     summary = json.loads((repo / "reports/data_summary.json").read_text())
     assert "contamination" in summary["annotation"]["fleiss_kappa"]
+
+
+def test_the_server_command_line_holds_no_secret(world):
+    """What `ps` shows every user of the machine: the running server's arguments (Linux /proc)."""
+    repo, env, _, url = world
+    port = url.rsplit(":", 1)[1]
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "label-studio" in line and port in line:
+            lines.append(line)
+    assert lines, "the server process was not found"
+    for line in lines:
+        assert "roundtrip-pass-1" not in line and TOKEN not in line and "--password" not in line
 
 
 def test_wrong_token_is_a_clear_error(world):

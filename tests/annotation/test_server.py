@@ -45,3 +45,24 @@ def test_missing_lock_is_a_clear_error(tmp_path):
 def test_push_and_pull_need_a_dataset(capsys):
     assert main(["annotate", "push"]) == 2
     assert "needs --dataset NAME" in capsys.readouterr().err
+
+
+def test_credentials_never_reach_the_command_line(monkeypatch, tmp_path):
+    """`ps` shows every user a process's arguments; the password and token go through the environment only."""
+    secrets = {"LABEL_STUDIO_USERNAME": "admin@iadbench.invalid", "LABEL_STUDIO_PASSWORD": "s3cret-pass-word",
+               "LABEL_STUDIO_API_KEY": "a" * 40}  # fmt: skip
+    for key, value in secrets.items():
+        monkeypatch.setenv(key, value)
+    seen = {}
+
+    def fake_popen(command, env, **kwargs):
+        seen.update(command=command, env=env)
+        return "process"
+
+    monkeypatch.setattr(server.subprocess, "Popen", fake_popen)
+    assert server.start("127.0.0.1", 8123, tmp_path / "data", tmp_path, binary=Path("label-studio")) == "process"
+    line = " ".join(seen["command"])
+    assert not any(v in line for v in secrets.values()) and "--password" not in line and "--user-token" not in line
+    assert seen["env"]["LABEL_STUDIO_PASSWORD"] == "s3cret-pass-word"
+    assert seen["env"]["LABEL_STUDIO_USERNAME"] == "admin@iadbench.invalid"
+    assert seen["env"]["LABEL_STUDIO_USER_TOKEN"] == "a" * 40

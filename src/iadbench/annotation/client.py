@@ -17,9 +17,10 @@ import pandas as pd
 
 from iadbench.annotation.config import label_config
 from iadbench.annotation.tasks import build_tasks
-from iadbench.data.categories import parse_export
+from iadbench.data.categories import image_reference_to_path, parse_export
 from iadbench.errors import IadbenchError, InputError
-from iadbench.paths import dataset_root, export_path
+from iadbench.labelstudio import IMPORT_ANNOTATOR
+from iadbench.paths import ASSIGNMENT, dataset_root, export_path
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "LABEL_STUDIO_URL"
@@ -71,13 +72,30 @@ def _existing_image_ids(client: Any, project_id: int) -> dict[str, int]:
 
 
 def push(client: Any, dataset: str, assignment: pd.DataFrame, categories: pd.DataFrame) -> dict[str, Any]:
-    """Create or update the project and import the tasks it lacks (re-running imports nothing twice)."""
+    """Create or update the project and import the tasks it lacks (re-running imports nothing twice).
+
+    Refused: the synthetic dataset (its export is the synthesize stage's output, written by simulated annotators: a
+    pull could never bring labels back), and a dataset whose images are not in ``data/assignment.csv`` (pushing
+    another dataset's images under this dataset's project title is how labels end up on the wrong images).
+    """
+    if dataset == "synthetic":
+        raise InputError(
+            export_path(dataset), "the synthetic dataset is not labelled in Label Studio",
+            "its categories come from simulated annotators in the synthesize stage, whose output this file is; a "
+            "pull could never replace it. Import a real dataset (iadbench import) and push that",
+        )  # fmt: skip
+    in_run = sorted(set(assignment["dataset"].astype(str)))
+    if dataset not in in_run:
+        raise InputError(
+            ASSIGNMENT, f"dataset {dataset!r} is not in the run's assignment (it holds {in_run})",
+            f"set data.datasets to include {dataset} and dvc repro first, so that the tasks are its images",
+        )  # fmt: skip
     root = dataset_root(dataset)
     if not root.is_dir():
         raise InputError(root, "dataset not found", f"import it first: iadbench import PATH --name {dataset}")
     tasks = build_tasks(assignment[assignment["dataset"] == dataset], categories, dataset)
     if not tasks:
-        raise InputError("data/assignment.csv", f"no anomalous validation/test image of dataset {dataset!r} to label")
+        raise InputError(ASSIGNMENT, f"no anomalous validation/test image of dataset {dataset!r} to label")
     project = find_project(client, dataset)
     created = project is None
     if created:
@@ -116,20 +134,94 @@ def stable_export(tasks: list[dict]) -> str:
     return json.dumps(ordered, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def pull(client: Any, dataset: str, manifest_ids: set[str], track: bool = True) -> dict[str, Any]:
-    """Export the project, validate it like the categories stage will, then replace the export file atomically."""
-    target = export_path(dataset)
-    if dataset == "synthetic":
-        raise InputError(target, "the synthetic export is written by the synthesize stage", "pull a real dataset")
+def _who(annotation: dict) -> str:
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    return str(who)
+
+
+def _image_key(task: dict) -> str:
+    reference = (task.get("data") or {}).get("image", "")
+    try:
+        return image_reference_to_path(reference)
+    except ValueError:
+        return str(reference)
+
+
+def merge_exports(previous: list[dict], current: list[dict]) -> tuple[list[dict], dict[str, int]]:
+    """Merge the server's export (``current``) into the versioned one (``previous``), per image and annotator.
+
+    On an image someone labelled on the server (a non-cancelled annotation), the server's annotations win: they
+    replace that annotator's earlier ones and the provisional import-map vote; earlier labels of *other* people (an
+    imported export, say) stay. An image nobody has labelled on the server keeps its previous annotations (the
+    server's cancellations are added, so that skips are still counted). Images only in ``previous`` stay as they
+    were, renumbered past the server's task ids if their id collides. Returns the merged tasks and counts.
+    """
+    before = {_image_key(t): t for t in previous if isinstance(t, dict)}
+    merged, counts = [], {"labelled_now": 0, "kept_previous": 0, "only_previous": 0}
+    seen: set[str] = set()
+    for task in current:
+        key = _image_key(task)
+        seen.add(key)
+        old = before.get(key)
+        now = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
+        live = {_who(a) for a in now if not a.get("was_cancelled")}
+        earlier = [a for a in (old or {}).get("annotations") or [] if isinstance(a, dict)]
+        if live:
+            kept = [a for a in earlier if _who(a) not in live and _who(a) != IMPORT_ANNOTATOR
+                    and not any(a.get("id") == b.get("id") and _who(a) == _who(b) for b in now)]  # fmt: skip
+            counts["labelled_now"] += 1
+        else:
+            kept = [a for a in earlier if not any(a.get("id") == b.get("id") and _who(a) == _who(b) for b in now)]
+            counts["kept_previous"] += bool(kept)
+        merged.append({**task, "annotations": [*now, *kept]})
+    taken = {t.get("id") for t in merged}
+    next_id = max([i for i in taken if isinstance(i, int)], default=0) + 1
+    for key, task in before.items():
+        if key in seen:
+            continue
+        if task.get("id") in taken:
+            task = {**task, "id": next_id}
+            next_id += 1
+        taken.add(task.get("id"))
+        merged.append(task)
+        counts["only_previous"] += 1
+    return merged, counts
+
+
+def _download(client: Any, dataset: str) -> tuple[Any, object]:
+    """The dataset's project and its whole export (every task, labelled or not), parsed."""
     project = find_project(client, dataset)
     if project is None:
         title = project_title(dataset)
         raise IadbenchError(f"Label Studio has no project {title!r}: run `iadbench annotate push` first")
     raw = b"".join(client.projects.exports.download_sync(id=project.id, export_type="JSON", download_all_tasks=True))
     try:
-        tasks = json.loads(raw)
+        return project, json.loads(raw)
     except json.JSONDecodeError as exc:
         raise IadbenchError(f"Label Studio's export of project {project.id} is not JSON: {exc}") from None
+
+
+def pull(
+    client: Any, dataset: str, manifest_ids: set[str], track: bool = True, replace: bool = False
+) -> dict[str, Any]:
+    """Export the project, merge it into the versioned export (``replace``: overwrite it instead), validate the
+    result like the categories stage will, then replace the export file atomically.
+    """
+    target = export_path(dataset)
+    if dataset == "synthetic":
+        raise InputError(target, "the synthetic export is written by the synthesize stage", "pull a real dataset")
+    _, tasks = _download(client, dataset)
+    counts: dict[str, int] = {}
+    if not replace and isinstance(tasks, list) and target.is_file():
+        try:
+            previous = json.loads(target.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(target, "the versioned export is not JSON, so a pull cannot merge into it",
+                             f"{exc}; pull with --replace to overwrite it") from None  # fmt: skip
+        if isinstance(previous, list):
+            tasks, counts = merge_exports(previous, tasks)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.pulling")
     staging.write_text(stable_export(tasks) if isinstance(tasks, list) else json.dumps(tasks))
@@ -142,7 +234,36 @@ def pull(client: Any, dataset: str, manifest_ids: set[str], track: bool = True) 
     os.replace(staging, target)
     if track:
         _dvc_add(target)
-    return {"path": str(target), "tasks": len(tasks), "votes": len(votes), "unlabelled_tasks": unlabelled}
+    return {"path": str(target), "tasks": len(tasks), "votes": len(votes), "unlabelled_tasks": unlabelled,
+            "merged": not replace and bool(counts), **counts}  # fmt: skip
+
+
+def labelling_status(tasks: list[dict]) -> dict[str, Any]:
+    """Progress of a project from its export: tasks, labelled ones, annotators per task, disagreements (tasks whose
+    people chose different defect categories or backgrounds), cancellations, and the people who labelled.
+    """
+    from iadbench.data.categories import result_choices
+
+    per_task, disagree, cancelled, people = [], 0, 0, set()
+    for task in tasks:
+        live = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+        cancelled += sum(1 for a in task.get("annotations") or [] if isinstance(a, dict) and a.get("was_cancelled"))
+        per_task.append(len({_who(a) for a in live}))
+        people |= {_who(a) for a in live}
+        if len({result_choices(a.get("result") or []) for a in live}) > 1:
+            disagree += 1
+    by_count: dict[str, int] = {}
+    for n in per_task:
+        by_count[str(n)] = by_count.get(str(n), 0) + 1
+    return {"tasks": len(tasks), "labelled": sum(n > 0 for n in per_task), "annotators": len(people),
+            "by_annotators": dict(sorted(by_count.items())), "disagreements": disagree,
+            "cancelled": cancelled}  # fmt: skip
+
+
+def status(client: Any, dataset: str) -> dict[str, Any]:
+    """:func:`labelling_status` of the dataset's project, read from the server (nothing is written)."""
+    project, tasks = _download(client, dataset)
+    return {"project_id": project.id, **labelling_status(tasks if isinstance(tasks, list) else [])}
 
 
 def _dvc_add(path: Path) -> None:

@@ -5,7 +5,10 @@ The server pins versions that conflict with the project's (Django stack, its own
 (SQLite database, uploads) stays in ``annotation/.label-studio/data`` (git-ignored). It binds 127.0.0.1 by default,
 serves the repository's images through local-file storage, and runs with telemetry, error reporting to Sentry, the
 latest-version check and self sign-up switched off. The first user's e-mail, password and API token come from
-``LABEL_STUDIO_USERNAME``, ``LABEL_STUDIO_PASSWORD`` and ``LABEL_STUDIO_API_KEY``.
+``LABEL_STUDIO_USERNAME``, ``LABEL_STUDIO_PASSWORD`` and ``LABEL_STUDIO_API_KEY`` and reach the server through its
+environment only (Label Studio's ``start`` reads ``LABEL_STUDIO_USERNAME``, ``LABEL_STUDIO_PASSWORD`` and
+``LABEL_STUDIO_USER_TOKEN``): a command line is readable by every user of the machine (``ps``), an environment only
+by the process's owner.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 import urllib.request
 import venv
 from pathlib import Path
+from typing import Any
 
 from iadbench.errors import IadbenchError
 
@@ -49,8 +53,16 @@ def ensure_environment(venv_dir: Path = VENV, lock: Path = LOCK) -> Path:
     return binary
 
 
-def server_env(document_root: Path, data_dir: Path = DATA, token: str | None = None) -> dict[str, str]:
-    """Environment of the server process: data dir, local files, no telemetry, credentials from the caller's env."""
+def server_env(
+    document_root: Path,
+    data_dir: Path = DATA,
+    token: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+) -> dict[str, str]:
+    """Environment of the server process: data dir, local files, no telemetry, and the first user's credentials
+    (never on the command line).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update(
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir.resolve()),
@@ -66,6 +78,10 @@ def server_env(document_root: Path, data_dir: Path = DATA, token: str | None = N
     )
     if token:
         env["LABEL_STUDIO_USER_TOKEN"] = token
+    if user:
+        env["LABEL_STUDIO_USERNAME"] = user
+    if password:
+        env["LABEL_STUDIO_PASSWORD"] = password
     return env
 
 
@@ -89,15 +105,22 @@ def credentials() -> tuple[str, str, str | None]:
     return user, password, token
 
 
-def start(host: str, port: int, data_dir: Path = DATA, document_root: Path = Path(".")) -> subprocess.Popen:
-    """Start the server (creating its environment first if needed); returns the running process."""
+def start(
+    host: str,
+    port: int,
+    data_dir: Path = DATA,
+    document_root: Path = Path("."),
+    binary: Path | None = None,
+    **popen: Any,
+) -> subprocess.Popen:
+    """Start the server (creating its environment first if needed); returns the running process. Credentials go
+    through the environment; the command line holds none (``popen``: extra ``subprocess.Popen`` arguments).
+    """
     user, password, token = credentials()
-    binary = ensure_environment()
+    binary = binary or ensure_environment()
     data_dir.mkdir(parents=True, exist_ok=True)
-    command = [*server_command(binary, host, port), "--username", user, "--password", password]
-    if token:
-        command += ["--user-token", token]
-    return subprocess.Popen(command, env=server_env(document_root, data_dir, token))
+    env = server_env(document_root, data_dir, token, user, password)
+    return subprocess.Popen(server_command(binary, host, port), env=env, **popen)
 
 
 def wait_until_up(url: str, timeout: float = 300, process: subprocess.Popen | None = None) -> None:

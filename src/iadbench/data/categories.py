@@ -29,19 +29,23 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pandas as pd
 
 from iadbench.errors import InputError, InputErrors
-from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, IMAGE_FIELD
+from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, IMAGE_FIELD, IMPORT_ANNOTATOR, SIMULATED_PREFIX
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, join_categories
 
 CATEGORY_COLUMNS = [
-    "image_id", "product", "label", "defect_categories", "background", "background_source", "n_annotators",
+    "image_id", "product", "label", "defect_categories", "background", "background_source", "label_source",
+    "n_annotators",
     "n_cancelled", "defect_agreement", "background_agreement", "defect_tie", "background_tie", "task_id",
     *(f"votes_{c}" for c in DEFECT_CATEGORIES), *(f"votes_background_{b}" for b in BACKGROUNDS),
 ]  # fmt: skip
 
 
+LABEL_SOURCES = ("person", "suggestion", "import_map", "simulated", "none")
+
+
 @dataclass(frozen=True)
 class Vote:
-    """One annotator's answer for one task."""
+    """One annotator's answer for one task (``suggested``: it equals the task's suggestion, accepted unchanged)."""
 
     task_id: int
     image_id: str
@@ -49,6 +53,27 @@ class Vote:
     defect_categories: frozenset[str]
     background: str | None
     cancelled: bool
+    suggested: bool = False
+
+    @property
+    def source(self) -> str:
+        """Who the vote comes from: ``import_map``, ``simulated``, or a person (``suggestion`` when unchanged)."""
+        if self.annotator == IMPORT_ANNOTATOR:
+            return "import_map"
+        if self.annotator.startswith(SIMULATED_PREFIX):
+            return "simulated"
+        return "suggestion" if self.suggested else "person"
+
+
+def label_source(votes: list[Vote]) -> str:
+    """An image's label source from its live votes: ``person`` if any person changed or gave a label,
+    ``suggestion`` if every person accepted the suggestion unchanged, else the provisional source, else ``none``.
+    """
+    sources = {v.source for v in votes}
+    for source in LABEL_SOURCES[:-1]:
+        if source in sources:
+            return source
+    return "none"
 
 
 def image_reference_to_path(reference: str) -> str:
@@ -134,10 +159,11 @@ def parse_export(export: Path, dataset_root: str, manifest_ids: set[str]) -> lis
             bad(task_id, "duplicate task for one image", f"{image_id} is also task {task_of_image[image_id]}")
             continue
         task_of_image[image_id] = task_id
+        suggestion = _suggestion(task)
         for annotation in task.get("annotations") or []:
             vote = _vote(annotation, task_id, image_id, bad)
             if vote is not None:
-                votes.append(vote)
+                votes.append(replace(vote, suggested=suggestion == (vote.defect_categories, vote.background)))
     if problems:
         raise InputErrors(problems)
     return votes
@@ -158,6 +184,27 @@ def relative_ids(manifest: pd.DataFrame, root: Path) -> dict[str, str]:
     base = posixpath.normpath(root.as_posix()) + "/"
     pairs = zip(manifest["image_id"], manifest["image_path"], strict=True)
     return {path[len(base) :]: image_id for image_id, path in pairs if path.startswith(base)}
+
+
+def result_choices(result: list) -> tuple[frozenset[str], str | None]:
+    """(defect categories, background) chosen in one annotation's or prediction's result list."""
+    defects: set[str] = set()
+    background = None
+    for entry in result or []:
+        if not isinstance(entry, dict) or entry.get("type") != "choices":
+            continue
+        chosen = (entry.get("value") or {}).get("choices") or []
+        if entry.get("from_name") == DEFECT_FIELD:
+            defects |= set(chosen)
+        elif entry.get("from_name") == BACKGROUND_FIELD and chosen:
+            background = chosen[0]
+    return frozenset(defects), background
+
+
+def _suggestion(task: dict) -> tuple[frozenset[str], str | None] | None:
+    """The (defects, background) the task suggested (its first prediction), or None."""
+    predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+    return result_choices(predictions[0].get("result") or []) if predictions else None
 
 
 def _vote(annotation: dict, task_id: int, image_id: str, bad) -> Vote | None:  # noqa: ANN001 - local callback
@@ -244,6 +291,7 @@ def resolve_categories(votes: list[Vote], manifest: pd.DataFrame) -> pd.DataFram
                 "defect_categories": join_categories(defects),
                 "background": background or "",
                 "background_source": "annotation" if background else "",
+                "label_source": label_source(live),
                 "n_annotators": len(live),
                 "n_cancelled": len(image_votes) - len(live),
                 "defect_agreement": round(defect_agreement, 6),

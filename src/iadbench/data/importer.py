@@ -33,12 +33,17 @@ from iadbench.data.formats import (
 )
 from iadbench.data.manifest import check_segments, list_files
 from iadbench.errors import IadbenchError, InputError
-from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, choices_result, local_file_url
+from iadbench.labelstudio import (
+    BACKGROUND_FIELD,
+    DEFECT_FIELD,
+    IMPORT_ANNOTATOR,
+    choices_result,
+    local_file_url,
+)
 from iadbench.params import DATASET_NAME
 from iadbench.paths import dataset_root, export_path
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES
 
-IMPORT_ANNOTATOR = "iadbench-import"
 IMPORT_RECORD = "import.json"  # at the dataset root: format, source, counts and notes of the import
 
 

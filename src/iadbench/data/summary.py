@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from iadbench.data.agreement import binary_counts, fleiss_kappa
+from iadbench.data.categories import LABEL_SOURCES
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, SPLITS, split_categories
 
 
@@ -53,6 +54,7 @@ def data_summary(split: pd.DataFrame, manifest: pd.DataFrame, categories: pd.Dat
         b: {s: int(((split["split"] == s) & (split["background"] == b)).sum()) for s in SPLITS} for b in BACKGROUNDS
     }
     annotated = categories[categories["n_annotators"] > 0]
+    anomalous_sources = categories.loc[categories["label"] == "anomalous", "label_source"].value_counts()
     out["annotation"] = {
         "annotated_images": int(len(annotated)),
         "mean_annotators": round(float(annotated["n_annotators"].mean()), 4) if len(annotated) else 0.0,
@@ -60,6 +62,9 @@ def data_summary(split: pd.DataFrame, manifest: pd.DataFrame, categories: pd.Dat
         "defect_ties": int(categories["defect_tie"].astype(bool).sum()),
         "background_ties": int(categories["background_tie"].astype(bool).sum()),
         "fleiss_kappa": _kappas(categories),
+        # who the anomalous images' categories come from: confirmed by a person, a suggestion accepted unchanged,
+        # the provisional import map, simulated annotators (synthetic), nobody yet
+        "label_source": {s: int(n) for s, n in anomalous_sources.reindex(list(LABEL_SOURCES), fill_value=0).items()},
     }
     anomalous = manifest[manifest["label"] == "anomalous"]
     out["masks"] = {

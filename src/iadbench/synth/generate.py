@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, choices_result, local_file_url
+from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, SIMULATED_PREFIX, choices_result, local_file_url
 from iadbench.params import SynthesizeParams
 from iadbench.synth.draw import to_uint8
 from iadbench.synth.products import PRODUCTS, ProductSpec, render
@@ -111,7 +111,7 @@ def _task(
         annotations.append(
             {
                 "id": task_id * 10 + k,
-                "completed_by": k + 1,
+                "completed_by": f"{SIMULATED_PREFIX}{k + 1}",  # never mistaken for a person's label
                 "was_cancelled": False,
                 "ground_truth": False,
                 "result": [
