@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 DEFECT_FIELD = "defect_category"
 BACKGROUND_FIELD = "background"
+NOTE_FIELD = "note"  # the annotator's free-text note (a TextArea)
 IMAGE_FIELD = "image"
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 

@@ -202,3 +202,17 @@ def test_a_previous_export_that_is_not_json_is_not_merged_into(exports):
     with pytest.raises(IadbenchError, match="not JSON, so a pull cannot merge into it.*--replace"):
         c.pull(FakeClient([_task(11, A, _ann(101, 5, ["surface"]))]), "tile", IDS, track=False)
     assert exports.read_text() == "not json\n"
+
+
+def test_notes_reach_the_categories_table_and_the_report(exports):
+    from iadbench.evaluation.report import annotation_sections
+
+    path = Path("export.json")
+    path.write_text(json.dumps([_task(1, A, _ann(101, 5, ["surface"])), _task(2, B, _import_vote(2, ["surface"]))]))
+    votes = parse_export(path, "data/raw/tile", IDS)
+    table = resolve_categories(votes, pd.DataFrame({"image_id": [A, B], "product": "nut", "label": "anomalous"}))
+    assert table.set_index("image_id").loc[A, "notes"] == "5: looks like glue"
+    (who, header, body), (notes_title, _, notes) = annotation_sections(table)
+    surface = next(row for row in body if row[0] == "surface")
+    assert surface[1:5] == ["2", "0.500", "0.000", "0.500"]  # half confirmed by a person, half still provisional
+    assert notes_title == "Annotators' notes" and notes[0][0] == A

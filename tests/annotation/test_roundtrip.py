@@ -27,6 +27,29 @@ from tests.conftest import TINY, tiny_synth, tree_digest
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
+DEFECT_MAP = (
+    "missing_part=structural,crack=structural,scratch=surface,dent=surface,glue=contamination,combined=combined,"
+    "chip=structural,dirt=contamination,stain=surface,bend=structural,discolour=surface,fluff=contamination,"
+    "hole=structural,snag=structural"
+)
+
+
+def choose(defects: list[str], background: str) -> list[dict]:
+    return [
+        {"from_name": "defect_category", "to_name": "image", "type": "choices", "value": {"choices": defects}},
+        {"from_name": "background", "to_name": "image", "type": "choices", "value": {"choices": [background]}},
+    ]
+
+
+def _annotators(client) -> list:
+    existing = {u.email: u for u in client.users.list()}
+    return [
+        existing.get(f"annotator{i}@iadbench.invalid")
+        or client.users.create(
+            email=f"annotator{i}@iadbench.invalid", password="annotator-pass-1", username=f"annotator{i}"
+        )
+        for i in (1, 2)
+    ]
 
 
 def _run(cmd: list[str], repo: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
@@ -66,9 +89,9 @@ def world(tmp_path_factory):
     source = base / "source"
     images = source / "data/raw/synthetic"  # export paths are relative to `source`, as to a repository root
     generate(tiny_synth(), images, source / "export.json", source, progress=False)
-    export = source / "export.json"
-    export.write_text(export.read_text().replace("data/raw/synthetic/", "data/raw/tinyreal/"))
-    _run(["iadbench", "import", str(images), "--name", "tinyreal", "--export", str(export)], repo, env)
+    # before anyone labels: the provisional per-type map (annotator "iadbench-import"), as a new user starts
+    _run(["iadbench", "import", str(images), "--name", "tinyreal", "--background", "with", "--defect-map", DEFECT_MAP],
+         repo, env)  # fmt: skip
     _run(["dvc", "repro"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "built"], repo, env)
@@ -110,23 +133,47 @@ def test_push_is_idempotent(world):
     assert "imported 0 new task(s)" in again
 
 
-def test_annotate_pull_repro_changes_only_categories_and_tables(world):
-    repo, env, client, url = world
+def _tasks(client):
     from iadbench.annotation.client import find_project
 
     project = find_project(client, "tinyreal")
-    tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.data["image_id"])
+    return sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.data["image_id"])
+
+
+def test_a_first_sitting_labels_a_subset_and_the_pipeline_still_runs(world):
+    """Two people label half the tasks; the pull merges, so the other half keeps its provisional labels, the
+    categories gate passes and the summary says how many categories a person confirmed.
+    """
+    repo, env, client, _ = world
+    tasks = _tasks(client)
+    subset = tasks[len(tasks) // 2 :]
+    for user in _annotators(client):
+        for task in subset:
+            client.annotations.create(id=task.id, result=choose(["contamination"], "with"), completed_by=user.id)
+    status = _run(["iadbench", "annotate", "status", "--dataset", "tinyreal"], repo, env).stdout
+    assert f"{len(subset)} of {len(tasks)} task(s) labelled by 2 person(s)" in status and "0 disagreement(s)" in status
+    out = _run(["iadbench", "annotate", "pull", "--dataset", "tinyreal"], repo, env).stdout
+    assert f"merged with the previous export: {len(subset)} image(s) labelled on the server" in out
+    _run(["dvc", "repro"], repo, env)  # the categories gate passes: nobody's labels were lost
+    cats = pd.read_csv(repo / "data/categories.csv", keep_default_na=False).set_index("image_id")
+    labelled = [t.data["image_id"] for t in subset]
+    rest = [t.data["image_id"] for t in tasks[: len(tasks) // 2]]
+    assert (cats.loc[labelled, "label_source"] == "person").all()
+    assert (cats.loc[labelled, "defect_categories"] == "contamination").all()
+    assert (cats.loc[rest, "label_source"] == "import_map").all() and (cats.loc[rest, "n_annotators"] == 1).all()
+    summary = json.loads((repo / "reports/data_summary.json").read_text())["annotation"]["label_source"]
+    assert summary["person"] == len(labelled) and summary["import_map"] == len(rest)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "first sitting"], repo, env)
+
+
+def test_annotate_pull_repro_changes_only_categories_and_tables(world):
+    """The second sitting labels the rest: the first task with a disagreement, the others as contamination."""
+    repo, env, client, url = world
+    tasks = _tasks(client)
     assert tasks and all(t.data["mask"].startswith("/data/local-files/?d=data/raw/tinyreal/") for t in tasks)
-    annotators = [client.users.create(email=f"annotator{i}@iadbench.invalid", password="annotator-pass-1",
-                                      username=f"annotator{i}") for i in (1, 2)]  # fmt: skip
-
-    def choose(defects: list[str], background: str) -> list[dict]:
-        return [
-            {"from_name": "defect_category", "to_name": "image", "type": "choices", "value": {"choices": defects}},
-            {"from_name": "background", "to_name": "image", "type": "choices", "value": {"choices": [background]}},
-        ]
-
-    for i, task in enumerate(tasks):
+    annotators = _annotators(client)
+    for i, task in enumerate(tasks[: len(tasks) // 2]):
         if i == 0:  # the annotators disagree: kept as multi-label and flagged as a tie
             answers = [(["structural"], "with"), (["surface"], "with")]
         else:  # both relabel the image as contamination

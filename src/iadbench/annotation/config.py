@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, IMAGE_FIELD
+from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, IMAGE_FIELD, NOTE_FIELD
 from iadbench.taxonomy import BACKGROUND_DEFINITIONS, BACKGROUNDS, DEFECT_CATEGORIES, DEFECT_DEFINITIONS
 
 CONFIG_PATH = Path("annotation/label_config.xml")
-NOTE_FIELD = "note"
+
 MASK_FIELD = "mask"
 REFERENCE_FIELD = "reference"
 

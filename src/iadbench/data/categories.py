@@ -29,13 +29,20 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pandas as pd
 
 from iadbench.errors import InputError, InputErrors
-from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, IMAGE_FIELD, IMPORT_ANNOTATOR, SIMULATED_PREFIX
+from iadbench.labelstudio import (
+    BACKGROUND_FIELD,
+    DEFECT_FIELD,
+    IMAGE_FIELD,
+    IMPORT_ANNOTATOR,
+    NOTE_FIELD,
+    SIMULATED_PREFIX,
+)
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, join_categories
 
 CATEGORY_COLUMNS = [
     "image_id", "product", "label", "defect_categories", "background", "background_source", "label_source",
     "n_annotators",
-    "n_cancelled", "defect_agreement", "background_agreement", "defect_tie", "background_tie", "task_id",
+    "n_cancelled", "notes", "defect_agreement", "background_agreement", "defect_tie", "background_tie", "task_id",
     *(f"votes_{c}" for c in DEFECT_CATEGORIES), *(f"votes_background_{b}" for b in BACKGROUNDS),
 ]  # fmt: skip
 
@@ -54,6 +61,7 @@ class Vote:
     background: str | None
     cancelled: bool
     suggested: bool = False
+    note: str = ""  # the annotator's free-text note, if any
 
     @property
     def source(self) -> str:
@@ -211,7 +219,10 @@ def _vote(annotation: dict, task_id: int, image_id: str, bad) -> Vote | None:  #
     defects: set[str] = set()
     background: str | None = None
     ok = True
+    note = ""
     for result in annotation.get("result") or []:
+        if result.get("type") == "textarea" and result.get("from_name") == NOTE_FIELD:
+            note = " ".join(str(t) for t in (result.get("value") or {}).get("text") or []).strip()
         if result.get("type") != "choices":
             continue
         name = result.get("from_name")
@@ -238,6 +249,7 @@ def _vote(annotation: dict, task_id: int, image_id: str, bad) -> Vote | None:  #
         defect_categories=frozenset(defects),
         background=background,
         cancelled=bool(annotation.get("was_cancelled")),
+        note=note,
     )
 
 
@@ -292,6 +304,7 @@ def resolve_categories(votes: list[Vote], manifest: pd.DataFrame) -> pd.DataFram
                 "background": background or "",
                 "background_source": "annotation" if background else "",
                 "label_source": label_source(live),
+                "notes": " | ".join(f"{v.annotator}: {v.note}" for v in live if v.note),
                 "n_annotators": len(live),
                 "n_cancelled": len(image_votes) - len(live),
                 "defect_agreement": round(defect_agreement, 6),

@@ -9,7 +9,7 @@ from iadbench.data.categories import LABEL_SOURCES
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, SPLITS, split_categories
 
 
-def _kappas(categories: pd.DataFrame) -> dict[str, float | None]:
+def category_kappas(categories: pd.DataFrame) -> dict[str, float | None]:
     """Fleiss' kappa per defect category (chosen or not) and for the background, over anomalous annotated images."""
     rated = categories[(categories["label"] == "anomalous") & (categories["n_annotators"] >= 2)]
     if not {f"votes_{c}" for c in DEFECT_CATEGORIES} <= set(rated.columns):
@@ -61,7 +61,7 @@ def data_summary(split: pd.DataFrame, manifest: pd.DataFrame, categories: pd.Dat
         "mean_defect_agreement": round(float(annotated["defect_agreement"].mean()), 4) if len(annotated) else 0.0,
         "defect_ties": int(categories["defect_tie"].astype(bool).sum()),
         "background_ties": int(categories["background_tie"].astype(bool).sum()),
-        "fleiss_kappa": _kappas(categories),
+        "fleiss_kappa": category_kappas(categories),
         # who the anomalous images' categories come from: confirmed by a person, a suggestion accepted unchanged,
         # the provisional import map, simulated annotators (synthetic), nobody yet
         "label_source": {s: int(n) for s, n in anomalous_sources.reindex(list(LABEL_SOURCES), fill_value=0).items()},

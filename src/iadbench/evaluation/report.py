@@ -22,6 +22,7 @@ from iadbench.evaluation.evaluate import GOOD_ONLY_RULE, ORACLE, evaluate_path
 from iadbench.evaluation.figures import category_bars, drift_examples, overlays, threshold_curves
 from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE, pooled, with_categories
 from iadbench.params import DataParams, ThresholdParams, evaluated_models
+from iadbench.paths import CATEGORIES
 from iadbench.taxonomy import DEFECT_CATEGORIES, DEFECT_DEFINITIONS, split_categories
 
 REPORT_HTML = Path("reports/report.html")
@@ -39,6 +40,36 @@ def fmt(value: Any, digits: int = 3) -> str:
     except (TypeError, ValueError):
         return "–" if value is None else str(value)
     return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def annotation_sections(categories: pd.DataFrame, max_notes: int = 100) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Where the categories come from, per defect category: anomalous images carrying it, the share whose label a
+    person gave or changed (``person``) or accepted unchanged (``suggestion``), the shares still provisional (import
+    map) or simulated, and Fleiss' kappa of the annotators (images with 2+ annotators); then annotators' notes.
+    """
+    from iadbench.data.summary import category_kappas
+
+    if "label_source" not in categories:
+        return []
+    anomalous = categories[categories["label"] == "anomalous"]
+    kappas = category_kappas(categories)
+    header = ["category", "anomalous images", "confirmed by a person", "suggestion accepted",
+              "import map (provisional)", "simulated", "none", "Fleiss' kappa"]  # fmt: skip
+    body = []
+    for category in DEFECT_CATEGORIES:
+        rows = anomalous[anomalous["defect_categories"].map(lambda cs, c=category: c in split_categories(cs))]
+        n = len(rows)
+        shares = [fmt(float((rows["label_source"] == s).mean()) if n else None)
+                  for s in ("person", "suggestion", "import_map", "simulated", "none")]  # fmt: skip
+        body.append([category, str(n), *shares, fmt(kappas.get(category))])
+    sections = [("Annotation: who confirmed each category (shares of its anomalous images)", header, body)]
+    noted = categories[categories["notes"].astype(str) != ""] if "notes" in categories else categories.iloc[:0]
+    if len(noted):
+        notes = [[r.image_id, r.defect_categories, str(r.notes)] for r in noted.head(max_notes).itertuples()]
+        if len(noted) > max_notes:
+            notes.append([f"... {len(noted) - max_notes} more in data/categories.csv", "", ""])
+        sections.append(("Annotators' notes", ["image", "categories", "notes (annotator: note)"], notes))
+    return sections
 
 
 def _flat(cell: str) -> str:
@@ -315,6 +346,7 @@ def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
         (f"Per category at {RULE_NAMES[method]}", *detail),
         ("Per product", *prod),
         *([section] if (section := segad_section(params, metrics)) else []),
+        *annotation_sections(pd.read_csv(CATEGORIES, keep_default_na=False)),
         *study_sections(),
     ]
     md = [f"# iadbench report\n\n{intro}\n\nDefect categories — {definitions}.\n"]
