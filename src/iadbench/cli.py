@@ -239,6 +239,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_annotate(args: argparse.Namespace) -> None:
     """Label Studio round trip: serve, push tasks, pull the export (see annotation/README.md)."""
     from iadbench.annotation import client
+    from iadbench.annotation.workflow import pull_steps, push_steps
     from iadbench.data.manifest import read_table
 
     if args.action == "config":
@@ -260,6 +261,9 @@ def cmd_annotate(args: argparse.Namespace) -> None:
         verb = "created" if result["created"] else "updated"
         print(f"{verb} project {result['project_id']} ({client.project_title(args.dataset)}): imported "
               f"{result['imported']} new task(s), {result['already_there']} already there")  # fmt: skip
+        print("next: label in the browser; after each sitting:")
+        for line in push_steps(args.dataset):
+            print(f"  {line}")
     elif args.action == "status":
         r = client.status(ls, args.dataset)
         by = ", ".join(f"{k} annotator(s): {v}" for k, v in r["by_annotators"].items())
@@ -279,7 +283,9 @@ def cmd_annotate(args: argparse.Namespace) -> None:
         if result["unlabelled_tasks"]:
             print(f"note: {result['unlabelled_tasks']} task(s) have no annotation yet; their images keep no category "
                   "and the categories gate will name them")  # fmt: skip
-        print(f"next: git add {result['path']}.dvc && git commit -m 'labels' && dvc repro")
+        print("next:")
+        for line in pull_steps(args.dataset):
+            print(f"  {line}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -316,11 +322,12 @@ def cmd_import(args: argparse.Namespace) -> None:
         print(f"  note: {note}")
     if args.no_dvc:
         return
-    tracked = " ".join(f"{p}.dvc" for p in result.added)
-    print(f"next: git add {tracked} && git commit -m 'import {args.name}'")
-    print("      dvc push   (the data travels to the DVC remote, so that a clone restores it with dvc pull)")
-    print(f"then: dvc exp run -S 'data.datasets=[{args.name}]' -S 'data.products=[...]'"
-          f"   (or add {args.name} to data.datasets in params.yaml and dvc repro)")  # fmt: skip
+    from iadbench.annotation.workflow import import_steps
+
+    products = sorted(p.name for p in result.added[0].iterdir() if p.is_dir())
+    print("next (dvc push sends the data to the DVC remote, so that a clone restores it with dvc pull):")
+    for line in import_steps(args.name, result.added, products):
+        print(f"  {line}")
 
 
 def cmd_study(args: argparse.Namespace) -> None:

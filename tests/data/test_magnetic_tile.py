@@ -27,7 +27,7 @@ pytestmark = [
 DEFECT_MAP = "blowhole=structural,break=structural,crack=structural,fray=structural,uneven=surface"
 
 
-def test_magnetic_tile_through_the_data_stages(tmp_path, monkeypatch):
+def test_magnetic_tile_through_the_data_stages(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     subprocess.run(["git", "init", "-q"], check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
@@ -35,6 +35,11 @@ def test_magnetic_tile_through_the_data_stages(tmp_path, monkeypatch):
     args = ["import", str(SOURCE), "--name", "magnetic_tile", "--background", "without", "--defect-map", DEFECT_MAP]
     assert main(args) == 0
     assert tree_digest(SOURCE) == before
+    from iadbench.annotation.workflow import import_steps
+
+    added = [Path("data/raw/magnetic_tile"), Path("annotation/exports/magnetic_tile.json")]
+    printed = capsys.readouterr().out
+    assert all(f"  {line}\n" in printed for line in import_steps("magnetic_tile", added, ["tile"])), printed
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY, "data": {"dataset": "magnetic_tile"}}))
     for verb in (["--quiet", "manifest"], ["gate", "manifest"], ["categories"], ["gate", "categories"], ["split"],
                  ["gate", "split"], ["summary"]):  # fmt: skip
