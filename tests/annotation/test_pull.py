@@ -216,3 +216,14 @@ def test_notes_reach_the_categories_table_and_the_report(exports):
     surface = next(row for row in body if row[0] == "surface")
     assert surface[1:5] == ["2", "0.500", "0.000", "0.500"]  # half confirmed by a person, half still provisional
     assert notes_title == "Annotators' notes" and notes[0][0] == A
+
+
+def test_the_suggestion_an_annotation_started_from_is_read_from_the_annotation(exports):
+    """Label Studio's export: task predictions are ids; the annotation carries the prediction it started from."""
+    suggestion = {"id": 1, "result": _ann(0, 0, ["surface"])["result"]}
+    accepted = {**_task(1, A, {**_ann(101, 5, ["surface"]), "prediction": suggestion}), "predictions": [1]}
+    changed = {**_task(2, B, {**_ann(102, 5, ["structural"]), "prediction": suggestion}), "predictions": [1]}
+    path = Path("export.json")
+    path.write_text(json.dumps([accepted, changed]))
+    votes = parse_export(path, "data/raw/tile", IDS)
+    assert {v.image_id: v.source for v in votes} == {A: "suggestion", B: "person"}

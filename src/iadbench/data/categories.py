@@ -171,7 +171,8 @@ def parse_export(export: Path, dataset_root: str, manifest_ids: set[str]) -> lis
         for annotation in task.get("annotations") or []:
             vote = _vote(annotation, task_id, image_id, bad)
             if vote is not None:
-                votes.append(replace(vote, suggested=suggestion == (vote.defect_categories, vote.background)))
+                shown = _suggestion({"predictions": [annotation.get("prediction")]}) or suggestion
+                votes.append(replace(vote, suggested=shown == (vote.defect_categories, vote.background)))
     if problems:
         raise InputErrors(problems)
     return votes
@@ -210,7 +211,10 @@ def result_choices(result: list) -> tuple[frozenset[str], str | None]:
 
 
 def _suggestion(task: dict) -> tuple[frozenset[str], str | None] | None:
-    """The (defects, background) the task suggested (its first prediction), or None."""
+    """The (defects, background) the task suggested (its first prediction), or None. Label Studio's export lists a
+    task's predictions as ids and puts the prediction an annotation started from in the annotation's ``prediction``
+    object; :func:`parse_export` looks there first.
+    """
     predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
     return result_choices(predictions[0].get("result") or []) if predictions else None
 
