@@ -17,7 +17,7 @@ import pandas as pd
 
 from iadbench.annotation.config import label_config
 from iadbench.annotation.tasks import build_tasks
-from iadbench.data.categories import image_reference_to_path, parse_export
+from iadbench.data.categories import annotator_of, image_reference_to_path, parse_export
 from iadbench.errors import IadbenchError, InputError
 from iadbench.labelstudio import IMPORT_ANNOTATOR
 from iadbench.paths import ASSIGNMENT, dataset_root, export_path
@@ -134,13 +134,6 @@ def stable_export(tasks: list[dict]) -> str:
     return json.dumps(ordered, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _who(annotation: dict) -> str:
-    who = annotation.get("completed_by")
-    if isinstance(who, dict):
-        who = who.get("email") or who.get("id")
-    return str(who)
-
-
 def _image_key(task: dict) -> str:
     reference = (task.get("data") or {}).get("image", "")
     try:
@@ -166,14 +159,15 @@ def merge_exports(previous: list[dict], current: list[dict]) -> tuple[list[dict]
         seen.add(key)
         old = before.get(key)
         now = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
-        live = {_who(a) for a in now if not a.get("was_cancelled")}
-        earlier = [a for a in (old or {}).get("annotations") or [] if isinstance(a, dict)]
+        live = {annotator_of(a) for a in now if not a.get("was_cancelled")}
+        on_server = {(a.get("id"), annotator_of(a)) for a in now}  # the server still holds these: not twice
+        earlier = [a for a in (old or {}).get("annotations") or []
+                   if isinstance(a, dict) and (a.get("id"), annotator_of(a)) not in on_server]  # fmt: skip
         if live:
-            kept = [a for a in earlier if _who(a) not in live and _who(a) != IMPORT_ANNOTATOR
-                    and not any(a.get("id") == b.get("id") and _who(a) == _who(b) for b in now)]  # fmt: skip
+            kept = [a for a in earlier if annotator_of(a) not in live | {IMPORT_ANNOTATOR}]
             counts["labelled_now"] += 1
         else:
-            kept = [a for a in earlier if not any(a.get("id") == b.get("id") and _who(a) == _who(b) for b in now)]
+            kept = earlier
             counts["kept_previous"] += bool(kept)
         merged.append({**task, "annotations": [*now, *kept]})
     taken = {t.get("id") for t in merged}
@@ -248,8 +242,8 @@ def labelling_status(tasks: list[dict]) -> dict[str, Any]:
     for task in tasks:
         live = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
         cancelled += sum(1 for a in task.get("annotations") or [] if isinstance(a, dict) and a.get("was_cancelled"))
-        per_task.append(len({_who(a) for a in live}))
-        people |= {_who(a) for a in live}
+        per_task.append(len({annotator_of(a) for a in live}))
+        people |= {annotator_of(a) for a in live}
         if len({result_choices(a.get("result") or []) for a in live}) > 1:
             disagree += 1
     by_count: dict[str, int] = {}

@@ -103,7 +103,8 @@ def image_reference_to_path(reference: str) -> str:
     return posixpath.normpath(path.replace("\\", "/"))
 
 
-def _annotator(annotation: dict) -> str:
+def annotator_of(annotation: dict) -> str:
+    """Who made an annotation: its ``completed_by`` (an e-mail or id when it is an object), as text."""
     who = annotation.get("completed_by")
     if isinstance(who, dict):
         who = who.get("email") or who.get("id")
@@ -249,7 +250,7 @@ def _vote(annotation: dict, task_id: int, image_id: str, bad) -> Vote | None:  #
     return Vote(
         task_id=task_id,
         image_id=image_id,
-        annotator=_annotator(annotation),
+        annotator=annotator_of(annotation),
         defect_categories=frozenset(defects),
         background=background,
         cancelled=bool(annotation.get("was_cancelled")),

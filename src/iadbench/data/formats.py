@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from iadbench.data.manifest import IMAGE_EXTENSIONS, MASK_SUFFIX
+from iadbench.data.manifest import MASK_SUFFIX, images_in, subdirs
 from iadbench.errors import IadbenchError, InputError, InputErrors
 
 MISSING_MASK_POLICIES = ("error", "empty", "skip")
@@ -90,23 +90,10 @@ class Format:
     aux: tuple[str, ...] = ()  # top-level folders that belong to the format but are not products
 
 
-def _images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in IMAGE_EXTENSIONS)  # fmt: skip
-
-
-def _dirs(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def _mask_by_stem(folder: Path, stem: str, suffixes: tuple[str, ...] = ("",)) -> Path | None:
     """The mask image in ``folder`` whose stem is ``stem + suffix`` for one of ``suffixes`` (any image extension)."""
     for suffix in suffixes:
-        for p in _images(folder):
+        for p in images_in(folder):
             if p.stem == stem + suffix:
                 return p
     return None
@@ -122,15 +109,15 @@ def _add(out: Collected, item: Item) -> None:
 
 
 def _detect_mvtec(product: Path) -> bool:
-    return bool(_images(product / "train" / "good")) and (product / "test").is_dir()
+    return bool(images_in(product / "train" / "good")) and (product / "test").is_dir()
 
 
 def _collect_mvtec(root: Path, options: Options) -> Collected:
     out = Collected(items=[])
-    for product in _dirs(root):
+    for product in subdirs(root):
         for split in ("train", "test"):
-            for type_dir in _dirs(product / split):
-                for image in _images(type_dir):
+            for type_dir in subdirs(product / split):
+                for image in images_in(type_dir):
                     mask = None
                     if split == "test" and type_dir.name != "good":
                         mask = _mask_by_stem(product / "ground_truth" / type_dir.name, image.stem, (MASK_SUFFIX,))
@@ -147,12 +134,12 @@ def _detect_btad(product: Path) -> bool:
 
 def _collect_btad(root: Path, options: Options) -> Collected:
     out = Collected(items=[])
-    for product in _dirs(root):
-        for image in _images(product / "train" / "ok"):
+    for product in subdirs(root):
+        for image in images_in(product / "train" / "ok"):
             _add(out, Item(product.name, "train", "good", image))
-        for type_dir in _dirs(product / "test"):
+        for type_dir in subdirs(product / "test"):
             defect_type = "good" if type_dir.name == "ok" else type_dir.name
-            for image in _images(type_dir):
+            for image in images_in(type_dir):
                 mask = None
                 if defect_type != "good":
                     mask = _mask_by_stem(product / "ground_truth" / type_dir.name, image.stem, ("", MASK_SUFFIX))
@@ -175,7 +162,7 @@ def _collect_visa(root: Path, options: Options) -> Collected:
     if not path.is_file():
         raise InputError(path, "a VisA folder needs its split file (split_csv/1cls.csv, as VisA ships it)")
     out = Collected(items=[])
-    present = {p.name for p in _dirs(root)}
+    present = {p.name for p in subdirs(root)}
     problems: list[InputError] = []
     absent: set[str] = set()
     with path.open(newline="", encoding="utf-8") as f:
@@ -227,12 +214,12 @@ def _detect_mvtec3d(product: Path) -> bool:
 
 def _collect_mvtec3d(root: Path, options: Options) -> Collected:
     out = Collected(items=[])
-    for product in _dirs(root):
-        for image in _images(product / "train" / "good" / "rgb"):
+    for product in subdirs(root):
+        for image in images_in(product / "train" / "good" / "rgb"):
             _add(out, Item(product.name, "train", "good", image))
         moved = 0
-        for type_dir in _dirs(product / "validation"):
-            for image in _images(type_dir / "rgb"):
+        for type_dir in subdirs(product / "validation"):
+            for image in images_in(type_dir / "rgb"):
                 if type_dir.name == "good":
                     _add(out, Item(product.name, "train", "good", image, name=f"validation_{image.name}"))
                     moved += 1
@@ -240,8 +227,8 @@ def _collect_mvtec3d(root: Path, options: Options) -> Collected:
                     raise InputError(type_dir, "MVTec 3D-AD validation/ holds good images only")
         if moved:
             out.notes.append(f"{product.name}: {moved} validation/good image(s) joined train/good as validation_*")
-        for type_dir in _dirs(product / "test"):
-            for image in _images(type_dir / "rgb"):
+        for type_dir in subdirs(product / "test"):
+            for image in images_in(type_dir / "rgb"):
                 mask = None
                 if type_dir.name != "good":
                     mask = _mask_by_stem(type_dir / "gt", image.stem)
@@ -256,7 +243,7 @@ FOLDER_MASKS = ("masks", "mask", "ground_truth")
 
 
 def _detect_folder(root: Path) -> bool:
-    return bool(_images(root / FOLDER_GOOD))
+    return bool(images_in(root / FOLDER_GOOD))
 
 
 def _collect_folder(root: Path, options: Options) -> Collected:
@@ -264,7 +251,7 @@ def _collect_folder(root: Path, options: Options) -> Collected:
         raise IadbenchError(f"--good-test-fraction must be in (0, 1), got {options.good_test_fraction}")
     product = options.product
     out = Collected(items=[])
-    good = _images(root / FOLDER_GOOD)
+    good = images_in(root / FOLDER_GOOD)
     n_test = max(1, round(options.good_test_fraction * len(good)))
     if len(good) - n_test < 1:
         raise InputError(root / FOLDER_GOOD, "needs at least 2 good images (one to train on, one to test)")
@@ -274,11 +261,11 @@ def _collect_folder(root: Path, options: Options) -> Collected:
     for image in good:
         _add(out, Item(product, "test" if image in to_test else "train", "good", image))
     masks_root = next((root / m for m in FOLDER_MASKS if (root / m).is_dir()), None)
-    defect_dirs = [d for d in _dirs(root) if d.name != FOLDER_GOOD and (masks_root is None or d != masks_root)]
+    defect_dirs = [d for d in subdirs(root) if d.name != FOLDER_GOOD and (masks_root is None or d != masks_root)]
     if not defect_dirs:
         raise InputError(root, "a folder dataset needs one folder of anomalous images beside good/")
     for type_dir in defect_dirs:
-        for image in _images(type_dir):
+        for image in images_in(type_dir):
             mask = None
             if masks_root is not None:
                 mask = _mask_by_stem(masks_root / type_dir.name, image.stem, ("", MASK_SUFFIX))
@@ -314,13 +301,13 @@ def detect_format(root: Path) -> str:
     if not root.is_dir():
         raise InputError(root, "source folder not found")
     if FORMATS["folder"].detect(root) and not any(
-        f.detect(d) for f in FORMATS.values() if f.per_product for d in _dirs(root)
+        f.detect(d) for f in FORMATS.values() if f.per_product for d in subdirs(root)
     ):
         return "folder"
     aux = {a for f in FORMATS.values() for a in f.aux}
     found: dict[str, list[str]] = {}
     unknown: list[str] = []
-    for d in _dirs(root):
+    for d in subdirs(root):
         if d.name in aux:
             continue
         names = [f.name for f in FORMATS.values() if f.per_product and f.detect(d)]
@@ -347,7 +334,7 @@ def collect(root: Path, name: str, options: Options) -> Collected:
     if not root.is_dir():
         raise InputError(root, "source folder not found")
     if fmt.per_product:
-        products = [d for d in _dirs(root) if d.name not in fmt.aux]
+        products = [d for d in subdirs(root) if d.name not in fmt.aux]
         wrong = [d.name for d in products if not fmt.detect(d)]
         if not products or wrong:
             detail = f"folder(s) {sorted(wrong)} do not match" if wrong else "no product folder"

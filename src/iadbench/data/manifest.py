@@ -85,11 +85,13 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _images_in(folder: Path) -> list[Path]:
+def images_in(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (no hidden files), sorted; none if it is not a folder."""
     return sorted(p for p in folder.iterdir() if _is_image(p)) if folder.is_dir() else []
 
 
-def _subdirs(folder: Path) -> list[Path]:
+def subdirs(folder: Path) -> list[Path]:
+    """The non-hidden sub-folders of ``folder``, sorted; none if it is not a folder."""
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
 
 
@@ -109,7 +111,7 @@ def list_files(root: Path) -> Listing:
     """
     if not root.is_dir():
         raise InputError(root, "dataset folder not found", "import it with `iadbench import PATH --name NAME`")
-    products = _subdirs(root)
+    products = subdirs(root)
     if not products:
         raise InputError(root, "dataset holds no product folder (MVTec AD layout: <product>/train/good/...)")
     problems: list[InputError] = []
@@ -123,14 +125,14 @@ def list_files(root: Path) -> Listing:
             continue
         found = 0
         for split_dir in (train, test):
-            for defect_dir in _subdirs(split_dir):
-                for image in _images_in(defect_dir):
+            for defect_dir in subdirs(split_dir):
+                for image in images_in(defect_dir):
                     images.append((product, split_dir.name, defect_dir.name, image))
                     found += 1
         if found == 0:
             problems.append(InputError(product_dir, "empty product: no image under train/ or test/"))
-        for defect_dir in _subdirs(product_dir / "ground_truth"):
-            masks += [(product, defect_dir.name, m) for m in _images_in(defect_dir)]
+        for defect_dir in subdirs(product_dir / "ground_truth"):
+            masks += [(product, defect_dir.name, m) for m in images_in(defect_dir)]
     if problems:
         raise InputErrors(problems)
     return Listing(images=images, masks=masks)
@@ -299,7 +301,7 @@ def segment_facts(product_dir: Path, image_sizes: set[tuple[int, int]]) -> dict[
 def scan_segments(root: Path, images: pd.DataFrame) -> pd.DataFrame:
     """One row of :func:`segment_facts` per product folder under ``root`` (``images``: the manifest's rows)."""
     rows = []
-    for product_dir in _subdirs(root):
+    for product_dir in subdirs(root):
         mine = images[(images["product"] == product_dir.name) & images["decodes"].astype(bool)]
         rows.append(
             segment_facts(product_dir, {(int(w), int(h)) for w, h in zip(mine["width"], mine["height"], strict=True)})
@@ -312,11 +314,11 @@ def check_segments(root: Path) -> None:
     this before copying; the sizes are checked against the product's ``train/good`` images).
     """
     problems = []
-    for product_dir in _subdirs(root):
+    for product_dir in subdirs(root):
         if not (product_dir / SEGMENTS_FILE).exists():
             continue
         sizes = set()
-        for image in _images_in(product_dir / "train" / "good"):
+        for image in images_in(product_dir / "train" / "good"):
             facts, _ = decode(image)
             if facts.decodes:
                 sizes.add((facts.width, facts.height))
