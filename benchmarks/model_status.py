@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 from readme_blocks import replace_block
 
+from iadbench import resources
 from iadbench.cli import main as iadbench
 from iadbench.models.registry import MODELS
 
@@ -98,8 +99,9 @@ def main() -> None:
         row.update(status=status, message=message)
         if status.endswith("ok"):
             report = json.loads(Path(f"reports/predict/{model}/nut.json").read_text())
-            row.update(fit_seconds=report["fit_seconds"], images_per_second=report["images_per_second"],
-                       peak_rss_mb=max(report["train_peak_rss_mb"], report["predict_peak_rss_mb"]),
+            fit, ran = resources.read("train", model, "nut"), resources.read("predict", model, "nut")
+            row.update(fit_seconds=fit["fit_seconds"], images_per_second=ran["images_per_second"],
+                       peak_rss_mb=max(fit["peak_rss_mb"], ran["peak_rss_mb"]),
                        weights=f"{report['backbone'] or '-'} ({report['weights_source']})")  # fmt: skip
         row["wall_seconds"] = round(time.perf_counter() - start, 1)
         row["image_size"] = size

@@ -23,15 +23,12 @@ import pandas as pd
 import yaml
 from readme_blocks import PROJECT, replace_block
 
+from iadbench.formatting import fmt as _f
+from iadbench.metrics.registry import headline_rules, rule_label
 from iadbench.studies import experiments
 
-RULES = ("roc", "iou", "pr")
-RULE_NAMES = {"roc": "ROC-T", "iou": "IoU-T", "pr": "PR-T"}
+RULES = headline_rules()
 COLUMNS = ("mean_iou", "pooled_iou", "pixel_fpr_good", "image_f1", "image_false_alarm", "image_auroc", "pixel_aupro")
-
-
-def _f(value: object, digits: int = 3) -> str:
-    return "–" if value is None or value != value else f"{float(value):.{digits}f}"
 
 
 def headline() -> None:
@@ -59,7 +56,7 @@ def headline() -> None:
     rows = cats[(cats["rule"] == method) & cats["kind"].isin(["defect_category", "background"])]
     groups = list(dict.fromkeys(zip(rows["kind"], rows["group"], strict=True)))
     names = [g if k == "defect_category" else f"background {g}" for k, g in groups]
-    lines += ["", f"Mean per-image IoU per category at {RULE_NAMES[method]} (n test images with a mask):", "",
+    lines += ["", f"Mean per-image IoU per category at {rule_label(method)} (n test images with a mask):", "",
               "| model | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]  # fmt: skip
     for model in metrics:
         cells = []

@@ -32,6 +32,7 @@ DOC = PROJECT / "docs/segad.md"
 
 
 def bench_tile(args: argparse.Namespace) -> dict:
+    from iadbench import resources
     from iadbench.cli import main as iadbench
 
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
@@ -61,9 +62,11 @@ def bench_tile(args: argparse.Namespace) -> dict:
                 image = json.loads(Path(f"reports/evaluate/{model}/tile.json").read_text())["image"]
                 run[model] = {"image_auroc": image["auroc"], "fpr_at_95tpr": image["fpr_at_95tpr"]}
             predict = json.loads(Path(f"reports/predict/{setup}/tile.json").read_text())
+            features = resources.read("segad_features", args.model, "tile")
             run["times"] = {
-                "detector_fit_seconds": predict["detector_fit_seconds"][args.model],
-                "segad_feature_seconds": predict["feature_seconds"], "brf_fit_seconds": predict["fit_seconds"],
+                "detector_fit_seconds": resources.read("train", args.model, "tile")["fit_seconds"],
+                "segad_feature_seconds": round(features["detector_seconds"] + features["feature_seconds"], 3),
+                "brf_fit_seconds": resources.read("segad", setup, "tile")["fit_seconds"],
             }  # fmt: skip
             run["brf"] = {k: predict[k] for k in ("n_brf_good", "n_brf_anomalous", "n_synthetic", "mode")}
             print(json.dumps(run), flush=True)

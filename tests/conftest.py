@@ -65,6 +65,19 @@ TINY = {
 }
 
 
+def registry_params() -> dict:
+    """TINY with every registered model's options at the registry's defaults: what unit tests build params from
+    (never the production params.yaml, which users edit; tests/models/test_registry.py checks that file's options).
+    """
+    import copy
+
+    from iadbench.models.registry import MODELS, effective_options
+
+    params = copy.deepcopy(TINY)
+    params["model_options"] = {m: effective_options(m, None) for m in MODELS}
+    return params
+
+
 def tiny_synth(**overrides) -> SynthesizeParams:
     return SynthesizeParams.from_params({"synthesize": {**TINY["synthesize"], **overrides}})
 

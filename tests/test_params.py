@@ -1,6 +1,7 @@
 """SegAD's params: the paper's defaults load, and every bad value names its key."""
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,8 @@ def _with(**segad):
 
 
 def test_defaults_are_off_and_the_papers_brf():
-    default = SegadParams.from_params(load_params("params.yaml"))
+    # the shipped params.yaml (an explicit check of the file users start from, wherever pytest runs)
+    default = SegadParams.from_params(load_params(Path(__file__).resolve().parents[1] / "params.yaml"))
     assert not default.on and default.setups == ()
     assert dict(default.xgboost) == {
         "n_estimators": 10, "num_parallel_tree": 200, "learning_rate": 0.3, "objective": "binary:logitraw",

@@ -85,7 +85,7 @@ def test_repro_builds_every_stage(repo):
     out = _run(["dvc", "repro"], root, env)
     assert _stages_run(out.stdout) == {
         "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split", "gate_split", "summary",
-        "gate_maps", "metrics", "report", *_cells("train", "predict", "thresholds", "evaluate"),
+        "gate_maps", "metrics", "report", "costs", *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
     meta = json.loads((root / "models/padim/nut/meta.json").read_text())
@@ -128,12 +128,29 @@ def test_clean_rebuild_is_byte_identical(repo):
         )
     }
     raw_before = tree_digest(root / "data/raw/synthetic")
+    lock_before = _lock_outputs(root)
     for p in before:
         (root / p).unlink()
     shutil.rmtree(root / "data/raw/synthetic")
+    shutil.rmtree(root / "models")
     _run(["dvc", "repro", "--force"], root, env)
     assert {p: (root / p).read_bytes() for p in before} == before
     assert tree_digest(root / "data/raw/synthetic") == raw_before
+    # a stable dvc.lock: every output hash of every stage is rebuilt, the trained models' folders included; only
+    # the volatile measurements (reports/resources, reports/costs.*) may differ
+    lock_after = _lock_outputs(root)
+    assert set(lock_after) == set(lock_before)
+    changed = {k for k in lock_before if lock_after[k] != lock_before[k]}
+    assert changed and all(path.startswith(VOLATILE) for _, path in changed), sorted(changed)
+
+
+VOLATILE = ("reports/resources/", "reports/costs.")  # seconds and memory: excluded from the lock comparison
+
+
+def _lock_outputs(root: Path) -> dict[tuple[str, str], str]:
+    """(stage, output path) -> hash, from dvc.lock."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    return {(stage, out["path"]): out.get("md5") or out.get("hash") for stage, s in lock.items() for out in s["outs"]}
 
 
 def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo):
@@ -145,7 +162,7 @@ def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo):
     baseline = json.loads((root / "reports/data_summary.json").read_text())["images"]["validation"]
     out = _run(["dvc", "exp", "run", "-n", "val60", "-S", "split.val_fraction=0.6"], root, env)
     assert _stages_run(out.stdout) == {  # a split param reruns the split and everything after it, nothing before
-        "split", "gate_split", "summary", "gate_maps", "metrics", "report",
+        "split", "gate_split", "summary", "gate_maps", "metrics", "report", "costs",
         *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
@@ -168,7 +185,7 @@ def test_exp_run_with_fewer_models_retrains_nothing(repo):
     out = _run(["dvc", "exp", "run", "-n", "padim-only", "-S", "models=[padim]"], root, env)
     ran = _stages_run(out.stdout)
     assert not any(s.startswith(("train@", "predict@")) for s in ran), ran
-    assert ran <= {"gate_maps", "metrics", "report"}
+    assert ran <= {"gate_maps", "metrics", "report", "costs"}
 
 
 def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo):
@@ -185,9 +202,52 @@ def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo):
         assert after[model]["mean_iou_by_rule"] == before[model]["mean_iou_by_rule"]
     shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
     assert "rule-pr" in shown and "padim.mean_iou" in shown
+    assert "train_loss" in shown and "epochs" in shown  # each cell's training summary (reports/train/*/*/metrics.json)
     plots = _run(["dvc", "plots", "show", "-o", "plots_out"], root, env)
     page = (root / "plots_out/index.html").read_text()
-    assert "<img" in page and "<script src=" not in page, plots.stdout
+    assert "<img" in page and "<script src=" not in page and "cdn.jsdelivr" not in page, plots.stdout
+    assert "vegaEmbed" in page and "validation curves and fitted thresholds" in page and "train_loss" in page
+    _assert_renders(page, root / "plots_out/index.html", root.parent / "chromium")
+
+
+def test_plots_diff_overlays_two_experiments(repo):
+    """`dvc plots diff` of two experiments (other training epochs): the AE's training curves and a cell's threshold
+    curves carry both revisions, offline.
+    """
+    root, env = repo
+    _run(["git", "checkout", "--", "params.yaml"], root, env)
+    _run(["dvc", "exp", "run", "-n", "epochs2", "-S", "train.epochs=2"], root, env)
+    _run(["dvc", "exp", "run", "-n", "epochs3", "-S", "train.epochs=3"], root, env)
+    targets = ["reports/train/ae/nut/plots/metrics", "reports/thresholds/ae/nut.curves.csv"]
+    _run(["dvc", "plots", "diff", "epochs2", "epochs3", "-o", "diff_out", "--targets", *targets], root, env)
+    page = (root / "diff_out/index.html").read_text()
+    assert "epochs2" in page and "epochs3" in page and "cdn.jsdelivr" not in page
+    curve = re.search(r'"train_loss": "?([0-9.]+)', page)
+    assert curve, "the training curve's points are in the page"
+    _assert_renders(page, root / "diff_out/index.html", root.parent / "chromium-diff")
+
+
+def _assert_renders(page: str, html: Path, profile: Path) -> None:
+    """Headless Chromium (Debian's package) renders the page with no network: a screenshot that is not blank."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("IADBENCH_REQUIRE_CHROMIUM"):
+            raise AssertionError("chromium not found, yet IADBENCH_REQUIRE_CHROMIUM is set (.ci/run installs it)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+    shot = html.with_suffix(".png")
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--window-size=1200,900", "--virtual-time-budget=10000",
+         f"--screenshot={shot}", html.as_uri()],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    drawn = float((pixels < 200).mean())  # axes, lines, labels: vega drew the charts (without it: a white page)
+    assert drawn > 0.01, f"{shot}: {drawn:.2%} of the screenshot is drawn: the plots did not render"
 
 
 def test_bad_dataset_stops_at_its_gate_and_damages_nothing(repo, tmp_path):

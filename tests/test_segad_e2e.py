@@ -57,6 +57,9 @@ def test_repro_runs_segad_through_the_report(repo):
     report = (root / "reports/report.md").read_text()
     assert "## SegAD — detector vs detector + SegAD" in report and "| all+segad | padim, ae (best single:" in report
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
+    costs = json.loads((root / "reports/costs.json").read_text())  # what SegAD adds, kept out of the report
+    assert costs["padim+segad"]["feature_seconds"] > 0 and costs["all+segad"]["fit_seconds"] > 0
+    assert "| padim+segad |" in (root / "reports/costs.md").read_text()
 
 
 def test_a_brf_param_reruns_segad_only(repo):

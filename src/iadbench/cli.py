@@ -10,6 +10,7 @@ from pathlib import Path
 
 from iadbench import __version__
 from iadbench.errors import IadbenchError
+from iadbench.formatting import fmt as _fmt
 from iadbench.paths import (
     ASSIGNMENT,
     CATEGORIES,
@@ -89,30 +90,10 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 
 def cmd_gate(args: argparse.Namespace) -> None:
-    """Run one validation gate; exit non-zero on any error-severity violation."""
+    """Run one validation gate (a module of :mod:`iadbench.gates`); exit non-zero on any error-severity violation."""
     from iadbench import gates
-    from iadbench.data.manifest import read_table
-    from iadbench.params import GateParams
 
-    params = _params(args)
-    if args.gate == "manifest":
-        paths = {"images": str(MANIFEST), "masks": str(MANIFEST_MASKS), "segments": str(MANIFEST_SEGMENTS)}
-        segments = read_table(MANIFEST_SEGMENTS) if MANIFEST_SEGMENTS.is_file() else None
-        result = gates.manifest_gate(
-            read_table(MANIFEST), read_table(MANIFEST_MASKS), GateParams.from_params(params), paths, segments
-        )
-    elif args.gate == "maps":
-        from iadbench.models.gate import maps_gate
-
-        result = maps_gate(params, read_table(ASSIGNMENT))
-    elif args.gate == "categories":
-        result = gates.categories_gate(read_table(CATEGORIES), read_table(MANIFEST), {"categories": str(CATEGORIES)})
-    else:
-        from iadbench.params import SegadParams, SplitParams
-
-        noise = SplitParams.from_params(params).train_noise
-        segad = SegadParams.from_params(params)
-        result = gates.split_gate(read_table(SPLIT), read_table(MANIFEST), {"split": str(SPLIT)}, noise, segad)
+    result = gates.load(args.gate).run(_params(args))
     out = gate_result(args.gate)
     result.write(out)
     for violation in result.violations[: args.max_lines]:
@@ -136,6 +117,16 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print(f"{DATA_SUMMARY}: {summary['images']}")
 
 
+def cmd_costs(args: argparse.Namespace) -> None:
+    """Write reports/costs.{json,md}: seconds and memory per model, from reports/resources."""
+    from iadbench.params import evaluated_models
+    from iadbench.paths import COSTS_MD
+    from iadbench.resources import write_costs
+
+    table = write_costs(evaluated_models(_params(args)))
+    print(f"{COSTS_MD}: {len(table)} model(s)")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     """Train one (model, product) cell."""
     from iadbench.models.run import train_cell
@@ -143,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     meta = train_cell(_params(args), args.model, args.product, progress=False if args.quiet else None)
     print(
         f"trained {args.model} on {args.product}: {meta['epochs']} epoch(s), {meta['fit_seconds']} s, "
-        f"peak RSS {meta['train_peak_rss_mb']} MiB, weights {meta['weights_source']} {meta['backbone']}"
+        f"peak RSS {meta['peak_rss_mb']} MiB, weights {meta['weights_source']} {meta['backbone']}"
     )
 
 
@@ -154,7 +145,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     report = predict_cell(_params(args), args.model, args.product, progress=False if args.quiet else None)
     print(
         f"predicted {report['n_images']} images with {args.model} on {args.product}: "
-        f"{report['images_per_second']} img/s, peak RSS {report['predict_peak_rss_mb']} MiB"
+        f"{report['images_per_second']} img/s, peak RSS {report['peak_rss_mb']} MiB"
     )
 
 
@@ -177,8 +168,7 @@ def cmd_segad(args: argparse.Namespace) -> None:
     r = fit_cell(_params(args), args.setup, args.product)
     print(
         f"{args.setup} on {args.product} ({r['mode']}): BRF on {r['n_brf_good']} good + {r['n_brf_anomalous']} "
-        f"anomalous, {r['n_features']} features; fit {r['fit_seconds']} s, features {r['feature_seconds']} s, "
-        f"scored {r['n_images']} images"
+        f"anomalous, {r['n_features']} features; fit {r['fit_seconds']} s, scored {r['n_images']} images"
     )
 
 
@@ -211,13 +201,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def cmd_metrics(args: argparse.Namespace) -> None:
     """Pool every cell into reports/metrics.json and the category and product tables."""
-    from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE, write_tables
+    from iadbench.evaluation.tables import write_tables
+    from iadbench.paths import CATEGORY_TABLE, METRICS, PRODUCT_TABLE
 
     metrics = write_tables(_params(args))
     for model, block in metrics.items():
@@ -359,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     verb("categories", cmd_categories, "parse each dataset's annotation/exports/<dataset>.json: data/categories.csv")
     verb("split", cmd_split, "write the seeded, stratified split to data/split.csv (params: split)")
     g = verb("gate", cmd_gate, "run a Great Expectations validation gate; exit 1 on any error")
-    g.add_argument("gate", choices=["manifest", "categories", "split", "maps"])
+    from iadbench.gates import available
+
+    g.add_argument("gate", choices=available(), help="the gate: one module of iadbench.gates")
     g.add_argument("--max-lines", type=int, default=100, help="violations printed (all are in the JSON)")
     for name, func, text in (
         ("train", cmd_train, "train one (model, product) cell on the split's train rows"),
@@ -397,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--collect", action="store_true", help="rebuild the tables from existing experiments only")
     st.add_argument("--rev", help="--collect: the commit the experiments derive from (default HEAD)")
     verb("summary", cmd_summary, "write reports/data_summary.json (DVC metrics)")
+    verb("costs", cmd_costs, "write reports/costs.{json,md}: seconds and memory per model (from reports/resources)")
     i = verb("import", cmd_import, "copy a dataset (mvtec, btad, visa, mvtec3d, folder) to data/raw/NAME; dvc add")
     i.add_argument("path", help="the dataset as it ships (read only, never modified)")
     i.add_argument("--name", required=True, help="dataset name: data/raw/NAME, an entry of data.datasets")
@@ -431,11 +421,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What each verb imports before it does any work (benchmarks/repro_speed.py times these apart from the work)
+VERB_MODULES = {
+    "train": ("torch", "lightning", "anomalib.engine", "iadbench.models.run"),
+    "predict": ("torch", "lightning", "anomalib.engine", "iadbench.models.run"),
+    "segad-features": ("torch", "lightning", "anomalib.engine", "iadbench.segad.stages"),
+    "segad": ("xgboost", "iadbench.segad.stages"),
+    "thresholds": ("iadbench.evaluation.thresholds",),
+    "evaluate": ("iadbench.evaluation.evaluate",),
+    "metrics": ("iadbench.evaluation.tables",),
+    "report": ("iadbench.evaluation.report",),
+    "gate": ("iadbench.gates",),
+}
+
+
+def _timed(args: argparse.Namespace, log: str) -> None:
+    """Run the verb, appending ``{verb, argv, import_seconds, work_seconds, startup_seconds}`` to ``log`` (JSON
+    lines; ``IADBENCH_TIMING_LOG``): start-up = process start to here (interpreter, ``iadbench.cli``), import =
+    the verb's modules, work = the rest.
+    """
+    import importlib
+    import os
+    import time
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open("/proc/self/stat") as fh:
+        started = int(fh.read().rsplit(")", 1)[1].split()[19]) / ticks
+    with open("/proc/uptime") as fh:
+        startup = float(fh.read().split()[0]) - started
+    start = time.perf_counter()
+    for module in VERB_MODULES.get(args.verb, ()):
+        importlib.import_module(module)
+    imported = time.perf_counter()
+    args.func(args)
+    done = time.perf_counter()
+    record = {"verb": args.verb, "argv": sys.argv[1:], "startup_seconds": round(startup, 3),
+              "import_seconds": round(imported - start, 3), "work_seconds": round(done - imported, 3)}  # fmt: skip
+    with open(log, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; user errors print one clear message (no traceback) and exit 1 (gate) or 2 (input)."""
+    import os
+
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        if log := os.environ.get("IADBENCH_TIMING_LOG"):
+            _timed(args, log)
+        else:
+            args.func(args)
     except GateFailed as exc:
         print(f"iadbench: {exc}", file=sys.stderr)
         return 1

@@ -305,11 +305,12 @@ class ThresholdParams:
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> ThresholdParams:
         """Validate ``threshold.method`` ∈ {roc, iou, pr}."""
-        from iadbench.metrics.curves import RULES
+        from iadbench.metrics.registry import headline_rules
 
         s = _section(params, "threshold", source)
         method = _get(s, "method", str, f"{source}: threshold")
-        _check(method in RULES, f"{source}: threshold.method must be one of {list(RULES)}, got {method!r}")
+        _check(method in headline_rules(),
+               f"{source}: threshold.method must be one of {list(headline_rules())}, got {method!r}")  # fmt: skip
         return cls(method)
 
 

@@ -15,10 +15,26 @@ ASSIGNMENT = Path("data/assignment.csv")  # the split without annotations: what 
 GATES_DIR = Path("reports/gates")
 MODELS_DIR = Path("models")
 MAPS_DIR = Path("data/maps")  # anomaly maps and scores, one .npz per (model, product)
-PREDICT_REPORTS = Path("reports/predict")
+PREDICT_REPORTS = Path("reports/predict")  # what predict did, per cell (deterministic: no timings)
+TRAIN_REPORTS = Path("reports/train")  # DVCLive's folder per cell: metrics.json and plots/metrics/*.tsv
+RESOURCES_DIR = Path("reports/resources")  # volatile measurements (seconds, memory, host), per stage and cell
+COSTS = Path("reports/costs.json")  # the resources summed per model (a dvc metric)
+COSTS_MD = Path("reports/costs.md")
 DATA_SUMMARY = Path("reports/data_summary.json")
 PARAMS = Path("params.yaml")
 SEGAD_DIR = Path("data/segad")  # SegAD features, one .npz per (detector, product)
+THRESHOLDS_DIR = Path("reports/thresholds")  # per cell: fitted thresholds (.json) and validation curves (.curves.csv)
+EVALUATE_DIR = Path("reports/evaluate")  # per cell: test figures (.json) and one row per test image (.csv)
+METRICS = Path("reports/metrics.json")  # the headline block per model (a DVC metric)
+TABLES_DIR = Path("reports/tables")  # categories.csv (Table 1, long format) and products.csv
+CATEGORY_TABLE = TABLES_DIR / "categories.csv"
+PRODUCT_TABLE = TABLES_DIR / "products.csv"
+REPORT_HTML = Path("reports/report.html")
+REPORT_MD = Path("reports/report.md")
+FIGURES = Path("reports/figures")  # the report's figures (DVC image plots)
+STUDIES_DIR = Path("reports/studies")  # iadbench study NAME: NAME.json, NAME.md
+LABEL_CONFIG = Path("annotation/label_config.xml")  # the Label Studio labelling interface
+ANNOTATION_EXAMPLES = Path("annotation/examples")  # example images per category for annotators
 
 
 def dataset_root(dataset: str) -> Path:
@@ -29,6 +45,16 @@ def dataset_root(dataset: str) -> Path:
 def export_path(dataset: str) -> Path:
     """Label Studio JSON export holding the dataset's defect and background categories."""
     return EXPORTS_ROOT / f"{dataset}.json"
+
+
+def train_report_dir(model: str, product: str) -> Path:
+    """DVCLive's directory of one trained cell (uncached; its metrics and plots are declared in dvc.yaml)."""
+    return TRAIN_REPORTS / model / product
+
+
+def resources_path(stage: str, model: str, product: str) -> Path:
+    """Seconds and memory one stage took on one cell: ``reports/resources/<stage>/<model>/<product>.json``."""
+    return RESOURCES_DIR / stage / model / f"{product}.json"
 
 
 def gate_result(name: str) -> Path:

@@ -34,8 +34,8 @@ import yaml
 
 from iadbench.errors import IadbenchError
 from iadbench.params import VALIDATION_STRATEGIES
+from iadbench.paths import STUDIES_DIR
 
-STUDIES_DIR = Path("reports/studies")
 RUNS = STUDIES_DIR / "runs.jsonl"  # one line per `iadbench study` run: what it ran, from which commit, how long
 METRICS = (
     ("image_auroc", "image AUROC"),

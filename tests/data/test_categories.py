@@ -12,7 +12,7 @@ from iadbench.data.categories import (
 )
 from iadbench.data.manifest import scan
 from iadbench.errors import InputError, InputErrors
-from iadbench.gates import categories_gate
+from iadbench.gates.categories import categories_gate
 from iadbench.labelstudio import choices_result, local_file_url
 
 ROOT = "data/raw/synthetic"

@@ -6,7 +6,7 @@ from PIL import Image
 
 from iadbench.data.manifest import mask_facts, read_table, scan, write_table
 from iadbench.errors import InputErrors
-from iadbench.gates import manifest_gate
+from iadbench.gates.manifest import manifest_gate
 from iadbench.params import GateParams
 from tests.conftest import tree_digest
 

@@ -7,7 +7,7 @@ from iadbench.data.categories import parse_export, resolve_categories
 from iadbench.data.manifest import scan
 from iadbench.data.split import ASSIGNMENT_COLUMNS, largest_remainder, make_split
 from iadbench.errors import InputError, ParamsError
-from iadbench.gates import split_gate
+from iadbench.gates.split import split_gate
 from iadbench.params import SplitParams
 
 

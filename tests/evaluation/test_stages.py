@@ -91,9 +91,7 @@ def test_whole_chain_and_its_numbers(repo):
     written = write_report(repo, read_split())
     page = Path("reports/report.html").read_text()
     assert "Table 1" in page and "https://" not in page and "http://" not in page
-    assert (
-        Path("reports/figures/overlays_good.png").is_file() and Path("reports/figures/curves_noisy_tiles.png").is_file()
-    )
+    assert Path("reports/figures/overlays_good.png").is_file() and Path("reports/thresholds/noisy/tiles.png").is_file()
     assert "| category | dataset | n |" in Path("reports/report.md").read_text()
     assert written[0].is_file()
 
@@ -172,3 +170,70 @@ def test_masks_are_resized_nearest_to_the_map_size(repo):
     mask = load_mask(path, 17)
     assert mask.shape == (17, 17) and mask.dtype == bool and mask.any()
     assert not load_mask("", 9).any()
+
+
+def test_a_new_threshold_rule_is_one_registry_entry(repo, monkeypatch):
+    """Youden's J (argmax TPR − FPR) as one entry: fitted, evaluated, pooled, offered as threshold.method, named
+    and drawn in the report, marked on the DVC curves — with no other code touched.
+    """
+    from iadbench.metrics import registry
+
+    youden = registry.Rule("youden", "Youden-T", "argmax TPR − FPR", registry._argmax(lambda r: r["tpr"] - r["fpr"]),
+                           marker="v", color="tab:brown")  # fmt: skip
+    monkeypatch.setitem(registry.RULE_TABLE, "youden", youden)
+    params = {**repo, "threshold": {"method": "youden"}}
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    metrics = run_all(params)
+    fitted = json.loads(Path("reports/thresholds/good/nut.json").read_text())
+    assert "youden" in fitted["image"] and "youden" in fitted["pixel"]
+    marks = pd.read_csv("reports/thresholds/good/nut.curves.csv", keep_default_na=False)["rule"]
+    assert any("youden" in m.split("+") for m in marks)
+    cell = json.loads(Path("reports/evaluate/good/nut.json").read_text())
+    assert "youden" in cell["image"]["at"] and "youden" in cell["pixel"]["at"]
+    assert "youden" in set(pd.read_csv("reports/tables/categories.csv")["rule"])
+    assert metrics["good"]["mean_iou_by_rule"]["youden"] is not None
+    write_report(params, read_split())
+    assert "Headline rule: **Youden-T**" in Path("reports/report.md").read_text()
+
+
+def test_a_new_threshold_free_metric_is_one_registry_entry(repo, monkeypatch):
+    """PB5 (TPR at FPR ≤ 5 %) as one entry: computed per cell, in the products table, the headline and the report."""
+    from iadbench.metrics import curves, registry
+
+    pb5 = registry.Metric("pb5", "image", "PB5", registry._image(curves.tpr_at_fpr, 0.05), "pb5", "TPR at FPR ≤ 5 %")
+    monkeypatch.setitem(registry.METRIC_TABLE, ("image", "pb5"), pb5)
+    metrics = run_all(repo)
+    cell = json.loads(Path("reports/evaluate/good/nut.json").read_text())
+    assert cell["image"]["pb5"] >= cell["image"]["pb2"]  # a looser FPR bound finds at least as many
+    assert "image_pb5" in pd.read_csv("reports/tables/products.csv")
+    assert metrics["good"]["pb5"] >= metrics["good"]["pb2"]
+    write_report(repo, read_split())
+    assert "| PB5 |" in Path("reports/report.md").read_text()
+
+
+def test_a_new_gate_is_one_module(repo, tmp_path, monkeypatch, capsys):
+    """A module in iadbench.gates with run(params): listed by the CLI, run by `iadbench gate NAME`, its failure
+    an exit code 1 with the file and rule in words.
+    """
+    import iadbench.gates as gates
+
+    extra = tmp_path / "gate_modules"
+    extra.mkdir()
+    (extra / "thresholds_present.py").write_text(
+        '"""Every evaluated cell has a thresholds file."""\n'
+        "from pathlib import Path\n\n"
+        "from iadbench.gates import ERROR, GateResult, Violation\n\n"
+        'DESCRIPTION = "reports/thresholds: one file per cell"\n\n\n'
+        "def run(params):\n"
+        "    cells = [(m, p) for m in params['models'] for p in params['data']['products']]\n"
+        "    missing = [f'reports/thresholds/{m}/{p}.json' for m, p in cells\n"
+        "               if not Path(f'reports/thresholds/{m}/{p}.json').is_file()]\n"
+        "    return GateResult('thresholds_present', [], [Violation(ERROR, 'thresholds file exists', f, '')\n"
+        "                                                for f in missing])\n"
+    )
+    monkeypatch.setattr(gates, "__path__", [*gates.__path__, str(extra)])
+    assert "thresholds_present" in gates.available()
+    assert main(["gate", "thresholds_present"]) == 1
+    assert "reports/thresholds/good/nut.json: rule: thresholds file exists" in capsys.readouterr().err
+    run_all(repo)
+    assert main(["gate", "thresholds_present"]) == 0

@@ -6,7 +6,6 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, ro
 
 from iadbench.metrics.counts import confusion_counts
 from iadbench.metrics.curves import (
-    GOOD_ONLY_RULE,
     auroc,
     average_precision,
     f1_max,
@@ -17,6 +16,9 @@ from iadbench.metrics.curves import (
     tpr_at_fpr,
 )
 from iadbench.metrics.curves import roc_curve as our_roc
+from iadbench.metrics.registry import good_only_rule
+
+GOOD_ONLY_RULE = good_only_rule()
 
 
 def _cases():

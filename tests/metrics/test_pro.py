@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from iadbench.metrics.pro import aupro, integrate_to, region_weights
+from iadbench.metrics.maps import _inverse_areas, aupro, integrate_to
+
+
+def region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per-pixel PRO weight 1/(R·|region|), as the production kernel weighs defect pixels."""
+    inverse, regions = _inverse_areas(masks)
+    return inverse / max(regions, 1), regions
 
 
 def _brute_force_aupro(maps: np.ndarray, masks: np.ndarray, limit: float) -> float:
@@ -63,7 +69,7 @@ def test_integrate_to_interpolates_at_the_limit():
 
 
 def test_shape_mismatch_is_an_error():
-    with pytest.raises(ValueError, match="must have the same shape"):
+    with pytest.raises(ValueError, match="differ in shape"):
         aupro(np.zeros((2, 8, 8)), np.zeros((2, 8, 9), bool))
 
 

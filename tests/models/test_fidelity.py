@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from iadbench.models.probe import default_probe, locate, write_probe
 from iadbench.models.run import predict_cell, train_cell
 from iadbench.models.weights import package_weights_file
+from tests.conftest import registry_params
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ TOLERANCE_PX = 2.0  # mean offset over the five squares, per axis (measured figu
 
 
 def _params(size: int, model: str, epochs: int, overrides: dict, batch_size: int = 4) -> dict:
-    project = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    project = registry_params()
     options = {**project["model_options"][model], **overrides}
     return {
         **project,

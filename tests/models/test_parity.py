@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from iadbench.models.probe import default_probe, write_probe
 from iadbench.models.run import load_state, predict_cell, train_cell
+from tests.conftest import registry_params
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ CORRECTIONS = {
 
 
 def _params(model: str) -> dict:
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params = registry_params()
     params["data"] = {"dataset": "probe", "products": ["plate"], "image_size": SIZE}
     params["train"] = {"seed": 0, "epochs": 1, "batch_size": 4, "num_workers": 0}
     params["model_options"]["cflow"]["fiber_batch_size"] = 16

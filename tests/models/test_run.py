@@ -8,9 +8,9 @@ import yaml
 
 from iadbench.cli import main
 from iadbench.errors import IadbenchError
-from iadbench.models.gate import maps_gate
+from iadbench.gates.maps import maps_gate
 from iadbench.models.run import predict_cell, train_cell
-from tests.conftest import TINY
+from tests.conftest import TINY, registry_params
 
 FAMILIES = ["ae", "stfpm", "padim", "cflow", "patchcore"]
 
@@ -18,8 +18,7 @@ FAMILIES = ["ae", "stfpm", "padim", "cflow", "patchcore"]
 @pytest.fixture
 def params(tiny_repo, monkeypatch) -> dict:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    project = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
-    params = {**TINY, **{k: project[k] for k in ("backbone", "model_options")}}
+    params = registry_params()
     params["data"] = {**TINY["data"], "products": ["nut"], "image_size": 64}
     params["models"] = FAMILIES
     # CFLOW samples fiber_batch_size feature positions per step: 3 images x 4 x 4 positions at 64 px is 48
@@ -47,11 +46,19 @@ def test_every_default_family_trains_and_predicts_offline(params):
         assert list(data["image_id"]) == expected, model
         assert data["maps"].dtype == np.float16 and data["maps"].shape == (len(expected), 64, 64)
         assert np.isfinite(data["scores"]).all() and np.isfinite(data["maps"]).all()
-        assert report["images_per_second"] > 0 and report["predict_peak_rss_mb"] > 0
+        assert report["images_per_second"] > 0 and report["peak_rss_mb"] > 0
+        assert "seconds" not in json.dumps(json.loads(Path(f"models/{model}/nut/meta.json").read_text()))
+        curve = Path(f"reports/train/{model}/nut/plots/metrics/train_loss.tsv").read_text().splitlines()
+        summary = json.loads(Path(f"reports/train/{model}/nut/metrics.json").read_text())
+        assert curve[0] == "step\ttrain_loss" and summary["epochs"] == meta["epochs"], model
+        if model in ("padim", "patchcore"):  # memory banks have no loss: the header only, no train_loss metric
+            assert len(curve) == 1 and "train_loss" not in summary, model
+        else:  # one point per epoch, the last one is the summary's
+            assert len(curve) == 1 + meta["epochs"] and float(curve[-1].split("\t")[1]) == summary["train_loss"]
     stfpm = json.loads(Path("models/stfpm/nut/meta.json").read_text())
     assert stfpm["weights_source"] == "package" and len(stfpm["weights_sha256"]) == 64
     assert json.loads(Path("models/ae/nut/meta.json").read_text())["weights_source"] == "none"
-    assert (Path("models/ae/nut/dvclive") / "metrics.json").is_file()
+    assert not Path("models/ae/nut/dvclive").exists()  # the curves live outside the cached model folder
     assert maps_gate(params, split).success
 
 
@@ -101,12 +108,12 @@ def test_predict_without_a_trained_model(params):
 def test_git_repository_without_commit_is_a_clear_error(tmp_path, monkeypatch):
     import subprocess
 
-    from iadbench.models.run import _dvclive_logger
+    from iadbench.models.run import _loss_curve
 
     monkeypatch.chdir(tmp_path)
     subprocess.run(["git", "init", "-q"], check=True)
     with pytest.raises(IadbenchError, match="no commit yet; DVCLive needs one"):
-        _dvclive_logger(tmp_path / "dvclive")
+        _loss_curve(tmp_path / "dvclive", has_loss=True)
 
 
 def test_dfkde_with_too_few_train_images_is_a_clear_error(params):

@@ -2,7 +2,7 @@
 
 Annotators see the test image, its ground-truth mask and a good image of the same product side by side (as the
 annotators of "Rethinking Benchmarking Framework…" compared them), then choose one or more defect categories
-(hints: the seed's definitions), one background category and may leave a note.
+(hints: the definitions of [Rethinking], docs/references.md), one background category and may leave a note.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, IMAGE_FIELD, NOTE_FIELD
+from iadbench.paths import ANNOTATION_EXAMPLES, LABEL_CONFIG, SPLIT
 from iadbench.taxonomy import BACKGROUND_DEFINITIONS, BACKGROUNDS, DEFECT_CATEGORIES, DEFECT_DEFINITIONS
 
-CONFIG_PATH = Path("annotation/label_config.xml")
+CONFIG_PATH = LABEL_CONFIG
 
 MASK_FIELD = "mask"
 REFERENCE_FIELD = "reference"
@@ -65,12 +66,10 @@ def write_config(path: Path = CONFIG_PATH) -> Path:
     return path
 
 
-EXAMPLES_DIR = Path("annotation/examples")
+EXAMPLES_DIR = ANNOTATION_EXAMPLES
 
 
-def write_examples(
-    split_csv: Path = Path("data/split.csv"), out: Path = EXAMPLES_DIR, per_category: int = 3
-) -> list[Path]:
+def write_examples(split_csv: Path = SPLIT, out: Path = EXAMPLES_DIR, per_category: int = 3) -> list[Path]:
     """One PNG per category for the annotator guide: synthetic test images (top) and their masks (bottom).
 
     Reads the synthetic dataset's split (image paths and resolved categories); an image with a single category is

@@ -2,10 +2,11 @@
 
 A suggestion (a Label Studio *prediction*, shown pre-filled so annotators confirm rather than start blank):
 
-- defect category: ``combined`` when the mask has two or more 8-connected components (DESIGN.md: several defects,
-  several components); otherwise the image's current category from ``data/categories.csv`` when it has one (e.g.
-  the provisional per-defect-type mapping of ``iadbench import``), else ``surface`` for a defect covering under 2 %
-  of the image and ``structural`` above (a coarse prior: surface defects are small by definition);
+- defect category: ``combined`` when the mask has two or more 8-connected components ([Rethinking] in
+  docs/references.md: several defects, several components); otherwise the image's current category from
+  ``data/categories.csv`` when it has one (e.g. the provisional per-defect-type mapping of ``iadbench import``),
+  else ``surface`` for a defect covering under 2 % of the image and ``structural`` above (a coarse prior: surface
+  defects are small by definition);
 - background: the product's majority background in ``data/categories.csv``.
 """
 

@@ -33,13 +33,13 @@ plan stored for its image: the image and its mask are moved by one function, fro
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from iadbench.errors import ParamsError
+from iadbench.seeding import stream
 
 if TYPE_CHECKING:  # torch is imported where images are transformed, so that reading params stays light
     import torch
@@ -135,7 +135,7 @@ class DriftParams:
 
 
 def _rng(seed: int, image_id: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(image_id.encode())])
+    return stream(seed, image_id)
 
 
 def plan(params: DriftParams, image_id: str, size: int) -> list[dict[str, Any]]:

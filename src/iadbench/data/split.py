@@ -33,13 +33,12 @@ categories for the gates, the summary and the tables.
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pandas as pd
 
 from iadbench.errors import InputError
 from iadbench.params import SegadParams, SplitParams
+from iadbench.seeding import stream
 
 SPLIT_COLUMNS = [
     "image_id", "dataset", "product", "split", "label", "defect_type", "defect_categories", "background",
@@ -72,7 +71,7 @@ def largest_remainder(sizes: dict[str, int], total: int) -> dict[str, int]:
 
 
 def _pick(ids: list[str], k: int, seed: int, *key: str) -> set[str]:
-    rng = np.random.default_rng([seed, *(zlib.crc32(x.encode()) for x in key)])
+    rng = stream(seed, *key)
     order = rng.permutation(len(ids))
     return {sorted(ids)[i] for i in order[:k]}
 

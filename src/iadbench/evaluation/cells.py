@@ -18,10 +18,7 @@ from PIL import Image
 
 from iadbench.errors import InputError
 from iadbench.paths import ASSIGNMENT as SPLIT
-from iadbench.paths import MAPS_DIR
-
-THRESHOLDS_DIR = Path("reports/thresholds")
-EVALUATE_DIR = Path("reports/evaluate")
+from iadbench.paths import MAPS_DIR, THRESHOLDS_DIR
 
 
 def maps_path(model: str, product: str) -> Path:

@@ -1,12 +1,12 @@
-"""The evaluate stage: one (model, product) cell on the test split, from files on disk (DESIGN.md §3).
+"""The evaluate stage: one (model, product) cell on the test split, from files on disk (docs/metrics.md).
 
 At each threshold fitted on validation — and at the test-optimal ("oracle") pixel threshold, reported only as a
 labelled upper bound — it counts, per test image, TP/FP/FN/TN pixels and the image decision. Per-image rows go to
 ``reports/evaluate/<model>/<product>.csv`` (the aggregate stage pools them into category tables and bootstrap
 intervals); cell-level figures, threshold-free metrics, thresholds, weights and versions go to the ``.json`` beside it.
 
-Threshold-free: image AUROC, F1-max, PG2 = TNR at FNR ≤ 2 %, PB2 = TPR at FPR ≤ 2 %, FPR@95TPR (= 1 − PG5);
-pixel AUROC, AP, F1-max and AUPRO@``aupro_fpr_limit`` over the pooled test pixels.
+Threshold-free metrics are those of :data:`iadbench.metrics.registry.METRIC_TABLE` (image AUROC, F1-max, PG2, PB2,
+FPR@95TPR; pixel AUROC, AP, F1-max and AUPRO@``aupro_fpr_limit`` over the pooled test pixels).
 """
 
 from __future__ import annotations
@@ -20,32 +20,20 @@ import pandas as pd
 
 from iadbench.errors import InputError
 from iadbench.evaluation.cells import (
-    EVALUATE_DIR,
-    json_ready,
     load_cell,
     split_fingerprint,
     thresholds_path,
     write_cell_files,
 )
+from iadbench.evaluation.records import EvaluateRecord, ThresholdsRecord
 from iadbench.evaluation.thresholds import rule_used
 from iadbench.metrics.counts import confusion_counts
-from iadbench.metrics.curves import (
-    GOOD_ONLY_RULE,
-    RULES,
-    auroc,
-    average_precision,
-    f1_max,
-    fpr_at_tpr,
-    ratio,
-    tnr_at_fnr,
-    tpr_at_fpr,
-)
-from iadbench.metrics.maps import aupro_from_counts, iou, oracle_threshold, per_image_confusion, pixel_curves
-from iadbench.paths import PREDICT_REPORTS
+from iadbench.metrics.curves import ratio
+from iadbench.metrics.maps import iou, oracle_threshold, per_image_confusion, pixel_curves
+from iadbench.metrics.registry import RULE_TABLE, level_metrics, level_rules
+from iadbench.paths import EVALUATE_DIR, PREDICT_REPORTS
 
-ORACLE = "oracle"
-IMAGE_RULES = (*RULES, GOOD_ONLY_RULE)
-PIXEL_RULES = (*RULES, GOOD_ONLY_RULE, ORACLE)
+ORACLE = next(n for n, r in RULE_TABLE.items() if r.select is None)  # fitted on the test images: an upper bound
 
 
 def evaluate_path(model: str, product: str) -> Path:
@@ -53,24 +41,19 @@ def evaluate_path(model: str, product: str) -> Path:
     return EVALUATE_DIR / model / f"{product}.json"
 
 
-def read_thresholds(model: str, product: str, split: pd.DataFrame) -> dict[str, Any]:
+def read_thresholds(model: str, product: str, split: pd.DataFrame) -> ThresholdsRecord:
     """The cell's thresholds file, refused if it was fitted on another split (fingerprint differs)."""
     path = thresholds_path(model, product)
-    if not path.is_file():
-        raise InputError(path, "thresholds file not found", "run the thresholds stage first (dvc repro)")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(path, "not valid JSON", str(exc)) from exc
+    record = ThresholdsRecord.read(path)
     expected = split_fingerprint(split, product)
-    if doc.get("split_fingerprint") != expected:
+    if record.split_fingerprint != expected:
         raise InputError(
             path,
             "thresholds were fitted on another split (split fingerprint differs)",
-            f"file {str(doc.get('split_fingerprint'))[:12]}…, current split {expected[:12]}…; "
+            f"file {str(record.split_fingerprint)[:12]}…, current split {expected[:12]}…; "
             "refit them with the thresholds stage (dvc repro)",
         )
-    return doc
+    return record
 
 
 def image_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
@@ -99,43 +82,30 @@ def evaluate_cell(
     table["score"] = cell.scores
 
     image_counts = confusion_counts(scores, labels)
-    image: dict[str, Any] = {
-        "auroc": auroc(image_counts),
-        "f1_max": f1_max(image_counts)[0],
-        "pg2": tnr_at_fnr(image_counts, 0.02),
-        "pb2": tpr_at_fpr(image_counts, 0.02),
-        "fpr_at_95tpr": fpr_at_tpr(image_counts, 0.95),
-        "at": {},
-    }
+    image: dict[str, Any] = {m.name: m.compute(image_counts, aupro_fpr_limit) for m in level_metrics("image")}
+    image["at"] = {}
     used: dict[str, Any] = {"image": {}, "pixel": {}}
-    for rule in IMAGE_RULES:
-        stand_in = rule_used(fitted["image"], rule)
+    for rule in level_rules("image"):
+        stand_in = rule_used(fitted.image, rule)
         used["image"][rule] = stand_in
         if stand_in is None:
             continue
-        t = fitted["image"][stand_in]["threshold"]
+        t = fitted.image[stand_in]["threshold"]
         image["at"][rule] = image_at(scores, labels, t)
         table[f"img_{rule}_pred"] = (scores >= t).astype(int)
 
     pixel: dict[str, Any] | None = None
-    if cell.maps is not None and fitted.get("pixel") is not None:
+    if cell.maps is not None and fitted.pixel is not None:
         keep = cell.pixel_rows
         curves = pixel_curves(cell.maps[keep], cell.masks[keep])
-        pixel = {
-            "auroc": auroc(curves.pixels),
-            "ap": average_precision(curves.pixels),
-            "f1_max": f1_max(curves.pixels)[0],
-            "aupro": aupro_from_counts(curves.pro, aupro_fpr_limit),
-            "aupro_fpr_limit": aupro_fpr_limit,
-            "regions": curves.regions,
-            "at": {},
-        }
+        pixel = {m.name: m.compute(curves, aupro_fpr_limit) for m in level_metrics("pixel")}
+        pixel.update(aupro_fpr_limit=aupro_fpr_limit, regions=curves.regions, at={})
         thresholds: dict[str, float] = {}
-        for rule in PIXEL_RULES[:-1]:
-            stand_in = rule_used(fitted["pixel"], rule)
+        for rule in (r for r in level_rules("pixel") if r != ORACLE):
+            stand_in = rule_used(fitted.pixel, rule)
             used["pixel"][rule] = stand_in
             if stand_in is not None:
-                thresholds[rule] = fitted["pixel"][stand_in]["threshold"]
+                thresholds[rule] = fitted.pixel[stand_in]["threshold"]
         oracle_t, oracle_miou = oracle_threshold(cell.maps[keep], cell.masks[keep])
         if np.isfinite(oracle_t):
             thresholds[ORACLE] = oracle_t
@@ -168,26 +138,19 @@ def evaluate_cell(
 
     predict = PREDICT_REPORTS / model / f"{product}.json"
     provenance = json.loads(predict.read_text()) if predict.is_file() else {}
-    doc = {
-        "model": model,
-        "product": product,
-        "dataset": fitted.get("dataset"),
-        "split_fingerprint": fitted["split_fingerprint"],
-        "image_score": provenance.get("image_score", "unknown"),
-        "test": {
-            "images": int(len(labels)),
-            "good": int((~labels).sum()),
-            "anomalous": int(labels.sum()),
-            "anomalous_with_mask": int((labels & cell.has_mask).sum()) if cell.maps is not None else None,
-        },
-        "rule_used": used,
-        "notes": fitted.get("image_notes", []) + (fitted.get("pixel_notes") or []),
-        "image": image,
-        "pixel": pixel,
-        "weights": {k: provenance.get(k) for k in ("backbone", "weights_source", "weights_sha256")},
-        "versions": provenance.get("versions", {}),
+    test = {
+        "images": int(len(labels)),
+        "good": int((~labels).sum()),
+        "anomalous": int(labels.sum()),
+        "anomalous_with_mask": int((labels & cell.has_mask).sum()) if cell.maps is not None else None,
     }
-    return json_ready(doc), table
+    record = EvaluateRecord(
+        model, product, fitted.dataset, fitted.split_fingerprint, provenance.get("image_score", "unknown"), test,
+        used, fitted.image_notes + (fitted.pixel_notes or []), image, pixel,
+        {k: provenance.get(k) for k in ("backbone", "weights_source", "weights_sha256")},
+        provenance.get("versions", {}),
+    )  # fmt: skip
+    return record.to_json(), table
 
 
 def write_cell(model: str, product: str, split: pd.DataFrame, aupro_fpr_limit: float) -> dict[str, Any]:

@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-RULE_STYLE = {"roc": ("o", "tab:blue"), "iou": ("s", "tab:orange"), "pr": ("^", "tab:green"),
-              "good_fpr1": ("x", "tab:red"), "oracle": ("*", "tab:purple")}  # fmt: skip
+from iadbench.metrics.registry import RULE_TABLE  # noqa: E402
+
 PNG = {"dpi": 90, "metadata": {"Software": None}}  # no matplotlib version stamp: same input, same bytes
 
 
@@ -34,7 +34,8 @@ def threshold_curves(curves: pd.DataFrame, fitted: dict[str, Any], title: str, o
         for ax, (x, y, name) in zip(row, panels, strict=True):
             ax.plot(c[x], c[y], color="0.3", lw=1.2)
             for rule, fit in (fitted.get(level) or {}).items():
-                marker, color = RULE_STYLE.get(rule, ("d", "k"))
+                spec = RULE_TABLE.get(rule)
+                marker, color = (spec.marker, spec.color) if spec else ("d", "k")
                 fx, fy = fit[x], fit[y]  # the fitted point's own validation rates (null when undefined)
                 if fx is None or fy is None:
                     continue
@@ -45,7 +46,8 @@ def threshold_curves(curves: pd.DataFrame, fitted: dict[str, Any], title: str, o
                 ax.set_xscale("symlog", linthresh=1e-3)
                 ax.set_xlim(0, 1.02)
             ax.grid(alpha=0.3)
-        row[0].legend(fontsize=7, loc="lower right")
+        if row[0].get_legend_handles_labels()[0]:  # a level with no fitted rule has nothing to name
+            row[0].legend(fontsize=7, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

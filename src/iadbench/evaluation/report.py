@@ -17,29 +17,26 @@ import numpy as np
 import pandas as pd
 
 from iadbench.data.drift import DriftParams
+from iadbench.errors import InputError
 from iadbench.evaluation.cells import load_cell, load_mask, thresholds_path
-from iadbench.evaluation.evaluate import GOOD_ONLY_RULE, ORACLE, evaluate_path
-from iadbench.evaluation.figures import category_bars, drift_examples, overlays, threshold_curves
-from iadbench.evaluation.tables import CATEGORY_TABLE, METRICS, PRODUCT_TABLE, pooled, with_categories
-from iadbench.params import DataParams, ThresholdParams, evaluated_models
-from iadbench.paths import CATEGORIES
+from iadbench.evaluation.evaluate import evaluate_path
+from iadbench.evaluation.figures import category_bars, drift_examples, overlays
+from iadbench.evaluation.records import EvaluateRecord, ThresholdsRecord
+from iadbench.evaluation.tables import pooled, with_categories
+from iadbench.formatting import fmt
+from iadbench.metrics.registry import RULE_TABLE, level_metrics, rule_label
+from iadbench.params import DataParams, EvaluateParams, ThresholdParams, evaluated_models
+from iadbench.paths import (
+    CATEGORIES,
+    CATEGORY_TABLE,
+    FIGURES,
+    METRICS,
+    PRODUCT_TABLE,
+    REPORT_HTML,
+    REPORT_MD,
+    STUDIES_DIR,
+)
 from iadbench.taxonomy import DEFECT_CATEGORIES, DEFECT_DEFINITIONS, split_categories
-
-REPORT_HTML = Path("reports/report.html")
-REPORT_MD = Path("reports/report.md")
-FIGURES = Path("reports/figures")
-TABLE_RULES = ("roc", "iou", "pr", GOOD_ONLY_RULE, ORACLE)
-RULE_NAMES = {"roc": "ROC-T", "iou": "IoU-T", "pr": "PR-T", GOOD_ONLY_RULE: "good-FPR1 (good only)",
-              ORACLE: "oracle (upper bound)"}  # fmt: skip
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A table cell: numbers to ``digits`` places, missing values as an en dash."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return "–" if value is None else str(value)
-    return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
 
 
 def annotation_sections(categories: pd.DataFrame, max_notes: int = 100) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -72,16 +69,11 @@ def annotation_sections(categories: pd.DataFrame, max_notes: int = 100) -> list[
     return sections
 
 
-def _flat(cell: str) -> str:
-    """A cell id as one file name (``btad/01`` -> ``btad__01``)."""
-    return cell.replace("/", "__")
-
-
 def table1(categories: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Table 1 layout: rows category × dataset, columns model × rule, cells mean per-image IoU (n images)."""
     models = list(dict.fromkeys(categories["model"]))
-    rules = [r for r in TABLE_RULES if r in set(categories["rule"])]
-    header = ["category", "dataset", "n"] + [f"{m} {RULE_NAMES[r]}" for m in models for r in rules]
+    rules = [r for r in RULE_TABLE if r in set(categories["rule"])]
+    header = ["category", "dataset", "n"] + [f"{m} {rule_label(r)}" for m in models for r in rules]
     body = []
     groups = list(dict.fromkeys(zip(categories["kind"], categories["group"], strict=True)))
     datasets = list(dict.fromkeys(categories["dataset"]))  # each dataset, then "all" when there are several
@@ -119,17 +111,20 @@ def detail_table(categories: pd.DataFrame, method: str) -> tuple[list[str], list
     return header, body
 
 
-def product_rows(products: pd.DataFrame, method: str) -> tuple[list[str], list[list[str]]]:
-    """Per product and model: counts, threshold-free metrics, figures at the headline rule."""
-    header = ["model", "product", "test good/anomalous", "image AUROC [95 % CI]", "image F1-max", "PG2", "PB2",
-              "FPR@95TPR", "pixel AUROC", "pixel AP", "pixel F1-max", "AUPRO@0.3", f"mean IoU ({method})",
-              f"image F1 ({method})", "rule used", "image score"]  # fmt: skip
+def product_rows(products: pd.DataFrame, method: str, aupro_fpr_limit: float) -> tuple[list[str], list[list[str]]]:
+    """Per product and model: counts, the threshold-free metrics of the registry (image AUROC with its interval),
+    figures at the headline rule.
+    """
+    free = [m for level in ("image", "pixel") for m in level_metrics(level)]
+    labels = [m.label.format(limit=f"{aupro_fpr_limit:g}") for m in free]
+    header = ["model", "product", "test good/anomalous",
+              *[f"{x} [95 % CI]" if m.headline_key == "image_auroc" else x for m, x in zip(free, labels, strict=True)],
+              f"mean IoU ({method})", f"image F1 ({method})", "rule used", "image score"]  # fmt: skip
     body = []
     for r in products.to_dict("records"):
-        body.append([r["model"], r["product"], f"{r['n_good']}/{r['n_anomalous']}",
-                     f"{fmt(r['image_auroc'])} [{fmt(r['image_auroc_lo'])}, {fmt(r['image_auroc_hi'])}]",
-                     fmt(r["image_f1_max"]), fmt(r["image_pg2"]), fmt(r["image_pb2"]), fmt(r["image_fpr_at_95tpr"]),
-                     fmt(r["pixel_auroc"]), fmt(r["pixel_ap"]), fmt(r["pixel_f1_max"]), fmt(r["pixel_aupro"]),
+        values = [f"{fmt(r['image_auroc'])} [{fmt(r['image_auroc_lo'])}, {fmt(r['image_auroc_hi'])}]"
+                  if m.headline_key == "image_auroc" else fmt(r[f"{m.level}_{m.name}"]) for m in free]  # fmt: skip
+        body.append([r["model"], r["product"], f"{r['n_good']}/{r['n_anomalous']}", *values,
                      fmt(r.get(f"mean_iou@{method}")), fmt(r.get(f"image_f1@{method}")), str(r["rule_used"]),
                      str(r["image_score"])])  # fmt: skip
     return header, body
@@ -148,7 +143,6 @@ def html_table(header: list[str], body: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-STUDIES_DIR = Path("reports/studies")
 STUDY_METRICS = (("image_auroc", "image AUROC"), ("mean_iou", "mean IoU at the headline rule"))
 
 
@@ -181,9 +175,9 @@ def study_sections() -> list[tuple[str, list[str], list[list[str]]]]:
 
 def segad_section(params: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:
     """SegAD — the layout of Table 2 of Baitieva et al. (CVPR 2024): each detector beside the same detector + SegAD
-    (image AUROC, FPR at 95 % TPR; all products), with the time SegAD adds (features: the detector run on the BRF
-    images + the statistics; BRF fit) next to the detectors' own training time, summed over products, from
-    ``reports/predict/<setup>/<product>.json``. ``all+segad`` is set beside the best single detector.
+    (image AUROC, FPR at 95 % TPR; all products), with the mode and segments from
+    ``reports/predict/<setup>/<product>.json``. ``all+segad`` is set beside the best single detector. What SegAD
+    costs (seconds, memory) is machine-dependent and is in ``reports/costs.md``, not here.
     """
     from iadbench.params import SegadParams
     from iadbench.paths import PREDICT_REPORTS
@@ -193,22 +187,18 @@ def segad_section(params: dict[str, Any], metrics: dict[str, Any]) -> tuple[str,
     if not segad.on:
         return None
     header = ["setup", "detector(s)", "mode · segments", "image AUROC: detector", "image AUROC: + SegAD",
-              "FPR@95TPR: detector", "FPR@95TPR: + SegAD", "SegAD features (s)", "BRF fit (s)",
-              "detector fit (s)"]  # fmt: skip
+              "FPR@95TPR: detector", "FPR@95TPR: + SegAD"]  # fmt: skip
     body = []
     for setup in segad.setups:
         detectors = detectors_of(setup, segad)
         best = max(detectors, key=lambda d: metrics.get(d, {}).get("image_auroc") or -1.0)
         docs = [json.loads(f.read_text()) for p in params["data"]["products"]
                 if (f := PREDICT_REPORTS / setup / f"{p}.json").is_file()]  # fmt: skip
-        total = {k: sum(float(d.get(k) or 0.0) for d in docs) for k in ("feature_seconds", "fit_seconds")}
-        fit = sum(float(v or 0.0) for d in docs for v in (d.get("detector_fit_seconds") or {}).values())
         mode = f"{docs[0]['mode']} · {docs[0]['segments']} (L = {docs[0]['n_segments']})" if docs else "–"
         named = best if len(detectors) == 1 else f"{', '.join(detectors)} (best single: {best})"
         body.append([setup, named, mode, fmt(metrics.get(best, {}).get("image_auroc")),
                      fmt(metrics.get(setup, {}).get("image_auroc")), fmt(metrics.get(best, {}).get("fpr_at_95tpr")),
-                     fmt(metrics.get(setup, {}).get("fpr_at_95tpr")), f"{total['feature_seconds']:.1f}",
-                     f"{total['fit_seconds']:.1f}", f"{fit:.1f}"])  # fmt: skip
+                     fmt(metrics.get(setup, {}).get("fpr_at_95tpr"))])  # fmt: skip
     title = ("SegAD — detector vs detector + SegAD (Baitieva et al., CVPR 2024, Table 2 layout; all products; "
              f"BRF on {segad.brf_fraction:.0%} of the train/good images, detectors on the rest)")  # fmt: skip
     return title, header, body
@@ -278,11 +268,11 @@ def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method:
         i = positions[row["image_id"]]
         tp, fp, fn = (float(row[f"pix_{method}_{k}"]) for k in ("tp", "fp", "fn"))
         negatives = float(row["pixels"]) - (tp + fn)
-        fitted = json.loads(thresholds_path(model, product).read_text())
-        used = json.loads(evaluate_path(model, product).read_text())["rule_used"]["pixel"][method]
+        fitted = ThresholdsRecord.read(thresholds_path(model, product))
+        used = EvaluateRecord.read(evaluate_path(model, product)).rule_used["pixel"][method]
         panels.append({
             "image": _shown_image(cell, i), "mask": cell.masks[i], "map": cell.maps[i],
-            "threshold": fitted["pixel"][used]["threshold"],
+            "threshold": fitted.level("pixel")[used]["threshold"],
             "label": f"{category} · {which} · {row['image_id']}",
             "iou": float(row[col]), "f1": 2 * tp / max(2 * tp + fp + fn, 1), "fpr": fp / max(negatives, 1),
         })  # fmt: skip
@@ -303,15 +293,12 @@ def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     figures: list[tuple[str, Path]] = [
         ("Mean IoU per defect category", category_bars(pooled(categories), method, FIGURES / "category_iou.png"))
     ]
-    for model in models:
+    for model in models:  # drawn by the thresholds stage (their inputs are its): embedded here, never redrawn
         for product in products:
-            path = thresholds_path(model, product)
-            curves = pd.read_csv(path.with_suffix(".curves.csv"))
-            fitted = json.loads(path.read_text())
-            title = f"{model} / {product}: validation curves and fitted thresholds"
-            figures.append(
-                (title, threshold_curves(curves, fitted, title, FIGURES / f"curves_{model}_{_flat(product)}.png"))
-            )
+            curves = thresholds_path(model, product).with_suffix(".png")
+            if not curves.is_file():
+                raise InputError(curves, "figure of the validation curves not found", "rerun thresholds (dvc repro)")
+            figures.append((f"{model} / {product}: validation curves and fitted thresholds", curves))
     drift = DriftParams.from_params(params)
     if drift.on:
         examples = drift_panels(products, models, split)
@@ -321,29 +308,29 @@ def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     for model in models:
         panels = overlay_panels(model, products, split, method)
         if panels:
-            title = f"{model}: best and worst test image per defect category ({RULE_NAMES[method]})"
+            title = f"{model}: best and worst test image per defect category ({rule_label(method)})"
             figures.append((title, overlays(panels, title, FIGURES / f"overlays_{model}.png")))
 
     t1 = table1(categories)
     detail = detail_table(categories, method)
-    prod = product_rows(per_product, method)
+    prod = product_rows(per_product, method, EvaluateParams.from_params(params).aupro_fpr_limit)
     headline_rows = [[m, fmt(b.get("mean_iou")), f"[{fmt(b.get('mean_iou_lo'))}, {fmt(b.get('mean_iou_hi'))}]",
                       fmt(b.get("pooled_iou")), fmt(b.get("pixel_fpr_good"), 4), fmt(b.get("image_f1")),
                       fmt(b.get("image_auroc")), fmt(b.get("pg2")), fmt(b.get("pixel_aupro")),
                       fmt(b.get("oracle_mean_iou"))] for m, b in metrics.items()]  # fmt: skip
-    headline_header = ["model", f"mean IoU ({RULE_NAMES[method]})", "95 % CI", "pooled IoU", "pixel FPR (good)",
+    headline_header = ["model", f"mean IoU ({rule_label(method)})", "95 % CI", "pooled IoU", "pixel FPR (good)",
                        "image F1", "image AUROC", "PG2", "AUPRO@0.3", "oracle mean IoU (upper bound)"]  # fmt: skip
     intro = (
         f"Dataset{plural} **{dataset}**, models {', '.join(models)}, products {', '.join(products)}. Thresholds are "
         f"fitted per (model, product) on the validation split only; every number is measured on the test split. "
-        f"Headline rule: **{RULE_NAMES[method]}** (`threshold.method` in params.yaml). The oracle column uses the "
+        f"Headline rule: **{rule_label(method)}** (`threshold.method` in params.yaml). The oracle column uses the "
         "test-optimal threshold: an upper bound, not a result."
     )
     definitions = "; ".join(f"**{k}**: {v}" for k, v in DEFECT_DEFINITIONS.items())
     sections = [
         ("Headline (all products)", headline_header, headline_rows),
         ("Table 1 — mean per-image IoU by category × dataset (columns: model × threshold rule)", *t1),
-        (f"Per category at {RULE_NAMES[method]}", *detail),
+        (f"Per category at {rule_label(method)}", *detail),
         ("Per product", *prod),
         *([section] if (section := segad_section(params, metrics)) else []),
         *annotation_sections(pd.read_csv(CATEGORIES, keep_default_na=False)),
@@ -353,7 +340,7 @@ def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     for title, header, body in sections:
         md.append(f"## {title}\n\n{md_table(header, body)}\n")
     md.append("## Figures\n")
-    md += [f"### {title}\n\n![{title}](figures/{path.name})\n" for title, path in figures]
+    md += [f"### {title}\n\n![{title}]({path.relative_to(REPORT_MD.parent).as_posix()})\n" for title, path in figures]
     REPORT_MD.write_text("\n".join(md))
 
     parts = [f"<h1>iadbench report</h1><p>{html.escape(intro).replace('**', '')}</p>",

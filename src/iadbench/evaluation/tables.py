@@ -15,7 +15,6 @@ macro-averaged over products, as scores of different products are not on one sca
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,15 @@ import pandas as pd
 
 from iadbench.errors import InputError
 from iadbench.evaluation.cells import json_ready
-from iadbench.evaluation.evaluate import ORACLE, PIXEL_RULES, evaluate_path
-from iadbench.metrics.counts import confusion_counts
+from iadbench.evaluation.evaluate import ORACLE, evaluate_path
+from iadbench.evaluation.records import EvaluateRecord
+from iadbench.metrics.counts import confusion_counts, safe_divide
 from iadbench.metrics.curves import auroc, ratio
+from iadbench.metrics.registry import RULE_TABLE, good_only_rule, headline_rules, level_metrics
 from iadbench.params import EvaluateParams, evaluated_models
-from iadbench.paths import CATEGORIES
+from iadbench.paths import CATEGORIES, CATEGORY_TABLE, METRICS, PRODUCT_TABLE, TABLES_DIR
+from iadbench.seeding import stream
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, split_categories
-
-METRICS = Path("reports/metrics.json")
-TABLES_DIR = Path("reports/tables")
-CATEGORY_TABLE = TABLES_DIR / "categories.csv"
-PRODUCT_TABLE = TABLES_DIR / "products.csv"
-THRESHOLD_FREE = {
-    "image": ("auroc", "f1_max", "pg2", "pb2", "fpr_at_95tpr"),
-    "pixel": ("auroc", "ap", "f1_max", "aupro"),
-}
 
 
 def with_categories(table: pd.DataFrame, categories: Path = CATEGORIES) -> pd.DataFrame:
@@ -56,7 +49,7 @@ def with_categories(table: pd.DataFrame, categories: Path = CATEGORIES) -> pd.Da
     return out
 
 
-def read_cells(models: list[str], products: list[str]) -> tuple[pd.DataFrame, dict[tuple[str, str], dict]]:
+def read_cells(models: list[str], products: list[str]) -> tuple[pd.DataFrame, dict[tuple[str, str], EvaluateRecord]]:
     """All per-image rows (with their categories) and cell documents written by the evaluate stage."""
     frames, docs = [], {}
     for model in models:
@@ -65,13 +58,12 @@ def read_cells(models: list[str], products: list[str]) -> tuple[pd.DataFrame, di
             csv = path.with_suffix(".csv")
             if not path.is_file() or not csv.is_file():
                 raise InputError(path, "evaluation of this cell not found", "run the evaluate stage (dvc repro)")
-            docs[(model, product)] = json.loads(path.read_text())
+            docs[(model, product)] = EvaluateRecord.read(path)
             frames.append(pd.read_csv(csv))
     return with_categories(pd.concat(frames, ignore_index=True)), docs
 
 
-def _rng(seed: int, key: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+_rng = stream
 
 
 def ratio_ci(num: np.ndarray, den: np.ndarray, p: EvaluateParams, key: str) -> tuple[float, float]:
@@ -80,9 +72,7 @@ def ratio_ci(num: np.ndarray, den: np.ndarray, p: EvaluateParams, key: str) -> t
     if p.bootstrap == 0 or n == 0:
         return float("nan"), float("nan")
     idx = _rng(p.seed, key).integers(0, n, size=(p.bootstrap, n))
-    top, bottom = num[idx].sum(axis=1), den[idx].sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stats = np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1), np.nan)
+    stats = safe_divide(num[idx].sum(axis=1), den[idx].sum(axis=1))
     return _percentiles(stats, p.confidence)
 
 
@@ -176,7 +166,7 @@ def category_table(table: pd.DataFrame, datasets: list[str], p: EvaluateParams) 
     for model in table["model"].drop_duplicates():
         for dataset, scope, prefix in scopes:
             for kind, group, rows in group_rows(scope[scope["model"] == model]):
-                for rule in PIXEL_RULES:
+                for rule in RULE_TABLE:  # every rule either level evaluated, in table order
                     if f"iou_{rule}" not in rows and f"img_{rule}_pred" not in rows:
                         continue
                     key = f"{prefix}{model}:{kind}:{group}:{rule}"
@@ -186,26 +176,26 @@ def category_table(table: pd.DataFrame, datasets: list[str], p: EvaluateParams) 
 
 
 def product_table(
-    docs: dict[tuple[str, str], dict], table: pd.DataFrame, method: str, p: EvaluateParams
+    docs: dict[tuple[str, str], EvaluateRecord], table: pd.DataFrame, method: str, p: EvaluateParams
 ) -> pd.DataFrame:
     """One row per (model, product): counts, threshold-free metrics, figures at the headline rule."""
     records = []
     for (model, product), doc in docs.items():
         rows = table[(table["model"] == model) & (table["product"] == product)]
-        rec: dict[str, Any] = {"model": model, "product": product, "dataset": doc.get("dataset")}
-        rec["image_score"] = doc.get("image_score")
-        rec.update({f"n_{k}": v for k, v in doc["test"].items()})
-        for level, names in THRESHOLD_FREE.items():
-            section = doc.get(level) or {}
-            rec.update({f"{level}_{name}": section.get(name) for name in names})
+        rec: dict[str, Any] = {"model": model, "product": product, "dataset": doc.dataset}
+        rec["image_score"] = doc.image_score
+        rec.update({f"n_{k}": v for k, v in doc.test.items()})
+        for level in ("image", "pixel"):
+            section = getattr(doc, level) or {}
+            rec.update({f"{level}_{m.name}": section.get(m.name) for m in level_metrics(level)})
         reps = auroc_replicates(rows["score"].to_numpy(float), (rows["label"] == "anomalous").to_numpy(), p,
                                 f"{model}:{product}:auroc")  # fmt: skip
         rec["image_auroc_lo"], rec["image_auroc_hi"] = _percentiles(reps, p.confidence)
         rec["_auroc_replicates"] = reps
         rec.update({f"{k}@{method}": v for k, v in group_metrics(rows, method, p, f"{model}:{product}:{method}").items()
                     if k.startswith(("mean_iou", "pooled_iou", "pixel_fpr", "image_f1", "image_false"))})  # fmt: skip
-        rec["rule_used"] = (doc["rule_used"]["pixel"] or doc["rule_used"]["image"]).get(method)
-        rec["notes"] = "; ".join(doc.get("notes", []))
+        rec["rule_used"] = doc.used(method)
+        rec["notes"] = "; ".join(doc.notes)
         records.append(rec)
     return pd.DataFrame.from_records(records)
 
@@ -229,19 +219,17 @@ def headline(
             "image_false_alarm": every.get("image_false_alarm"),
             "image_auroc": prod["image_auroc"].astype(float).mean(), "image_auroc_lo": lo, "image_auroc_hi": hi,
         }  # fmt: skip
-        for level, names in THRESHOLD_FREE.items():
-            for name in names:
-                if level == "image" and name == "auroc":
-                    continue
-                key = name if name in ("pg2", "pb2", "fpr_at_95tpr") else f"{level}_{name}"
-                block[key] = prod[f"{level}_{name}"].astype(float).mean()
+        for level in ("image", "pixel"):  # macro means over products (image AUROC above, with its interval)
+            for m in level_metrics(level):
+                if m.headline_key != "image_auroc":
+                    block[m.headline_key] = prod[f"{level}_{m.name}"].astype(float).mean()
         all_rules = cats[cats["kind"] == "all"].set_index("rule")
-        block["mean_iou_by_rule"] = {r: all_rules["mean_iou"].get(r) for r in ("roc", "iou", "pr")}
+        block["mean_iou_by_rule"] = {r: all_rules["mean_iou"].get(r) for r in headline_rules()}
         block["oracle_mean_iou"] = all_rules["mean_iou"].get(ORACLE)
         by_cat = cats[(cats["kind"] == "defect_category") & (cats["rule"] == method)].set_index("group")
         block["mean_iou_by_category"] = {c: by_cat["mean_iou"].get(c) for c in DEFECT_CATEGORIES}
         block["n_test_images"] = int(every["n_images"])
-        block["n_good_only_products"] = int((prod["rule_used"] == "good_fpr1").sum())
+        block["n_good_only_products"] = int((prod["rule_used"] == good_only_rule()).sum())
         out[model] = block
     return json_ready(out)
 

@@ -1,4 +1,4 @@
-"""The thresholds stage: every rule fitted per (model, product) on the validation split only (DESIGN.md §3).
+"""The thresholds stage: every rule fitted per (model, product) on the validation split only (docs/metrics.md).
 
 Pixel level pools all validation pixels of the product (good images and anomalous images with a mask); image level
 pools the validation image scores. ROC-T, IoU-T and PR-T need anomalous validation samples; the good-only rule
@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iadbench.evaluation.cells import json_ready, load_cell, split_fingerprint, thresholds_path, write_cell_files
+from iadbench.evaluation.cells import load_cell, split_fingerprint, thresholds_path, write_cell_files
+from iadbench.evaluation.records import ThresholdsRecord
 from iadbench.metrics.counts import Counts, confusion_counts
-from iadbench.metrics.curves import GOOD_ONLY_RULE, RULES, fit_threshold, rates
+from iadbench.metrics.curves import fit_threshold, rates
 from iadbench.metrics.maps import pixel_curves
+from iadbench.metrics.registry import anomalous_rules, good_only_rule
 
 CURVE_POINTS = 400  # points per level kept in the curve CSV (the chosen thresholds are always kept)
 
@@ -25,14 +27,15 @@ def fit_all(c: Counts) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Fit every rule that the counts allow; notes say which could not be fitted and why."""
     fitted: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
+    rules, good_only = anomalous_rules(), good_only_rule()
     if c.n_pos > 0:
-        fitted.update({rule: fit_threshold(c, rule).to_dict() for rule in RULES})
+        fitted.update({rule: fit_threshold(c, rule).to_dict() for rule in rules})
     else:
-        notes.append(f"no anomalous validation sample: roc/iou/pr not fitted, {GOOD_ONLY_RULE} used in their place")
+        notes.append(f"no anomalous validation sample: {'/'.join(rules)} not fitted, {good_only} used in their place")
     if c.n_neg > 0:
-        fitted[GOOD_ONLY_RULE] = fit_threshold(c, GOOD_ONLY_RULE).to_dict()
+        fitted[good_only] = fit_threshold(c, good_only).to_dict()
     else:
-        notes.append(f"no good validation sample: {GOOD_ONLY_RULE} not fitted")
+        notes.append(f"no good validation sample: {good_only} not fitted")
     return fitted, notes
 
 
@@ -40,11 +43,14 @@ def rule_used(fitted: dict[str, Any], rule: str) -> str | None:
     """The rule that stands in for ``rule`` (itself, or the good-only rule); None if neither was fitted."""
     if rule in fitted:
         return rule
-    return GOOD_ONLY_RULE if GOOD_ONLY_RULE in fitted else None
+    good_only = good_only_rule()
+    return good_only if good_only in fitted else None
 
 
 def curve_table(c: Counts, level: str, fitted: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """A thinned copy of the validation curves (ROC, PR, IoU vs FPR) for plots, keeping every chosen threshold."""
+    """A thinned copy of the validation curves (ROC, PR, IoU vs FPR) for plots, keeping every chosen threshold;
+    column ``rule`` names the rules fitted at a row's threshold (``dvc plots`` marks them).
+    """
     if not len(c.thresholds):
         return pd.DataFrame()
     r = rates(c)
@@ -53,6 +59,9 @@ def curve_table(c: Counts, level: str, fitted: dict[str, dict[str, Any]]) -> pd.
     index = {t: k for k, t in enumerate(c.thresholds)}
     keep |= {index[f["threshold"]] for f in fitted.values() if f["threshold"] in index}
     k = np.array(sorted(keep))
+    marks: dict[float, list[str]] = {}
+    for rule, f in fitted.items():
+        marks.setdefault(f["threshold"], []).append(rule)
     return pd.DataFrame(
         {
             "level": level,
@@ -62,6 +71,8 @@ def curve_table(c: Counts, level: str, fitted: dict[str, dict[str, Any]]) -> pd.
             "precision": r["precision"][k],
             "f1": r["f1"][k],
             "iou": r["iou"][k],
+            # the rules fitted at this threshold ("roc+iou" when two agree), empty elsewhere: the marks of the plots
+            "rule": ["+".join(marks.get(t, [])) for t in c.thresholds[k].tolist()],
         }
     )
 
@@ -78,21 +89,8 @@ def fit_cell(
     labels = cell.labels
     image_counts = confusion_counts(cell.scores.astype(np.float64), labels)
     image_fits, image_notes = fit_all(image_counts)
-    doc: dict[str, Any] = {
-        "model": model,
-        "product": product,
-        "dataset": dataset,
-        "split_fingerprint": split_fingerprint(split, product),
-        "validation": {
-            "images": int(len(labels)),
-            "good": int((~labels).sum()),
-            "anomalous": int(labels.sum()),
-        },
-        "image": image_fits,
-        "image_notes": image_notes,
-        "pixel": None,
-        "pixel_notes": ["model writes no anomaly maps: image level only"],
-    }
+    validation = {"images": int(len(labels)), "good": int((~labels).sum()), "anomalous": int(labels.sum())}
+    pixel_fits, pixel_notes = None, ["model writes no anomaly maps: image level only"]
     curves = [curve_table(image_counts, "image", image_fits)]
     if cell.maps is not None:
         keep = cell.pixel_rows
@@ -101,14 +99,24 @@ def fit_cell(
         excluded = int((~keep).sum())
         if excluded:
             pixel_notes.append(f"{excluded} anomalous validation image(s) with an empty mask left out of pixel level")
-        doc["validation"].update(pixels=int(pixel.n_pos + pixel.n_neg), defect_pixels=int(pixel.n_pos),
-                                 empty_mask_excluded=excluded)  # fmt: skip
-        doc.update(pixel=pixel_fits, pixel_notes=pixel_notes)
+        validation.update(pixels=int(pixel.n_pos + pixel.n_neg), defect_pixels=int(pixel.n_pos),
+                          empty_mask_excluded=excluded)  # fmt: skip
         curves.append(curve_table(pixel, "pixel", pixel_fits))
-    return json_ready(doc), pd.concat([c for c in curves if not c.empty], ignore_index=True)
+    record = ThresholdsRecord(model, product, dataset, split_fingerprint(split, product), validation, image_fits,
+                              image_notes, pixel_fits, pixel_notes)  # fmt: skip
+    return record.to_json(), pd.concat([c for c in curves if not c.empty], ignore_index=True)
 
 
 def write_cell(model: str, product: str, split: pd.DataFrame, dataset: str | None = None) -> dict[str, Any]:
-    """Write ``reports/thresholds/<model>/<product>.json`` and its ``.curves.csv``."""
+    """Write ``reports/thresholds/<model>/<product>.json``, its ``.curves.csv`` (a DVC plot) and the report's figure
+    of the curves, ``.png``: drawn here, by the stage whose outputs decide it, so that switching
+    ``threshold.method`` (which reruns only metrics and report) redraws none of them.
+    """
+    from iadbench.evaluation.figures import threshold_curves
+
+    path = thresholds_path(model, product)
     doc, curves = fit_cell(model, product, split, dataset)
-    return write_cell_files(thresholds_path(model, product), doc, curves, ".curves.csv")
+    write_cell_files(path, doc, curves, ".curves.csv")
+    title = f"{model} / {product}: validation curves and fitted thresholds"
+    threshold_curves(curves, doc, title, path.with_suffix(".png"))
+    return doc

@@ -22,6 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def safe_divide(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """Element-wise ``a / b`` as float64, NaN where ``b`` ≤ 0: an undefined rate is never 0."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
 @dataclass(frozen=True)
 class Counts:
     """Cumulative confusion counts at each distinct threshold, thresholds in descending order."""
@@ -112,11 +119,20 @@ def _counts_sorted(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray |
     return Counts(s[last], tp, fp, n_pos, float((~labels).sum()))
 
 
-def _sortable_float16_keys(bits: np.ndarray) -> np.ndarray:
-    """Map float16 bit patterns to uint16 keys whose order is the float order (sign-magnitude → offset)."""
-    bits = bits.astype(np.uint32)
+def float16_keys(scores: np.ndarray) -> np.ndarray:
+    """Map float16 scores to integer keys in [0, 65535] whose order is the float order (sign-magnitude → offset):
+    key = 0xFFFF − bits for negative numbers, bits | 0x8000 otherwise. Inverse: :func:`float16_of_keys`.
+    """
+    bits = np.asarray(scores, dtype=np.float16).view(np.uint16).astype(np.uint32)
     negative = (bits & 0x8000) != 0
     return np.where(negative, 0xFFFF - bits, bits | 0x8000).astype(np.int64)
+
+
+def float16_of_keys(keys: np.ndarray) -> np.ndarray:
+    """The float16 scores (as float64) of keys made by :func:`float16_keys`."""
+    keys = np.asarray(keys)
+    bits = np.where(keys >= 0x8000, keys & 0x7FFF, 0xFFFF - keys).astype(np.uint16)
+    return bits.view(np.float16).astype(np.float64)
 
 
 class Float16Histogram:
@@ -139,7 +155,7 @@ class Float16Histogram:
             raise ValueError(f"Float16Histogram needs float16 scores, got {scores.dtype}")
         scores, labels = _validate(scores, labels)
         scores = np.where(scores == 0, np.float16(0), scores)  # -0.0 and +0.0 are one score
-        keys = _sortable_float16_keys(scores.view(np.uint16))
+        keys = float16_keys(scores)
         self.neg += np.bincount(keys[~labels], minlength=65536)
         pos_w = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()[labels]
         self.pos += np.bincount(keys[labels], weights=pos_w, minlength=65536)
@@ -150,9 +166,7 @@ class Float16Histogram:
         present = np.flatnonzero((self.pos > 0) | (self.neg > 0))[::-1]
         tp = np.cumsum(self.pos[present]) * positive_scale
         fp = np.cumsum(self.neg[present])
-        key_to_bits = np.where(present >= 0x8000, present & 0x7FFF, 0xFFFF - present).astype(np.uint16)
-        thresholds = key_to_bits.view(np.float16).astype(np.float64)
-        return Counts(thresholds, tp, fp, float(self.pos.sum()) * positive_scale, float(self.neg.sum()))
+        return Counts(float16_of_keys(present), tp, fp, float(self.pos.sum()) * positive_scale, float(self.neg.sum()))
 
 
 def _counts_float16(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> Counts:

@@ -1,16 +1,10 @@
-"""Curves, threshold rules and threshold-free metrics, all derived from one :class:`Counts` (DESIGN.md §3).
+"""Curves, threshold fitting and threshold-free metrics, all derived from one :class:`Counts` (docs/metrics.md).
 
 Definitions (``s ≥ t`` is anomalous; counts over pixels or images):
 TPR = TP/(TP+FN), FPR = FP/(FP+TN), precision = TP/(TP+FP), F1 = 2TP/(2TP+FP+FN), IoU = TP/(TP+FP+FN).
 
-Threshold rules, fitted on the validation split only:
-
-- **ROC-T**: argmax_t √(TPR·(1−FPR));  **IoU-T**: argmax_t √(IoU·(1−FPR));  **PR-T**: argmax_t F1
-  (after "Rethinking Benchmarking Framework of Self-Supervised Learning Approaches for Anomaly Localization");
-- **good-FPR1** (good-only rule, for validation sets without anomalous samples): the lowest threshold that flags
-  at most 1 % of the good samples.
-
-Ties between thresholds go to the highest threshold (the first in descending order). Undefined values (a rate
+The threshold rules (ROC-T, IoU-T, PR-T, good-FPR1) and their objectives are declared in
+:mod:`iadbench.metrics.registry`; :func:`fit_threshold` applies one on validation counts. Undefined values (a rate
 whose denominator is 0, AUROC without both classes) are NaN, never 0.
 
 References: AUROC and AP as scikit-learn's ``roc_auc_score`` and ``average_precision_score`` (AP is the step
@@ -24,16 +18,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from iadbench.metrics.counts import Counts
+from iadbench.metrics.counts import Counts, safe_divide
 
-RULES = ("roc", "iou", "pr")
-GOOD_ONLY_RULE = "good_fpr1"
-
-
-def _div(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+_div = safe_divide
 
 
 def ratio(a: float, b: float) -> float:
@@ -130,32 +117,22 @@ class FittedThreshold:
 
 
 def fit_threshold(c: Counts, rule: str) -> FittedThreshold:
-    """Fit ``rule`` (roc, iou, pr, or good_fpr1) on validation counts ``c``.
+    """Fit ``rule`` (a validation rule of :data:`iadbench.metrics.registry.RULE_TABLE`) on validation counts ``c``.
 
-    roc/iou/pr need positives; without them, use :data:`GOOD_ONLY_RULE` (a ``ValueError`` says so).
+    Rules that need anomalous samples refuse counts without them (a ``ValueError`` names the good-only rule).
     """
+    from iadbench.metrics.registry import RULE_TABLE, fitted_rules, good_only_rule
+
     if not len(c.thresholds):
         raise ValueError("no validation samples to fit a threshold on")
-    r = rates(c)
-    if rule == GOOD_ONLY_RULE:
-        if c.n_neg == 0:
-            raise ValueError("good_fpr1 needs good validation samples")
-        ok = np.flatnonzero(r["fpr"] <= 0.01 + 1e-12)
-        # the lowest threshold still within 1 % FPR; above every score if even the top one flags too many
-        k = int(ok[-1]) if len(ok) else -1
-        objective = float(r["fpr"][k]) if k >= 0 else 0.0
-    else:
-        if rule not in RULES:
-            raise ValueError(f"unknown threshold rule {rule!r}; valid: {[*RULES, GOOD_ONLY_RULE]}")
-        if c.n_pos == 0:
-            raise ValueError(f"rule {rule!r} needs anomalous validation samples; use {GOOD_ONLY_RULE!r}")
-        goal = {
-            "roc": np.sqrt(np.nan_to_num(r["tpr"]) * (1 - np.nan_to_num(r["fpr"]))),
-            "iou": np.sqrt(np.nan_to_num(r["iou"]) * (1 - np.nan_to_num(r["fpr"]))),
-            "pr": np.nan_to_num(r["f1"]),
-        }[rule]
-        k = int(np.argmax(goal))
-        objective = float(goal[k])
+    if rule not in fitted_rules():
+        raise ValueError(f"unknown threshold rule {rule!r}; valid: {list(fitted_rules())}")
+    spec = RULE_TABLE[rule]
+    if spec.needs_anomalous and c.n_pos == 0:
+        raise ValueError(f"rule {rule!r} needs anomalous validation samples; use {good_only_rule()!r}")
+    if not spec.needs_anomalous and c.n_neg == 0:
+        raise ValueError(f"{rule} needs good validation samples")
+    k, objective = spec.select(rates(c))
     if k < 0:
         threshold = float(np.nextafter(c.thresholds[0], np.inf))
         tp = fp = 0.0

@@ -4,6 +4,16 @@ All functions take ``maps`` (N, H, W) and boolean ``masks`` of the same shape (g
 Stored maps are float16, so the pooled curves take the streaming histogram path of
 :class:`iadbench.metrics.counts.Float16Histogram` chunk by chunk (memory independent of N); any other float dtype
 takes the exact sort path.
+
+AUPRO (Bergmann et al., "The MVTec Anomaly Detection Dataset", IJCV 2021, and its evaluation code): with R
+ground-truth regions (8-connected components of every mask),
+
+    PRO(t) = (1/R) Σ_k |{p ∈ region_k : s(p) ≥ t}| / |region_k|,     FPR(t) = FP(t) / #(pixels outside every region)
+
+and AUPRO@L = (1/L) ∫_0^L PRO d(FPR) by the trapezoidal rule, the curve interpolated linearly at FPR = L (L = 0.3).
+PRO(t) is a weighted true-positive count — each defect pixel weighs 1/(R·|region|) — so it comes from the same
+counting kernel as every other curve, in the same pass. The tests check it against MVTec AD's definition evaluated
+threshold by threshold.
 """
 
 from __future__ import annotations
@@ -14,9 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from iadbench.metrics.counts import Counts, Float16Histogram, _sortable_float16_keys, confusion_counts
-from iadbench.metrics.pro import EIGHT_CONNECTED, integrate_to
+from iadbench.metrics.counts import (
+    Counts,
+    Float16Histogram,
+    confusion_counts,
+    float16_keys,
+    float16_of_keys,
+    safe_divide,
+)
 
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # MVTec AD's regions: 8-connected components of a mask
 CHUNK = 32  # images per histogram chunk: bounds the temporary keys to ~CHUNK·H·W·8 bytes
 
 
@@ -39,7 +56,7 @@ def _chunks(n: int) -> Iterator[slice]:
 
 @dataclass(frozen=True)
 class PixelCurves:
-    """Pooled pixel counts of a stack: ``pixels`` (TP/FP per threshold) and ``pro`` (TP = PRO(t), see pro.py)."""
+    """Pooled pixel counts of a stack: ``pixels`` (TP/FP per threshold) and ``pro`` (TP = PRO(t), module docstring)."""
 
     pixels: Counts
     pro: Counts | None
@@ -91,8 +108,25 @@ def _scaled(c: Counts, regions: int) -> Counts:
     return Counts(c.thresholds, c.tp * scale, c.fp, c.n_pos * scale, c.n_neg)
 
 
+def integrate_to(x: np.ndarray, y: np.ndarray, limit: float) -> float:
+    """∫_0^limit y dx for a curve sorted by x (starting at x = 0), interpolating y linearly at x = limit."""
+    inside = x <= limit
+    xs, ys = x[inside], y[inside]
+    if xs[-1] < limit and inside.sum() < len(x):
+        k = int(np.argmax(~inside))
+        x0, x1, y0, y1 = x[k - 1], x[k], y[k - 1], y[k]
+        y_lim = y0 + (y1 - y0) * (limit - x0) / (x1 - x0) if x1 > x0 else y1
+        xs, ys = np.r_[xs, limit], np.r_[ys, y_lim]
+    return float(np.trapezoid(ys, xs))
+
+
+def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = 0.3) -> float:
+    """AUPRO@``fpr_limit`` of a stack of maps (module docstring); NaN without defect regions or good pixels."""
+    return aupro_from_counts(pixel_curves(maps, masks).pro, fpr_limit)
+
+
 def aupro_from_counts(pro: Counts | None, fpr_limit: float = 0.3) -> float:
-    """AUPRO@``fpr_limit`` from PRO counts (see :func:`iadbench.metrics.pro.aupro`); NaN when undefined."""
+    """AUPRO@``fpr_limit`` from PRO counts (module docstring); NaN when undefined."""
     if pro is None or pro.n_pos == 0 or pro.n_neg == 0:
         return float("nan")
     fpr = np.r_[0.0, pro.fp / pro.n_neg]
@@ -123,9 +157,7 @@ def per_image_confusion(maps: np.ndarray, masks: np.ndarray, thresholds: np.ndar
 def iou(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     """IoU = TP/(TP+FP+FN); NaN where the union is empty (no defect pixel and nothing predicted)."""
     tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
-    union = tp + fp + fn
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, tp / np.where(union > 0, union, 1.0), np.nan)
+    return safe_divide(tp, tp + fp + fn)
 
 
 def mean_iou_curve(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +195,7 @@ def _mean_iou_curve_float16(maps: np.ndarray, masks: np.ndarray, keep: np.ndarra
     for i in keep:
         scores = np.asarray(maps[i])
         scores = np.where(scores == 0, np.float16(0), scores)
-        keys = _sortable_float16_keys(scores.view(np.uint16)).ravel()
+        keys = float16_keys(scores).ravel()
         mask = masks[i].ravel()
         pos = np.bincount(keys[mask], minlength=65536)
         neg = np.bincount(keys[~mask], minlength=65536)
@@ -172,8 +204,7 @@ def _mean_iou_curve_float16(maps: np.ndarray, masks: np.ndarray, keep: np.ndarra
         fp = np.cumsum(neg[::-1])
         total += (tp / (pos.sum() + fp))[::-1]
     present = np.flatnonzero(seen)[::-1]
-    bits = np.where(present >= 0x8000, present & 0x7FFF, 0xFFFF - present).astype(np.uint16)
-    return bits.view(np.float16).astype(np.float64), total[present] / len(keep)
+    return float16_of_keys(present), total[present] / len(keep)
 
 
 def oracle_threshold(maps: np.ndarray, masks: np.ndarray) -> tuple[float, float]:

@@ -1,7 +1,8 @@
 """Convolutional autoencoder with an SSIM loss (Bergmann et al., "Improving Unsupervised Defect Segmentation by
 Applying Structural Similarity to Autoencoders", VISAPP 2019 / arXiv:1807.02011), as an anomalib module.
 
-anomalib 2.7 has no plain autoencoder, so this is the AE family of the seed "Rethinking Benchmarking Framework…".
+anomalib 2.7 has no plain autoencoder, so this is the AE family of [Rethinking] (docs/references.md) with the
+SSIM loss of [SSIM-AE].
 
 - Training loss: ``1 − mean SSIM(x, x̂)`` with an 11 × 11 Gaussian window (σ = 1.5), on images scaled to [0, 1].
 - Anomaly map: ``1 − SSIM_local(x, x̂)`` averaged over channels (one value per pixel, in [0, 2]).

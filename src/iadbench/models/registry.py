@@ -297,7 +297,7 @@ MODELS: dict[str, ModelEntry] = {
             "knowledge distillation (KD)",
             _stfpm,
             options={"layers": None},
-            note="stands in for the seed's multiresolution KD (MKD): same teacher-student feature "
+            note="stands in for the multiresolution KD (MKD) of [Rethinking]: same teacher-student feature "
             "regression on a pyramid of layers; anomalib 2.7 has no MKD",
         ),
         ModelEntry("padim", "memory bank / Gaussian", _padim, options={"layers": None, "n_features": 100}),

@@ -12,13 +12,11 @@ import contextlib
 import json
 import logging
 import os
-import resource
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from iadbench import resources
 from iadbench.errors import IadbenchError
 from iadbench.models.geometry import receptive_field_shifts
 from iadbench.models.registry import ModelConfig, build_model, effective_options, get_entry
-from iadbench.paths import ASSIGNMENT, MAPS_DIR, MODELS_DIR, PREDICT_REPORTS
+from iadbench.paths import ASSIGNMENT, MAPS_DIR, MODELS_DIR, PREDICT_REPORTS, train_report_dir
 
 
 def model_config(params: dict[str, Any], model: str, corrections: bool = True) -> ModelConfig:
@@ -46,11 +45,6 @@ def model_config(params: dict[str, Any], model: str, corrections: bool = True) -
         options=effective_options(model, (params.get("model_options") or {}).get(model)),
         corrections=corrections,
     )
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def versions() -> dict[str, str]:
@@ -188,6 +182,11 @@ def train_cell(
 ) -> dict[str, Any]:
     """Fit ``model`` on ``product``'s train rows; write ``models/<model>/<product>/{model.pt,meta.json}``.
 
+    Everything in the cell's folder is a function of data, params and code (a rebuild on another machine gives the
+    same bytes for deterministic models); DVCLive's curves go to ``reports/train/<model>/<product>/`` and the fit
+    time and memory to ``reports/resources/train/`` (:mod:`iadbench.resources`). Returns the metadata with
+    ``fit_seconds`` and ``peak_rss_mb`` added.
+
     ``corrections=False`` reproduces anomalib's own outputs (no grid placement, CFLOW's batch normalisation); only
     the parity test and the before/after benchmark use it.
 
@@ -215,7 +214,9 @@ def train_cell(
         )
     out = MODELS_DIR / model / product
     out.mkdir(parents=True, exist_ok=True)
-    logger = _dvclive_logger(out / "dvclive")
+    from anomalib.models.components import MemoryBankMixin
+
+    curve = _loss_curve(train_report_dir(model, product), has_loss=not isinstance(module, MemoryBankMixin))
     calibration: dict[str, Any] = {}
     shifts = receptive_field_shifts(module, cfg.image_size) if cfg.corrections else {}
     ordered = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers)
@@ -231,7 +232,8 @@ def train_cell(
             prepare=(lambda m: entry.calibrate(m, ordered)) if entry.calibrate is not None else None,
         )
     with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root, fidelity(cfg, shifts) as record:
-        engine = _engine(train.epochs, root, logger, progress, train.deterministic, [stopping] if stopping else [])
+        callbacks = [curve, *([stopping] if stopping else [])]
+        engine = _engine(train.epochs, root, False, progress, train.deterministic, callbacks)
         data = loader(rows, cfg.image_size, train.batch_size, True, train.seed, train.num_workers)
         start = time.perf_counter()
         engine.fit(module, train_dataloaders=data)
@@ -240,6 +242,7 @@ def train_cell(
             calibration = entry.calibrate(module, ordered)
         fit_seconds = time.perf_counter() - start
         epochs = int(stopped.get("epochs_run", engine.trainer.max_epochs))
+    curve.finish(epochs)
     torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, out / "model.pt")
     meta = {
         "model": model, "product": product, "family": entry.family, "pixel_maps": entry.pixel_maps,
@@ -248,11 +251,11 @@ def train_cell(
         "options": cfg.options, "deterministic": train.deterministic, **weights.metadata(),
         "pretrained_requested": requested, "corrections": cfg.corrections, "receptive_field_shifts": shifts,
         **calibration, **record,
-        "fit_seconds": round(fit_seconds, 3), "train_peak_rss_mb": round(peak_rss_mb(), 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu", "versions": versions(),
     }  # fmt: skip
     (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
-    return meta
+    spent = resources.record("train", model, product, fit_seconds=fit_seconds, epochs=epochs)
+    return {**meta, **resources.read("train", model, product), "resources": str(spent)}
 
 
 def _regime(train: Any, rows: pd.DataFrame) -> dict[str, Any]:
@@ -267,16 +270,6 @@ def _regime(train: Any, rows: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return _plain(value.value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value if isinstance(value, bool | int | float | str) or value is None else str(value)
-
-
 def _git_has_no_commit() -> bool:
     import subprocess
 
@@ -286,20 +279,55 @@ def _git_has_no_commit() -> bool:
     return subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True).returncode != 0
 
 
-def _dvclive_logger(directory: Path) -> Any:
-    """DVCLive's Lightning logger, with hyperparameters made YAML-safe (PatchCore logs an enum, which it rejects)."""
-    from dvclive.lightning import DVCLiveLogger
+TRAIN_LOSS = "train_loss"  # the one training metric every cell's metrics.json and curve carry
+
+
+def _loss_curve(directory: Path, has_loss: bool) -> Any:
+    """A Lightning callback that logs each epoch's mean training loss with DVCLive into ``directory``.
+
+    One name for every model (anomalib's models log ``train_loss``, ``train/loss`` or ``train/epoch/loss``):
+    ``metrics.json`` holds the final ``train_loss`` and ``epochs`` (what ``dvc exp show`` lists per cell) and
+    ``plots/metrics/train_loss.tsv`` the curve, step = epoch (what ``dvc plots diff`` overlays). A memory-bank
+    model (PaDiM, PatchCore) has no loss — anomalib returns a constant placeholder — so its curve file holds
+    the header only: DVC needs every declared output to exist, and an empty curve says "no loss" truthfully.
+    No timestamps are logged, so the files are the same bytes on every rebuild of a deterministic model.
+    """
+    from dvclive import Live
+    from lightning.pytorch.callbacks import Callback
 
     if _git_has_no_commit():
         # DVCLive 3.49 asks git for HEAD before checking that one exists, and crashes deep inside Lightning.
         raise IadbenchError("this git repository has no commit yet; DVCLive needs one: git add -A && git commit")
 
-    class PlainParamsLogger(DVCLiveLogger):
-        def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-            params = vars(params) if hasattr(params, "__dict__") and not isinstance(params, dict) else params
-            super().log_hyperparams(_plain(dict(params)), *args, **kwargs)
+    class LossCurve(Callback):
+        def __init__(self) -> None:
+            # dvcyaml=None: the curves are declared in the project's dvc.yaml (metrics and plots of the train stage)
+            self.live = Live(dir=str(directory), save_dvc_exp=False, dvcyaml=None, report=None)
+            self.total, self.batches, self.epochs = 0.0, 0, 0
 
-    return PlainParamsLogger(dir=str(directory), save_dvc_exp=False, dvcyaml=None, report=None)
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if has_loss and isinstance(loss, torch.Tensor):
+                self.total += float(loss.detach().float().cpu())
+                self.batches += 1
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            if has_loss and self.batches:
+                self.live.log_metric(TRAIN_LOSS, self.total / self.batches)
+                self.live.next_step()
+            self.total, self.batches, self.epochs = 0.0, 0, self.epochs + 1
+
+        def finish(self, epochs: int) -> None:
+            """Write the summary (the epochs kept, after early stopping) and the empty curve of a loss-free model."""
+            self.live.summary["epochs"] = epochs
+            self.live.make_summary()
+            curve = Path(self.live.plots_dir) / "metrics" / f"{TRAIN_LOSS}.tsv"
+            if not curve.is_file():
+                curve.parent.mkdir(parents=True, exist_ok=True)
+                curve.write_text(f"step\t{TRAIN_LOSS}\n")
+            self.live.end()
+
+    return LossCurve()
 
 
 def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -416,9 +444,7 @@ def predict_cell(
     report = {
         "model": model, "product": product, "n_images": len(rows), "pixel_maps": entry.pixel_maps,
         "image_score": entry.image_score, "map_size": cfg.image_size if entry.pixel_maps else 0,
-        "predict_seconds": round(seconds, 3), "images_per_second": round(len(rows) / max(seconds, 1e-9), 2),
-        "predict_peak_rss_mb": round(peak_rss_mb(), 1), "fit_seconds": meta["fit_seconds"],
-        "train_peak_rss_mb": meta["train_peak_rss_mb"], "epochs": meta["epochs"],
+        "epochs": meta["epochs"],
         **{k: meta[k] for k in ("best_epoch", "regime", "n_train_anomalous") if k in meta},
         **{k: meta[k] for k in ("backbone", "weights_source", "weights_sha256")},
         "versions": versions(), "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", ""),
@@ -430,4 +456,6 @@ def predict_cell(
     report_path = PREDICT_REPORTS / model / f"{product}.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=1) + "\n")
-    return report
+    resources.record("predict", model, product, predict_seconds=seconds, n_images=len(rows),
+                     images_per_second=round(len(rows) / max(seconds, 1e-9), 2))  # fmt: skip
+    return {**report, **resources.read("predict", model, product)}

@@ -58,9 +58,25 @@ class BackboneWeights:
         return {
             "backbone": self.name,
             "weights_source": self.source,
-            "weights_path": self.path,
+            "weights_path": portable_path(self.path),
             "weights_sha256": self.sha256,
         }
+
+
+def portable_path(path: str) -> str:
+    """``path`` as recorded in a cached artifact: relative to the repository when inside it, and to its
+    ``site-packages`` for a package's file, so that the metadata is the same bytes on every machine (the sha256
+    beside it is what identifies the weights).
+    """
+    if not path:
+        return path
+    resolved = Path(path).resolve()
+    parts = resolved.parts
+    if "site-packages" in parts:
+        return Path(*parts[parts.index("site-packages") + 1 :]).as_posix()
+    with contextlib.suppress(ValueError):
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    return path
 
 
 def package_weights_file() -> Path:

@@ -18,18 +18,19 @@ The disturbance is applied to the model's input (after the resize), like test-ti
 from __future__ import annotations
 
 import math
-import zlib
 from typing import Any
 
 import numpy as np
 import torch
+
+from iadbench.seeding import stream
 
 KINDS = ("blur", "line")
 
 
 def plan(seed: int, image_id: str, copy: int, labels: np.ndarray) -> dict[str, Any]:
     """The disturbance of copy ``copy`` of ``image_id`` on a product with segments ``labels`` (S×S)."""
-    rng = np.random.default_rng([seed, zlib.crc32(image_id.encode()), copy])
+    rng = stream(seed, image_id, copy)
     size = labels.shape[0]
     segment = int(rng.integers(0, int(labels.max()) + 1))
     ys, xs = np.nonzero(labels == segment)

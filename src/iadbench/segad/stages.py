@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from iadbench import resources
 from iadbench.errors import IadbenchError
 from iadbench.params import SEGAD_SUFFIX, SegadParams
 from iadbench.paths import ASSIGNMENT, MAPS_DIR, MODELS_DIR, PREDICT_REPORTS, SEGAD_DIR
@@ -120,12 +121,12 @@ def features_cell(params: dict[str, Any], detector: str, product: str, progress:
     summary = {
         "detector": detector, "product": product, "segments": segad.segments, "n_segments": n_segments(labels),
         "n_brf_good": int((kind == "brf-good").sum()), "n_brf_shots": int((kind == "brf-anomalous").sum()),
-        "n_synthetic": len(synthetic), "detector_seconds": round(detector_seconds, 3),
-        "feature_seconds": round(feature_seconds, 3), "n_features": int(features.shape[1]),
-        "detector_fit_seconds": ran["meta"].get("fit_seconds"),
+        "n_synthetic": len(synthetic), "n_features": int(features.shape[1]),
     }  # fmt: skip
     (out.with_suffix(".json")).write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
+    resources.record("segad_features", detector, product, detector_seconds=detector_seconds,
+                     feature_seconds=feature_seconds)  # fmt: skip
+    return {**summary, **resources.read("segad_features", detector, product)}
 
 
 def _joined(
@@ -203,7 +204,6 @@ def fit_cell(params: dict[str, Any], setup: str, product: str) -> dict[str, Any]
     gain = model.get_booster().get_score(importance_type="gain")
     names = [str(n) for n in data["names"]]
     top = sorted(((names[int(k[1:])], round(v, 4)) for k, v in gain.items()), key=lambda kv: -kv[1])[:10]
-    feature_seconds = sum(s["detector_seconds"] + s["feature_seconds"] for s in summaries)
     meta = {
         "model": setup, "product": product, "family": "segad", "detectors": detectors, "pixel_maps": False,
         "image_score": "model", "mode": "supervised" if segad.shots else "one-class", "segments": segad.segments,
@@ -213,20 +213,18 @@ def fit_cell(params: dict[str, Any], setup: str, product: str) -> dict[str, Any]
         "detector_score": segad.detector_score,
         "scale_pos_weight": float(config["learner"]["objective"]["reg_loss_param"]["scale_pos_weight"]),
         "top_features_by_gain": top, "constant_scores": constant, "brf_train_auroc": round(float(train_auroc), 4),
-        "fit_seconds": round(fit_seconds, 3), "score_seconds": round(score_seconds, 3),
-        "feature_seconds": round(feature_seconds, 3),
-        "detector_fit_seconds": {d: s.get("detector_fit_seconds") for d, s in zip(detectors, summaries, strict=True)},
     }  # fmt: skip
     (cell / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     report = {
         **{k: v for k, v in meta.items() if k != "top_features_by_gain"},
-        "n_images": int(held_out.sum()), "map_size": 0, "predict_seconds": round(score_seconds, 3),
-        "epochs": xgb["n_estimators"], "versions": _versions(),
+        "n_images": int(held_out.sum()), "map_size": 0, "epochs": xgb["n_estimators"], "versions": _versions(),
     }  # fmt: skip
     report_path = PREDICT_REPORTS / setup / f"{product}.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=1) + "\n")
-    return report
+    resources.record("segad", setup, product, fit_seconds=fit_seconds, score_seconds=score_seconds,
+                     n_images=int(held_out.sum()))  # fmt: skip
+    return {**report, **resources.read("segad", setup, product)}
 
 
 def _versions() -> dict[str, str]:

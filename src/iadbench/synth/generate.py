@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +23,12 @@ from tqdm import tqdm
 
 from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, SIMULATED_PREFIX, choices_result, local_file_url
 from iadbench.params import SynthesizeParams
+from iadbench.seeding import stream
 from iadbench.synth.draw import to_uint8
 from iadbench.synth.products import PRODUCTS, ProductSpec, render
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES
 
-
-def _rng(seed: int, *names: str | int) -> np.random.Generator:
-    key = [seed] + [zlib.crc32(n.encode()) if isinstance(n, str) else n for n in names]
-    return np.random.default_rng(key)
+_rng = stream
 
 
 def _save(image: np.ndarray, path: Path, mode: str) -> None:

@@ -12,6 +12,8 @@ from iadbench.models.registry import get_entry
 from iadbench.params import evaluated_models
 from iadbench.paths import MAPS_DIR
 
+DESCRIPTION = "data/maps: one finite score (and map of the declared size) per validation/test image of the split"
+
 
 def map_facts(params: dict[str, Any], split: pd.DataFrame) -> pd.DataFrame:
     """One row per expected (model, product, image): is it in the file, finite, of the expected shape."""
@@ -62,3 +64,11 @@ def maps_gate(params: dict[str, Any], split: pd.DataFrame) -> GateResult:
              e.ExpectColumnValuesToBeInSet(column="map_shape_ok", value_set=[True]), "where", ("map_shape",)),
     ]  # fmt: skip
     return run_gate("maps", {"maps": Table(str(MAPS_DIR), facts)}, rules)
+
+
+def run(params: dict[str, Any]) -> GateResult:
+    """The gate on every cell's ``data/maps/<model>/<product>.npz`` against ``data/assignment.csv``."""
+    from iadbench.data.manifest import read_table
+    from iadbench.paths import ASSIGNMENT
+
+    return maps_gate(params, read_table(ASSIGNMENT))
