@@ -118,3 +118,39 @@ def split_params() -> SplitParams:
 @pytest.fixture
 def gate_params() -> GateParams:
     return GateParams.from_params(TINY)
+
+
+def chromium_screenshot(html: Path, workdir: Path, script_budget_ms: int = 10000):
+    """Render ``html`` in headless Chromium (Debian's package) with no network; the screenshot as an RGB array.
+
+    Skips where chromium is absent, unless ``IADBENCH_REQUIRE_CHROMIUM`` is set (``.ci/run`` installs chromium and
+    sets it). The flags are those the offline machines need (no background networking, a fresh profile).
+    """
+    import os
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("IADBENCH_REQUIRE_CHROMIUM"):
+            raise AssertionError("chromium not found, yet IADBENCH_REQUIRE_CHROMIUM is set (.ci/run installs it)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    shot = workdir / f"{html.stem}.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={workdir / ('profile-' + html.stem)}", "--window-size=1200,900",
+         f"--virtual-time-budget={script_budget_ms}", f"--screenshot={shot}", html.as_uri()],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    if not shot.is_file():
+        raise AssertionError(f"chromium wrote no screenshot of {html}")
+    return np.asarray(Image.open(shot).convert("RGB")).astype(int)
+
+
+def drawn_share(pixels) -> float:
+    """Share of a screenshot's pixels that are not near-white: axes, lines, labels (a page that drew nothing: ~0)."""
+    return float((pixels.min(axis=2) < 200).mean())

@@ -55,7 +55,8 @@ def test_other_params_errors(tmp_path, monkeypatch, capsys, section, message):
 def test_models_verb_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "padim" in out and "scores only" in out and "stands in for the multiresolution KD (MKD) of [Rethinking]" in out
+    assert "padim" in out and "scores only" in out
+    assert "stands in for the multiresolution KD (MKD) of [Rethinking]" in out
     assert "options: layers=None, n_features=100" in out  # declared options with their defaults
     assert "<detector>+segad" in out and "all+segad" in out
 

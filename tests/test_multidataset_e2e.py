@@ -61,9 +61,19 @@ def repo(tmp_path_factory):
     return root, env
 
 
-def test_two_datasets_give_table1_rows_per_dataset(repo):
+@pytest.fixture(scope="module")
+def first_build(repo):
+    """The first `dvc repro`, committed: every test depends on it, so each passes when run alone."""
     root, env = repo
     out = _run(["dvc", "repro"], root, env)
+    _run(["git", "add", "-A"], root, env)
+    _run(["git", "commit", "-qm", "built"], root, env)
+    return out
+
+
+def test_two_datasets_give_table1_rows_per_dataset(repo, first_build):
+    root, env = repo
+    out = first_build
     ran = _stages_run(out.stdout)
     assert {"train@padim-synthetic/nut", "train@padim-btad/01", "evaluate@padim-btad/01"} <= ran
     assert (root / "models/padim/btad/01/model.pt").is_file() and (root / "data/maps/padim/synthetic/nut.npz").is_file()
@@ -81,7 +91,7 @@ def test_two_datasets_give_table1_rows_per_dataset(repo):
         ("synthetic/nut", "synthetic"), ("btad/01", "btad")}  # fmt: skip
 
 
-def test_a_product_added_to_one_dataset_reruns_only_its_cells(repo):
+def test_a_product_added_to_one_dataset_reruns_only_its_cells(repo, first_build):
     root, env = repo
     _set_params(root, data={"products": ["synthetic/nut", "btad/01", "btad/02"]})
     out = _run(["dvc", "repro"], root, env)
@@ -92,7 +102,7 @@ def test_a_product_added_to_one_dataset_reruns_only_its_cells(repo):
     _run(["git", "commit", "-qm", "btad/02"], root, env)
 
 
-def test_the_default_remote_restores_a_fresh_clone(repo):
+def test_the_default_remote_restores_a_fresh_clone(repo, first_build):
     root, env = repo
     _run(["dvc", "push", "-q"], root, env)
     clone = root.parent / "clone"
@@ -103,7 +113,7 @@ def test_the_default_remote_restores_a_fresh_clone(repo):
     assert (clone / "data/raw/btad/01/train/good").is_dir() and (clone / "reports/report.html").is_file()
 
 
-def test_data_datasets_naming_a_missing_dataset_is_a_clear_error(repo):
+def test_data_datasets_naming_a_missing_dataset_is_a_clear_error(repo, first_build):
     root, env = repo
     _set_params(root, data={"datasets": ["synthetic", "visa"], "products": ["synthetic/nut", "visa/candle"]})
     out = _run(["dvc", "repro", "manifest"], root, env, check=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY, tree_digest
+from tests.conftest import TINY, chromium_screenshot, drawn_share, tree_digest
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[1]
@@ -80,9 +80,23 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     return make_repo(tmp_path_factory.mktemp("e2e") / "iadbench", TINY)
 
 
-def test_repro_builds_every_stage(repo):
+@pytest.fixture(scope="module")
+def first_build(repo) -> subprocess.CompletedProcess:
+    """The first `dvc repro` of the module's repository: every test depends on it, so each passes when run alone."""
     root, env = repo
-    out = _run(["dvc", "repro"], root, env)
+    return _run(["dvc", "repro"], root, env)
+
+
+def _restore(root: Path, env: dict) -> None:
+    """Back to the built default: committed params, the workspace's outputs checked out and up to date."""
+    _run(["git", "checkout", "--", "params.yaml"], root, env)
+    _run(["dvc", "checkout", "-q"], root, env, check=False)
+    _run(["dvc", "repro"], root, env)
+
+
+def test_repro_builds_every_stage(repo, first_build):
+    root, env = repo
+    out = first_build
     assert _stages_run(out.stdout) == {
         "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split", "gate_split", "summary",
         "gate_maps", "metrics", "report", "costs", *_cells("train", "predict", "thresholds", "evaluate"),
@@ -107,15 +121,17 @@ def test_repro_builds_every_stage(repo):
     assert "http://" not in page and "https://" not in page, "the report must open offline"
 
 
-def test_second_repro_does_nothing(repo):
+def test_second_repro_does_nothing(repo, first_build):
     root, env = repo
+    _restore(root, env)
     out = _run(["dvc", "repro"], root, env)
     assert _stages_run(out.stdout) == set()
     assert "up to date" in out.stdout
 
 
-def test_clean_rebuild_is_byte_identical(repo):
+def test_clean_rebuild_is_byte_identical(repo, first_build):
     root, env = repo
+    _restore(root, env)
     before = {
         p: (root / p).read_bytes()
         for p in (
@@ -153,10 +169,11 @@ def _lock_outputs(root: Path) -> dict[tuple[str, str], str]:
     return {(stage, out["path"]): out.get("md5") or out.get("hash") for stage, s in lock.items() for out in s["outs"]}
 
 
-def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo):
+def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo, first_build):
     # 0.6, not 0.4: on the tiny config 0.3 and 0.4 round to the same per-product counts (1 of 3, 2 of 6).
     # The default config runs 0.4 in the README example.
     root, env = repo
+    _restore(root, env)
     _run(["git", "add", "-A"], root, env)
     _run(["git", "commit", "-qm", "lock"], root, env)
     baseline = json.loads((root / "reports/data_summary.json").read_text())["images"]["validation"]
@@ -177,22 +194,18 @@ def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo):
     assert baseline in values and any(v > baseline for v in values)
 
 
-def test_exp_run_with_fewer_models_retrains_nothing(repo):
+def test_exp_run_with_fewer_models_retrains_nothing(repo, first_build):
     root, env = repo
-    _run(["git", "checkout", "--", "params.yaml"], root, env)
-    _run(["dvc", "checkout", "-q"], root, env, check=False)
-    _run(["dvc", "repro"], root, env)
+    _restore(root, env)
     out = _run(["dvc", "exp", "run", "-n", "padim-only", "-S", "models=[padim]"], root, env)
     ran = _stages_run(out.stdout)
     assert not any(s.startswith(("train@", "predict@")) for s in ran), ran
     assert ran <= {"gate_maps", "metrics", "report", "costs"}
 
 
-def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo):
+def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo, first_build):
     root, env = repo
-    _run(["git", "checkout", "--", "params.yaml"], root, env)
-    _run(["dvc", "checkout", "-q"], root, env, check=False)
-    _run(["dvc", "repro"], root, env)
+    _restore(root, env)
     before = json.loads((root / "reports/metrics.json").read_text())
     out = _run(["dvc", "exp", "run", "-n", "rule-pr", "-S", "threshold.method=pr"], root, env)
     assert _stages_run(out.stdout) == {"metrics", "report"}
@@ -207,15 +220,15 @@ def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo):
     page = (root / "plots_out/index.html").read_text()
     assert "<img" in page and "<script src=" not in page and "cdn.jsdelivr" not in page, plots.stdout
     assert "vegaEmbed" in page and "validation curves and fitted thresholds" in page and "train_loss" in page
-    _assert_renders(page, root / "plots_out/index.html", root.parent / "chromium")
+    _assert_renders(root / "plots_out/index.html", root.parent / "chromium")
 
 
-def test_plots_diff_overlays_two_experiments(repo):
+def test_plots_diff_overlays_two_experiments(repo, first_build):
     """`dvc plots diff` of two experiments (other training epochs): the AE's training curves and a cell's threshold
     curves carry both revisions, offline.
     """
     root, env = repo
-    _run(["git", "checkout", "--", "params.yaml"], root, env)
+    _restore(root, env)
     _run(["dvc", "exp", "run", "-n", "epochs2", "-S", "train.epochs=2"], root, env)
     _run(["dvc", "exp", "run", "-n", "epochs3", "-S", "train.epochs=3"], root, env)
     targets = ["reports/train/ae/nut/plots/metrics", "reports/thresholds/ae/nut.curves.csv"]
@@ -224,34 +237,18 @@ def test_plots_diff_overlays_two_experiments(repo):
     assert "epochs2" in page and "epochs3" in page and "cdn.jsdelivr" not in page
     curve = re.search(r'"train_loss": "?([0-9.]+)', page)
     assert curve, "the training curve's points are in the page"
-    _assert_renders(page, root / "diff_out/index.html", root.parent / "chromium-diff")
+    _assert_renders(root / "diff_out/index.html", root.parent / "chromium-diff")
 
 
-def _assert_renders(page: str, html: Path, profile: Path) -> None:
-    """Headless Chromium (Debian's package) renders the page with no network: a screenshot that is not blank."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        if os.environ.get("IADBENCH_REQUIRE_CHROMIUM"):
-            raise AssertionError("chromium not found, yet IADBENCH_REQUIRE_CHROMIUM is set (.ci/run installs it)")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
-    shot = html.with_suffix(".png")
-    subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--window-size=1200,900", "--virtual-time-budget=10000",
-         f"--screenshot={shot}", html.as_uri()],
-        capture_output=True, timeout=120, check=False,
-    )  # fmt: skip
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.asarray(Image.open(shot).convert("L"))
-    drawn = float((pixels < 200).mean())  # axes, lines, labels: vega drew the charts (without it: a white page)
-    assert drawn > 0.01, f"{shot}: {drawn:.2%} of the screenshot is drawn: the plots did not render"
+def _assert_renders(html: Path, workdir: Path) -> None:
+    """Headless Chromium renders the page with no network: a screenshot that is not blank."""
+    drawn = drawn_share(chromium_screenshot(html, workdir))
+    assert drawn > 0.01, f"{html}: {drawn:.2%} of the screenshot is drawn: the plots did not render"
 
 
-def test_bad_dataset_stops_at_its_gate_and_damages_nothing(repo, tmp_path):
+def test_bad_dataset_stops_at_its_gate_and_damages_nothing(repo, first_build, tmp_path):
     root, env = repo
+    _restore(root, env)
     src = tmp_path / "broken"
     shutil.copytree(root / "data/raw/synthetic", src)
     (src / "weave/test/hole/000.png").write_bytes(b"\x89PNG truncated")

@@ -28,9 +28,16 @@ def repo(tmp_path_factory):
     return make_repo(tmp_path_factory.mktemp("segad") / "iadbench", params)
 
 
-def test_repro_runs_segad_through_the_report(repo):
+@pytest.fixture(scope="module")
+def first_build(repo):
+    """The first `dvc repro`: every test depends on it, so each passes when run alone."""
     root, env = repo
-    out = _run(["dvc", "repro"], root, env)
+    return _run(["dvc", "repro"], root, env)
+
+
+def test_repro_runs_segad_through_the_report(repo, first_build):
+    root, env = repo
+    out = first_build
     ran = _stages_run(out.stdout)
     expected = {"segad_features@padim-nut", "segad_features@ae-nut", "segad@padim-nut", "segad@ae-nut",
                 "segad_all@all-nut", "thresholds_segad@padim-nut", "evaluate_segad_all@all-nut", "report"}  # fmt: skip
@@ -62,8 +69,9 @@ def test_repro_runs_segad_through_the_report(repo):
     assert "| padim+segad |" in (root / "reports/costs.md").read_text()
 
 
-def test_a_brf_param_reruns_segad_only(repo):
+def test_a_brf_param_reruns_segad_only(repo, first_build):
     root, env = repo
+    _run(["git", "checkout", "--", "params.yaml"], root, env)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["segad"]["xgboost"]["max_depth"] = 3
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -72,7 +80,7 @@ def test_a_brf_param_reruns_segad_only(repo):
     assert not {s for s in ran if s.startswith(("train@", "predict@", "segad_features@", "split"))}, ran
 
 
-def test_too_many_shots_stop_the_split_naming_the_product(repo):
+def test_too_many_shots_stop_the_split_naming_the_product(repo, first_build):
     root, env = repo
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["segad"]["shots"] = 5  # nut has 6 anomalous images; 2 must stay for validation and test
