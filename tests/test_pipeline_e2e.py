@@ -99,7 +99,7 @@ def test_repro_builds_every_stage(repo, first_build):
     out = first_build
     assert _stages_run(out.stdout) == {
         "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split", "gate_split", "summary",
-        "gate_maps", "metrics", "report", "costs", *_cells("train", "predict", "thresholds", "evaluate"),
+        "gate_maps", "metrics", "report", "costs", "figures", *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
     meta = json.loads((root / "models/padim/nut/meta.json").read_text())
@@ -179,7 +179,7 @@ def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo, first_build):
     baseline = json.loads((root / "reports/data_summary.json").read_text())["images"]["validation"]
     out = _run(["dvc", "exp", "run", "-n", "val60", "-S", "split.val_fraction=0.6"], root, env)
     assert _stages_run(out.stdout) == {  # a split param reruns the split and everything after it, nothing before
-        "split", "gate_split", "summary", "gate_maps", "metrics", "report", "costs",
+        "split", "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures",
         *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
@@ -200,7 +200,7 @@ def test_exp_run_with_fewer_models_retrains_nothing(repo, first_build):
     out = _run(["dvc", "exp", "run", "-n", "padim-only", "-S", "models=[padim]"], root, env)
     ran = _stages_run(out.stdout)
     assert not any(s.startswith(("train@", "predict@")) for s in ran), ran
-    assert ran <= {"gate_maps", "metrics", "report", "costs"}
+    assert ran <= {"gate_maps", "metrics", "report", "costs", "figures"}
 
 
 def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo, first_build):

@@ -214,12 +214,21 @@ def cmd_metrics(args: argparse.Namespace) -> None:
     print(f"wrote {METRICS}, {CATEGORY_TABLE}, {PRODUCT_TABLE}")
 
 
+def cmd_figures(args: argparse.Namespace) -> None:
+    """Draw the figures that threshold.method does not decide: overlays per headline rule, drift examples."""
+    from iadbench.data.manifest import read_table
+    from iadbench.evaluation.report import write_figures
+    from iadbench.paths import OVERLAYS_DIR
+
+    written = write_figures(_params(args), read_table(ASSIGNMENT))
+    print(f"{OVERLAYS_DIR}: {len(written)} figure(s)")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     """Write reports/report.html and reports/report.md with tables, threshold curves and overlays."""
-    from iadbench.data.manifest import read_table
     from iadbench.evaluation.report import write_report
 
-    written = write_report(_params(args), read_table(ASSIGNMENT))
+    written = write_report(_params(args))
     print("wrote " + ", ".join(map(str, written)))
 
 
@@ -366,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--setup", required=True, help="<detector>+segad or all+segad (params: segad)")
     sg.add_argument("--product", required=True)
     verb("metrics", cmd_metrics, "pool all cells into reports/metrics.json and reports/tables/ (params: threshold)")
+    verb("figures", cmd_figures, "draw the overlays of every headline rule and the drift examples: reports/overlays")
     verb("report", cmd_report, "write reports/report.html and .md (tables, curves, overlays)")
     a = verb("annotate", cmd_annotate, "Label Studio: serve | push | pull | status | config (annotation/README.md)")
     a.add_argument("action", choices=["serve", "push", "pull", "status", "config"])
@@ -431,6 +441,7 @@ VERB_MODULES = {
     "evaluate": ("iadbench.evaluation.evaluate",),
     "metrics": ("iadbench.evaluation.tables",),
     "report": ("iadbench.evaluation.report",),
+    "figures": ("iadbench.evaluation.report",),
     "gate": ("iadbench.gates",),
 }
 

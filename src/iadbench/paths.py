@@ -31,7 +31,9 @@ CATEGORY_TABLE = TABLES_DIR / "categories.csv"
 PRODUCT_TABLE = TABLES_DIR / "products.csv"
 REPORT_HTML = Path("reports/report.html")
 REPORT_MD = Path("reports/report.md")
-FIGURES = Path("reports/figures")  # the report's figures (DVC image plots)
+FIGURES = Path("reports/figures")  # the report's figures that depend on threshold.method (DVC image plots)
+OVERLAYS_DIR = Path("reports/overlays")  # the figures stage: overlays per headline rule and model, drift examples
+DRIFT_EXAMPLES = OVERLAYS_DIR / "drift_examples.png"
 STUDIES_DIR = Path("reports/studies")  # iadbench study NAME: NAME.json, NAME.md
 LABEL_CONFIG = Path("annotation/label_config.xml")  # the Label Studio labelling interface
 ANNOTATION_EXAMPLES = Path("annotation/examples")  # example images per category for annotators
@@ -60,3 +62,8 @@ def resources_path(stage: str, model: str, product: str) -> Path:
 def gate_result(name: str) -> Path:
     """JSON result of a validation gate stage."""
     return GATES_DIR / f"{name}.json"
+
+
+def overlay_path(rule: str, model: str) -> Path:
+    """Best and worst test image per category of ``model`` at ``rule``: ``reports/overlays/<rule>/<model>.png``."""
+    return OVERLAYS_DIR / rule / f"{model}.png"

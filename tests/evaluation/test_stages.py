@@ -15,7 +15,7 @@ from iadbench.data.split import ASSIGNMENT_COLUMNS
 from iadbench.errors import InputError
 from iadbench.evaluation import evaluate, tables, thresholds
 from iadbench.evaluation.cells import load_mask
-from iadbench.evaluation.report import write_report
+from iadbench.evaluation.report import write_figures, write_report
 from tests.conftest import TINY
 
 PRODUCTS = ["nut", "weave", "tiles"]
@@ -88,10 +88,11 @@ def test_whole_chain_and_its_numbers(repo):
 
     table = pd.read_csv("reports/tables/categories.csv")
     assert {"structural", "surface", "contamination", "combined", "with", "without", "all"} <= set(table["group"])
-    written = write_report(repo, read_split())
+    write_figures(repo, read_split())
+    written = write_report(repo)
     page = Path("reports/report.html").read_text()
     assert "Table 1" in page and "https://" not in page and "http://" not in page
-    assert Path("reports/figures/overlays_good.png").is_file() and Path("reports/thresholds/noisy/tiles.png").is_file()
+    assert Path("reports/overlays/iou/good.png").is_file() and Path("reports/thresholds/noisy/tiles.png").is_file()
     assert "| category | dataset | n |" in Path("reports/report.md").read_text()
     assert written[0].is_file()
 
@@ -132,7 +133,8 @@ def test_category_without_test_images_is_absent_not_zero(repo):
     table = pd.read_csv("reports/tables/categories.csv")
     row = table[(table["model"] == "good") & (table["group"] == "contamination") & (table["rule"] == "iou")].iloc[0]
     assert row["n_images"] == 0 and np.isnan(row["mean_iou"])
-    write_report(repo, read_split())
+    write_figures(repo, read_split())
+    write_report(repo)
     assert "absent" in Path("reports/report.md").read_text()
 
 
@@ -192,7 +194,7 @@ def test_a_new_threshold_rule_is_one_registry_entry(repo, monkeypatch):
     assert "youden" in cell["image"]["at"] and "youden" in cell["pixel"]["at"]
     assert "youden" in set(pd.read_csv("reports/tables/categories.csv")["rule"])
     assert metrics["good"]["mean_iou_by_rule"]["youden"] is not None
-    write_report(params, read_split())
+    write_report(params)
     assert "Headline rule: **Youden-T**" in Path("reports/report.md").read_text()
 
 
@@ -207,7 +209,8 @@ def test_a_new_threshold_free_metric_is_one_registry_entry(repo, monkeypatch):
     assert cell["image"]["pb5"] >= cell["image"]["pb2"]  # a looser FPR bound finds at least as many
     assert "image_pb5" in pd.read_csv("reports/tables/products.csv")
     assert metrics["good"]["pb5"] >= metrics["good"]["pb2"]
-    write_report(repo, read_split())
+    write_figures(repo, read_split())
+    write_report(repo)
     assert "| PB5 |" in Path("reports/report.md").read_text()
 
 

@@ -24,17 +24,20 @@ from iadbench.evaluation.figures import category_bars, drift_examples, overlays
 from iadbench.evaluation.records import EvaluateRecord, ThresholdsRecord
 from iadbench.evaluation.tables import pooled, with_categories
 from iadbench.formatting import fmt
-from iadbench.metrics.registry import RULE_TABLE, level_metrics, rule_label
+from iadbench.metrics.registry import RULE_TABLE, headline_rules, level_metrics, rule_label
 from iadbench.params import DataParams, EvaluateParams, ThresholdParams, evaluated_models
 from iadbench.paths import (
     CATEGORIES,
     CATEGORY_TABLE,
+    DRIFT_EXAMPLES,
     FIGURES,
     METRICS,
+    OVERLAYS_DIR,
     PRODUCT_TABLE,
     REPORT_HTML,
     REPORT_MD,
     STUDIES_DIR,
+    overlay_path,
 )
 from iadbench.taxonomy import DEFECT_CATEGORIES, DEFECT_DEFINITIONS, split_categories
 
@@ -205,11 +208,21 @@ def segad_section(params: dict[str, Any], metrics: dict[str, Any]) -> tuple[str,
 
 
 def _shown_image(cell: Any, i: int) -> np.ndarray:
-    """The image the model saw (resized, drifted by its stored plan if any) as H × W × 3 uint8."""
-    from iadbench.data.drift import decode, model_input
+    """The image the model saw (resized, drifted by its stored plan if any) as H × W × 3 uint8. Without a plan it is
+    :func:`iadbench.data.drift.model_input`'s PIL resize itself (the same bytes, and no torch to import).
+    """
+    from iadbench.data.drift import decode
 
     plan = decode(cell.plans[i]) if cell.plans is not None else []
-    image = model_input(cell.rows["image_path"].iloc[i], cell.maps.shape[-1], plan)
+    path, size = cell.rows["image_path"].iloc[i], cell.maps.shape[-1]
+    if not plan:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+    from iadbench.data.drift import model_input
+
+    image = model_input(path, size, plan)
     return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
@@ -279,8 +292,40 @@ def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method:
     return panels
 
 
-def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
-    """Render the figures, ``report.md`` and ``report.html`` from the pipeline's artifacts."""
+def _overlay_title(model: str, rule: str) -> str:
+    return f"{model}: best and worst test image per defect category ({rule_label(rule)})"
+
+
+def _drift_title(drift: DriftParams) -> str:
+    return f"Test-time drift ({', '.join(drift.transforms)}; seed {drift.seed}): examples, truth outlined"
+
+
+def write_figures(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
+    """The figures stage: what the maps and evaluations decide but ``threshold.method`` does not — the overlays at
+    every headline rule (``reports/overlays/<rule>/<model>.png``) and the drift examples — drawn once per evaluation,
+    so that a rule switch (metrics and report only) redraws none of them; the report picks the method's overlays.
+    """
+    data = DataParams.from_params(params)
+    models, products = evaluated_models(params), list(data.products)
+    for old in OVERLAYS_DIR.rglob("*.png") if OVERLAYS_DIR.is_dir() else []:
+        old.unlink()
+    written = []
+    for rule in headline_rules():
+        for model in models:
+            panels = overlay_panels(model, products, split, rule)
+            if panels:  # models with maps only
+                written.append(overlays(panels, _overlay_title(model, rule), overlay_path(rule, model)))
+    drift = DriftParams.from_params(params)
+    if drift.on and (examples := drift_panels(products, models, split)):
+        written.append(drift_examples(examples, _drift_title(drift), DRIFT_EXAMPLES))
+    OVERLAYS_DIR.mkdir(parents=True, exist_ok=True)  # an output even when no model writes maps
+    return written
+
+
+def write_report(params: dict[str, Any]) -> list[Path]:
+    """Render ``report.md`` and ``report.html`` from the pipeline's artifacts; the only figure drawn here is the one
+    ``threshold.method`` decides (mean IoU per category); the others come from the thresholds and figures stages.
+    """
     method = ThresholdParams.from_params(params).method
     data = DataParams.from_params(params)
     models, products = evaluated_models(params), list(data.products)
@@ -300,16 +345,11 @@ def write_report(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
                 raise InputError(curves, "figure of the validation curves not found", "rerun thresholds (dvc repro)")
             figures.append((f"{model} / {product}: validation curves and fitted thresholds", curves))
     drift = DriftParams.from_params(params)
-    if drift.on:
-        examples = drift_panels(products, models, split)
-        if examples:
-            title = f"Test-time drift ({', '.join(drift.transforms)}; seed {drift.seed}): examples, truth outlined"
-            figures.append((title, drift_examples(examples, title, FIGURES / "drift_examples.png")))
-    for model in models:
-        panels = overlay_panels(model, products, split, method)
-        if panels:
-            title = f"{model}: best and worst test image per defect category ({rule_label(method)})"
-            figures.append((title, overlays(panels, title, FIGURES / f"overlays_{model}.png")))
+    if drift.on and DRIFT_EXAMPLES.is_file():
+        figures.append((_drift_title(drift), DRIFT_EXAMPLES))
+    for model in models:  # drawn by the figures stage, one per headline rule
+        if overlay_path(method, model).is_file():
+            figures.append((_overlay_title(model, method), overlay_path(method, model)))
 
     t1 = table1(categories)
     detail = detail_table(categories, method)
