@@ -73,7 +73,9 @@ def _clone(rev: str, root: Path) -> Path:
 def _env(repo: Path, bin_dir: Path) -> dict[str, str]:
     venv = Path(sys.executable).parent
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{venv}{os.pathsep}{os.environ['PATH']}",
-            "PYTHONPATH": str(repo / "src"), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}  # fmt: skip
+            "PYTHONPATH": str(repo / "src"), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+            "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@invalid", "GIT_COMMITTER_NAME": "bench",
+            "GIT_COMMITTER_EMAIL": "bench@invalid"}  # fmt: skip
 
 
 def _timed(cmd: list[str], repo: Path, env: dict[str, str]) -> tuple[float, str]:
