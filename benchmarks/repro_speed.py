@@ -35,6 +35,8 @@ from pathlib import Path
 import yaml
 from readme_blocks import PROJECT, replace_block, save_result
 
+from iadbench.cli import VERB_MODULES
+
 BASE = "bf22dcc"  # the last commit before the DVC-ergonomics work (issue 14)
 VOLATILE = ("reports/resources/", "reports/costs.")
 SHIM = """#!/usr/bin/env bash
@@ -46,15 +48,7 @@ printf '{{"argv": "%s", "seconds": %d.%03d, "rc": %s}}\\n' "$*" $(( (end - start
     $(( (end - start) / 1000000 % 1000 )) "$rc" >> "{log}"
 exit $rc
 """
-IMPORTS = {  # what a fresh process of each kind of stage imports before working (iadbench.cli.VERB_MODULES)
-    "train": "import torch, lightning, anomalib.engine, iadbench.models.run",
-    "predict": "import torch, lightning, anomalib.engine, iadbench.models.run",
-    "thresholds": "import iadbench.evaluation.thresholds",
-    "evaluate": "import iadbench.evaluation.evaluate",
-    "metrics": "import iadbench.evaluation.tables",
-    "report": "import iadbench.evaluation.report",
-    "gate": "import iadbench.cli",
-}
+IMPORTS = {verb: "import " + ", ".join(modules) for verb, modules in VERB_MODULES.items()}  # one fresh process each
 
 
 def _kind(argv: str) -> str:

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import resource
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,8 @@ def peak_rss_mb() -> float:
 
 def host() -> dict[str, Any]:
     """What the numbers were measured on: CPU count, architecture, and the accelerator used."""
-    device = "cpu"
-    try:  # torch is only imported where a stage already has it
-        import sys
-
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            device = torch.cuda.get_device_name(0)
-    except Exception:  # pragma: no cover - a broken CUDA setup must not fail a timing record
-        device = "unknown"
+    torch = sys.modules.get("torch")  # never imported here: only a stage that already uses torch can have a GPU
+    device = torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else "cpu"
     return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "device": device}
 
 

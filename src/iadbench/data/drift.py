@@ -266,15 +266,22 @@ def apply_mask(mask: np.ndarray, steps: list[dict[str, Any]]) -> np.ndarray:
     return out[0].numpy() > 0
 
 
-def model_input(path: str, size: int, steps: list[dict[str, Any]] | None = None) -> torch.Tensor:
-    """The image a model sees: RGB (grey repeated), bilinear resize to ``size`` (no crop), [0, 1], then the plan."""
-    import torch
+def resized_rgb(path: str, size: int) -> np.ndarray:
+    """The image file as RGB (grey repeated), bilinear-resized to ``size`` × ``size`` (no crop): H × W × 3 uint8 —
+    what :func:`model_input` scales to [0, 1] (the report shows it as is, without importing torch).
+    """
     from PIL import Image
-    from torchvision.transforms.v2.functional import to_dtype, to_image
 
     with Image.open(path) as im:
-        rgb = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    image = to_dtype(to_image(rgb), torch.float32, scale=True)
+        return np.array(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))  # writable: torch takes it
+
+
+def model_input(path: str, size: int, steps: list[dict[str, Any]] | None = None) -> torch.Tensor:
+    """The image a model sees: :func:`resized_rgb` in [0, 1], then the plan."""
+    import torch
+    from torchvision.transforms.v2.functional import to_dtype, to_image
+
+    image = to_dtype(to_image(resized_rgb(path, size)), torch.float32, scale=True)
     return apply_image(image, steps) if steps else image
 
 
