@@ -42,7 +42,7 @@ def test_setups_join_the_evaluated_models():
         ({"detectors": ["padim", "padim"]}, "lists a detector twice"),
         ({"detectors": [], "ensembles": ["all"]}, "all\\+segad combines K > 1 detectors, but segad.detectors has 0"),
         ({"detectors": ["padim"], "ensembles": ["all"]}, "segad.detectors has 1"),
-        ({"detectors": ["padim"], "ensembles": ["best"]}, r"segad.ensembles: unknown \['best'\]"),
+        ({"detectors": ["padim"], "ensembles": ["best"]}, r"segad.ensembles\[0\] must be one of 'all', got 'best'"),
         ({"brf_fraction": 1.0}, "segad.brf_fraction must be strictly between 0 and 1"),
         ({"shots": -1}, "segad.shots must be >= 0"),
         ({"synthetic_per_image": 0}, "segad.synthetic_per_image must be >= 1"),
@@ -52,9 +52,9 @@ def test_setups_join_the_evaluated_models():
         ({"xgboost": {**TINY["segad"]["xgboost"], "learning_rate": 0}}, r"segad.xgboost.learning_rate must be in \(0"),
         ({"xgboost": {**TINY["segad"]["xgboost"], "n_estimators": 0}}, r"segad.xgboost.n_estimators must be in \[1"),
         ({"xgboost": {**TINY["segad"]["xgboost"], "reg_alpha": -1}}, r"segad.xgboost.reg_alpha must be in \[0"),
-        ({"xgboost": {**TINY["segad"]["xgboost"], "max_depth": 2.5}}, "segad.xgboost.max_depth must be int"),
+        ({"xgboost": {**TINY["segad"]["xgboost"], "max_depth": 2.5}}, "segad.xgboost.max_depth must be an integer, got 2.5"),
         ({"xgboost": {**TINY["segad"]["xgboost"], "objective": "reg:squarederror"}}, "segad.xgboost.objective"),
-        ({"xgboost": {**TINY["segad"]["xgboost"], "eta": 0.1}}, r"unknown parameter\(s\) \['eta'\]"),
+        ({"xgboost": {**TINY["segad"]["xgboost"], "eta": 0.1}}, r"segad.xgboost.eta: unknown key; valid: \['colsample_bynode'"),
         ({"xgboost": {"n_estimators": 10}}, "segad.xgboost.num_parallel_tree is missing"),
     ],
 )
@@ -75,7 +75,7 @@ def test_bad_segad_params_name_the_key(segad, message):
 def test_datasets_and_cells(data, datasets, cells, qualified):
     from iadbench.params import DataParams
 
-    d = DataParams.from_params({"data": data})
+    d = DataParams.from_params({"data": {**data, "image_size": 64}})
     assert (d.datasets, d.products, d.qualified) == (datasets, cells, qualified)
     assert d.dataset_of(cells[-1]) == datasets[-1]
     assert d.cell(datasets[0], "nut") == ("nut" if not qualified else f"{datasets[0]}/nut")
@@ -88,7 +88,7 @@ def test_datasets_and_cells(data, datasets, cells, qualified):
         ({"datasets": ["a", "b"], "products": ["a/nut", "c/01"]}, r"'c/01' must be <dataset>/<product>"),
         ({"datasets": ["a", "b"], "products": ["a/nut"]}, r"data.datasets: \['b'\] have no product"),
         ({"datasets": ["a"], "dataset": "b", "products": []}, "both set and disagree"),
-        ({"datasets": [], "products": []}, "non-empty list"),
+        ({"datasets": [], "products": []}, "data.datasets must be a non-empty list"),
         ({"datasets": ["a", "a"], "products": []}, "lists a dataset twice"),
         ({"datasets": ["all"], "products": []}, "'all' is reserved"),
         ({"products": ["nut"]}, "data.datasets is missing"),
@@ -98,4 +98,74 @@ def test_bad_datasets_name_the_key(data, message):
     from iadbench.params import DataParams
 
     with pytest.raises(ParamsError, match=message):
-        DataParams.from_params({"data": data})
+        DataParams.from_params({"data": {**data, "image_size": 64}})
+
+
+# ---------------------------------------------------------------------------------------- the whole file's schema
+SHIPPED = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def _file(tmp_path, **changes) -> Path:
+    import yaml
+
+    params = yaml.safe_load(SHIPPED.read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        node = params
+        for parent in parents:
+            node = node[parent]
+        node[key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_the_shipped_file_passes_every_check():
+    from iadbench.checks import problems
+
+    assert problems(load_params(SHIPPED)) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"train__epoch": 5}, r"params.yaml: train.epoch: unknown key; valid: \['batch_size', 'deterministic', 'epochs'"),
+        ({"tresholds": {"method": "pr"}}, r"params.yaml: tresholds: unknown section; valid: \['backbone', 'data'"),
+        ({"models": "padim"}, r"params.yaml: models must be a list, got 'padim'"),
+        ({"drift__max_per_imag": 1}, r"drift.max_per_imag: unknown key; valid: \['blur_sigma'"),
+        ({"train__epochs": True}, r"train.epochs must be an integer, got True"),
+        ({"evaluate__confidence": "0.95"}, r"evaluate.confidence must be a number, got '0.95'"),
+        ({"data__image_size": 8}, r"data.image_size must be in \[32, 1024\], got 8"),
+    ],
+)
+def test_a_bad_file_names_the_file_and_the_key(tmp_path, changes, message):
+    with pytest.raises(ParamsError, match=message):
+        load_params(_file(tmp_path, **changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model_options__padim": {"layers": None, "n_features": 100000}},
+         r"model_options.padim.n_features must be <= 176 \(the channels of layers \['blocks.1', 'blocks.2', 'blocks.4'\]"),
+        ({"model_options__patchcore": {"coreset_sampling_ratio": 0.0}},
+         r"model_options.patchcore.coreset_sampling_ratio must be in \(0, 1\], got 0.0"),
+        ({"model_options__padim": {"n_featurs": 10}}, r"model_options.padim has unknown option\(s\) \['n_featurs'\]"),
+        ({"model_options__padimm": {}}, r"model_options: \['padimm'\] are not registered models"),
+        ({"models": ["padim", "padimm"]}, r"models: \['padimm'\] are not registered"),
+        ({"threshold__method": "best"}, r"threshold.method must be one of \['roc', 'iou', 'pr'\], got 'best'"),
+    ],
+)  # fmt: skip
+def test_iadbench_check_names_what_a_model_would_refuse_late(tmp_path, changes, capsys, message):
+    """What only the code behind a name knows is checked by `iadbench check` (the first stage), not by anomalib's
+    traceback ten minutes into a fit.
+    """
+    import re
+
+    from iadbench.cli import main
+
+    path = _file(tmp_path, **changes)
+    assert main(["--params", str(path), "check"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert str(path) in err

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from iadbench import __version__
 from iadbench.errors import IadbenchError
-from iadbench.formatting import fmt as _fmt
 from iadbench.paths import (
     ASSIGNMENT,
     CATEGORIES,
@@ -34,6 +33,17 @@ def _params(args: argparse.Namespace) -> dict:
     from iadbench.params import load_params
 
     return load_params(args.params)
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    """Check params.yaml (shape, then what the code behind each name needs); write reports/gates/params.json."""
+    from iadbench.checks import check
+
+    check(_params(args), str(args.params))
+    out = gate_result("params")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"file": str(args.params), "success": True}, indent=1) + "\n")
+    print(f"{args.params}: every section, key and model option checked -> {out}")
 
 
 def cmd_synthesize(args: argparse.Namespace) -> None:
@@ -189,6 +199,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     """Evaluate one (model, product) cell on its test split at every fitted threshold."""
     from iadbench.data.manifest import read_table
     from iadbench.evaluation.evaluate import write_cell
+    from iadbench.formatting import fmt as _fmt
     from iadbench.params import EvaluateParams
 
     limit = EvaluateParams.from_params(_params(args)).aupro_fpr_limit
@@ -204,6 +215,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_metrics(args: argparse.Namespace) -> None:
     """Pool every cell into reports/metrics.json and the category and product tables."""
     from iadbench.evaluation.tables import write_tables
+    from iadbench.formatting import fmt as _fmt
     from iadbench.paths import CATEGORY_TABLE, METRICS, PRODUCT_TABLE
 
     metrics = write_tables(_params(args))
@@ -337,6 +349,17 @@ def cmd_study(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
+def _gate_names() -> list[str]:
+    """The modules of :mod:`iadbench.gates`, listed without importing that package (every verb builds the parser,
+    and a stage must import only what it uses: ``iadbench.depsclosure``).
+    """
+    import importlib.util
+    import pkgutil
+
+    spec = importlib.util.find_spec("iadbench.gates")
+    return sorted(m.name for m in pkgutil.iter_modules(spec.submodule_search_locations) if not m.name.startswith("_"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``iadbench`` argument parser."""
     parser = argparse.ArgumentParser(prog="iadbench", description=__doc__)
@@ -350,14 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    verb("check", cmd_check, "check params.yaml: every key, type and range, and each model's options (before a run)")
     verb("synthesize", cmd_synthesize, "write the embedded synthetic dataset (params: synthesize)")
     verb("manifest", cmd_manifest, "scan data/raw/<each of data.datasets> into data/manifest.csv")
     verb("categories", cmd_categories, "parse each dataset's annotation/exports/<dataset>.json: data/categories.csv")
     verb("split", cmd_split, "write the seeded, stratified split to data/split.csv (params: split)")
     g = verb("gate", cmd_gate, "run a Great Expectations validation gate; exit 1 on any error")
-    from iadbench.gates import available
-
-    g.add_argument("gate", choices=available(), help="the gate: one module of iadbench.gates")
+    g.add_argument("gate", choices=_gate_names(), help="the gate: one module of iadbench.gates")
     g.add_argument("--max-lines", type=int, default=100, help="violations printed (all are in the JSON)")
     for name, func, text in (
         ("train", cmd_train, "train one (model, product) cell on the split's train rows"),

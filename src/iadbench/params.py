@@ -1,60 +1,146 @@
-"""Typed, range-checked views of ``params.yaml``; each stage reads only its own sections."""
+"""``params.yaml``: one declarative schema (pydantic 2) for every section; each stage reads only its own sections.
+
+Every section is a model with ``extra="forbid"``: an unknown key (``train.epoch``) or an unknown section is an error
+that names the file, the key and the valid keys, like a value of the wrong type (``models: padim``) or out of range.
+:func:`load_params` checks the whole file against :class:`ParamsFile`, so every stage refuses a bad file before it
+does any work; the ``gate_params`` stage (``iadbench check``) depends on the whole file and adds the checks that need
+the code of a model, a metric or a product (:mod:`iadbench.checks`).
+
+Constraints are data (scikit-learn's ``validate_params`` idea): ranges are :class:`Range` annotations, choices are
+``Literal`` types or the tuples below. This module imports nothing of iadbench but :mod:`iadbench.errors` and
+:mod:`iadbench.paths`, so that it is a leaf of every stage's import closure.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from iadbench.errors import ParamsError
 from iadbench.paths import PARAMS
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SYNTHETIC_PRODUCTS = ("nut", "weave", "tiles")  # iadbench.synth.products.PRODUCTS (a test keeps them equal)
+VALIDATION_STRATEGIES = ("fixed", "early_stopping")
+SEGMENT_SOURCES = ("whole", "grid", "image")
+SEGAD_ENSEMBLES = ("all",)
+SEGAD_SUFFIX = "+segad"
+XGBOOST_OBJECTIVES = ("binary:logitraw", "binary:logistic")
+DRIFT_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "position": ("rotate", "crop", "perspective"),
+    "lighting": ("jitter", "shadow"),
+    "camera": ("blur", "noise"),
+}  # the order in which a drift plan applies them: the scene moves, the light changes, then the camera sees it
+DRIFT_CATEGORY_OF = {name: category for category, names in DRIFT_CATEGORIES.items() for name in names}
 
 
-def load_params(path: str | Path = PARAMS) -> dict[str, Any]:
-    """Read ``params.yaml`` as a dict; a missing or malformed file is a :class:`ParamsError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: params file not found (run from the repository root)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ParamsError(f"{path}: must be a mapping of sections")
-    return data
-
-
-def _section(params: dict[str, Any], name: str, source: str) -> dict[str, Any]:
-    section = params.get(name)
-    if not isinstance(section, dict):
-        raise ParamsError(f"{source}: section '{name}' is missing or not a mapping")
-    return section
-
-
-def _get(section: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in section:
-        raise ParamsError(f"{where}.{key} is missing")
-    value = section[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ParamsError(f"{where}.{key} must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ParamsError(message)
+# ------------------------------------------------------------------------------------------------ constraints
+def _num(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @dataclass(frozen=True)
-class DataParams:
-    """``data``: the datasets under ``data/raw`` a run evaluates, and their products (the matrix cells).
+class Range:
+    """``low ≤ value ≤ high`` (``open`` ends exclusive); ``high`` None is unbounded. The message is the rule."""
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def rule(self) -> str:
+        """The rule in words: ``>= 1``, ``in (0, 1]``, ``strictly between 0 and 1``."""
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {_num(self.low)}"
+        if self.low_open and self.high_open:
+            return f"strictly between {_num(self.low)} and {_num(self.high)}"
+        return f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}{')' if self.high_open else ']'}"
+
+    def __call__(self, value: Any) -> Any:
+        above = value > self.low if self.low_open else value >= self.low
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        if not (above and below):
+            raise PydanticCustomError("range", "must be {rule}, got {value}", {"rule": self.rule(), "value": value})
+        return value
+
+
+def ranged(kind: Any, low: float, high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
+    """``kind`` constrained to a :class:`Range`."""
+    return Annotated[kind, AfterValidator(Range(low, high, low_open, high_open))]
+
+
+Float = Annotated[float, Field(strict=True)]  # a YAML number (an int is a float), never a string or a bool
+Seed = ranged(StrictInt, 0, 2**32 - 1)
+Count = ranged(StrictInt, 1)
+Fraction = ranged(Float, 0.0, 1.0, True, True)
+
+
+def _pair(low: float, high: float) -> Any:
+    """A ``[lo, hi]`` pair with ``low ≤ lo ≤ hi ≤ high``."""
+
+    def check(value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not (low <= lo <= hi <= high):
+            raise PydanticCustomError(
+                "pair", "must satisfy {low} <= low <= high <= {high}, got [{lo}, {hi}]",
+                {"low": low, "high": high, "lo": lo, "hi": hi},
+            )  # fmt: skip
+        return (float(lo), float(hi))
+
+    return Annotated[tuple[Float, Float], AfterValidator(check)]
+
+
+def _distinct(what: str) -> Any:
+    def check(value: tuple) -> tuple:
+        twice = sorted({v for v in value if value.count(v) > 1})
+        if twice:
+            raise PydanticCustomError("distinct", "lists {what} twice: {twice}", {"what": what, "twice": twice})
+        return value
+
+    return AfterValidator(check)
+
+
+def _invalid(message: str, **context: Any) -> PydanticCustomError:
+    return PydanticCustomError("rule", message.format(**context))
+
+
+class Section(BaseModel):
+    """A section of ``params.yaml``: unknown keys are errors; instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    section: ClassVar[str] = ""
+    optional: ClassVar[bool] = False
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> Any:
+        """Validate this section of ``params`` (the whole file's dict)."""
+        name = cls.section
+        if name not in params and cls.optional:
+            return cls()
+        return validate(cls, params.get(name), source, (name,))
+
+
+# ------------------------------------------------------------------------------------------------ sections
+class DataParams(Section):
+    """``data``: the datasets under ``data/raw`` a run evaluates, their products (the matrix cells), the input size.
 
     ``datasets`` is a list (``data.dataset: NAME``, the older single form, is the one-element list). A *cell* is a
     product as ``data.products`` writes it: a bare name (``nut``) when the run has one dataset, or
@@ -64,52 +150,57 @@ class DataParams:
     same prefix (``btad/01/test/ko/000.bmp``).
     """
 
-    datasets: tuple[str, ...]
-    products: tuple[str, ...]
+    section: ClassVar[str] = "data"
+    optional: ClassVar[bool] = False
+    datasets: Annotated[tuple[StrictStr, ...], Field(min_length=1), _distinct("a dataset")]
+    products: Annotated[tuple[Annotated[StrictStr, Field(min_length=1)], ...], _distinct("a product")] = ()
+    image_size: ranged(StrictInt, 32, 1024)  # one input size for every model; anomaly maps are stored at it
 
+    @model_validator(mode="before")
     @classmethod
-    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> DataParams:
-        """Validate ``data.datasets`` (folder names) and ``data.products`` (cells, see the class docstring)."""
-        s = _section(params, "data", source)
-        w = f"{source}: data"
-        if "datasets" in s:
-            raw = s["datasets"]
-            _check(isinstance(raw, list) and len(raw) > 0 and all(isinstance(d, str) for d in raw),
-                   f"{w}.datasets must be a non-empty list of dataset names, got {raw!r}")  # fmt: skip
-            if "dataset" in s:
-                _check(
-                    [s["dataset"]] == raw,
-                    f"{w}.dataset ({s['dataset']!r}) and data.datasets ({raw!r}) are both set and disagree: keep "
-                    "data.datasets (data.dataset=X is the one-element data.datasets=[X])",
-                )
-            datasets = tuple(raw)
-        elif "dataset" in s:
-            datasets = (_get(s, "dataset", str, w),)
-        else:
-            raise ParamsError(f"{w}.datasets is missing (a list of folders under data/raw)")
+    def _single_form(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or "dataset" not in value:
+            return value
+        value = dict(value)
+        single = value.pop("dataset")
+        if "datasets" in value and [single] != value["datasets"]:
+            raise _invalid(
+                "data.dataset ({single!r}) and data.datasets ({many!r}) are both set and disagree: keep "
+                "data.datasets (data.dataset=X is the one-element data.datasets=[X])",
+                single=single, many=value["datasets"],
+            )  # fmt: skip
+        value.setdefault("datasets", [single])
+        return value
+
+    @field_validator("datasets")
+    @classmethod
+    def _names(cls, datasets: tuple[str, ...]) -> tuple[str, ...]:
         for dataset in datasets:
-            _check(bool(DATASET_NAME.match(dataset)),
-                   f"{w}.datasets: {dataset!r} must be a plain folder name (letters, digits, _ . -)")  # fmt: skip
-        _check(len(set(datasets)) == len(datasets), f"{w}.datasets lists a dataset twice")
-        _check("all" not in datasets, f"{w}.datasets: 'all' is reserved (the tables' rows that pool every dataset)")
-        products = s.get("products", [])
-        _check(isinstance(products, list) and all(isinstance(p, str) and p for p in products),
-               f"{w}.products must be a list of product names, got {products!r}")  # fmt: skip
-        _check(len(set(products)) == len(products), f"{w}.products lists a product twice")
-        out = cls(datasets=datasets, products=tuple(products))
-        qualified = [p for p in products if "/" in p]
-        if len(datasets) > 1 or qualified:
-            bare = [p for p in products if "/" not in p]
-            _check(not bare, f"{w}.products: with several datasets (or any product written dataset/product) every "
-                   f"product is written <dataset>/<product>; got {bare}")  # fmt: skip
-            for cell in products:
-                dataset, _, product = cell.partition("/")
-                _check(dataset in datasets and bool(product) and "/" not in product,
-                       f"{w}.products: {cell!r} must be <dataset>/<product> with a dataset of data.datasets "
-                       f"{list(datasets)}")  # fmt: skip
-            unused = [d for d in datasets if not any(c.startswith(f"{d}/") for c in products)]
-            _check(not unused, f"{w}.datasets: {unused} have no product in data.products")
-        return out
+            if not DATASET_NAME.match(dataset):
+                raise _invalid("{d!r} must be a plain folder name (letters, digits, _ . -)", d=dataset)
+        if "all" in datasets:
+            raise _invalid("'all' is reserved (the tables' rows that pool every dataset)")
+        return datasets
+
+    @model_validator(mode="after")
+    def _cells(self) -> DataParams:
+        if not self.qualified:
+            return self
+        bare = [p for p in self.products if "/" not in p]
+        if bare:
+            raise _invalid(
+                "products: with several datasets (or any product written dataset/product) every product is written "
+                "<dataset>/<product>; got {bare}", bare=bare,
+            )  # fmt: skip
+        for cell in self.products:
+            dataset, _, product = cell.partition("/")
+            if not (dataset in self.datasets and product and "/" not in product):
+                raise _invalid("products: {cell!r} must be <dataset>/<product> with a dataset of data.datasets "
+                               "{datasets}", cell=cell, datasets=list(self.datasets))  # fmt: skip
+        unused = [d for d in self.datasets if not any(c.startswith(f"{d}/") for c in self.products)]
+        if unused:
+            raise _invalid("data.datasets: {unused} have no product in data.products", unused=unused)
+        return self
 
     @property
     def qualified(self) -> bool:
@@ -136,93 +227,51 @@ class DataParams:
         return f"{dataset}/" if self.qualified else ""
 
 
-@dataclass(frozen=True)
-class SynthesizeParams:
-    """``synthesize``: sizes and seed of the embedded synthetic dataset."""
+class SynthesizeParams(Section):
+    """``synthesize``: sizes and seed of the embedded synthetic dataset (sizes ≥ 32 px, 1–9 annotators)."""
 
-    seed: int
-    image_size: int
-    n_train: int
-    n_test_good: int
-    n_test_per_defect: int
-    annotators: int
-    annotator_error: float
-    products: tuple[str, ...]
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> SynthesizeParams:
-        """Validate ranges: sizes ≥ 32 px, at least 2 train and 2 test images of each kind, 1–9 annotators."""
-        from iadbench.synth.products import PRODUCTS
-
-        s = _section(params, "synthesize", source)
-        w = f"{source}: synthesize"
-        out = cls(
-            seed=_get(s, "seed", int, w),
-            image_size=_get(s, "image_size", int, w),
-            n_train=_get(s, "n_train", int, w),
-            n_test_good=_get(s, "n_test_good", int, w),
-            n_test_per_defect=_get(s, "n_test_per_defect", int, w),
-            annotators=_get(s, "annotators", int, w),
-            annotator_error=_get(s, "annotator_error", float, w),
-            products=tuple(_get(s, "products", list, w)),
-        )
-        _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
-        _check(32 <= out.image_size <= 1024, f"{w}.image_size must be in [32, 1024], got {out.image_size}")
-        _check(out.n_train >= 2, f"{w}.n_train must be >= 2, got {out.n_train}")
-        _check(out.n_test_good >= 2, f"{w}.n_test_good must be >= 2, got {out.n_test_good}")
-        _check(out.n_test_per_defect >= 1, f"{w}.n_test_per_defect must be >= 1, got {out.n_test_per_defect}")
-        _check(1 <= out.annotators <= 9, f"{w}.annotators must be in [1, 9], got {out.annotators}")
-        _check(
-            0.0 <= out.annotator_error < 0.5,
-            f"{w}.annotator_error must be in [0, 0.5), got {out.annotator_error}",
-        )
-        _check(len(out.products) > 0, f"{w}.products must name at least one product")
-        unknown = sorted(set(out.products) - set(PRODUCTS))
-        _check(not unknown, f"{w}.products: unknown product(s) {unknown}; valid: {sorted(PRODUCTS)}")
-        _check(len(set(out.products)) == len(out.products), f"{w}.products lists a product twice")
-        return out
+    section: ClassVar[str] = "synthesize"
+    optional: ClassVar[bool] = False
+    seed: Seed
+    image_size: ranged(StrictInt, 32, 1024)
+    n_train: ranged(StrictInt, 2)
+    n_test_good: ranged(StrictInt, 2)
+    n_test_per_defect: Count
+    annotators: ranged(StrictInt, 1, 9)
+    annotator_error: ranged(Float, 0.0, 0.5, False, True)
+    products: Annotated[tuple[Literal[SYNTHETIC_PRODUCTS], ...], Field(min_length=1), _distinct("a product")]
 
 
-@dataclass(frozen=True)
-class SplitParams:
-    """``split``: validation fraction of each product's test images, the seed, and the share of noisy train labels."""
+class SplitParams(Section):
+    """``split``: validation fraction of each product's test images, the seed, and the share of noisy train labels.
 
-    seed: int
-    val_fraction: float
-    train_noise: float = 0.0  # share of each product's train images replaced by anomalous ones (noise study)
+    ``0 < val_fraction < 1``: 0 leaves no data to fit thresholds, 1 none to test on.
+    """
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> SplitParams:
-        """Validate ``0 < val_fraction < 1`` (0 leaves no data to fit thresholds, 1 none to test on), 0 ≤ noise < 1."""
-        s = _section(params, "split", source)
-        w = f"{source}: split"
-        noise = _get(s, "train_noise", float, w) if "train_noise" in s else 0.0
-        out = cls(seed=_get(s, "seed", int, w), val_fraction=_get(s, "val_fraction", float, w), train_noise=noise)
-        _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
-        _check(
-            0.0 < out.val_fraction < 1.0,
-            f"{w}.val_fraction must be strictly between 0 and 1, got {out.val_fraction}",
-        )
-        _check(0.0 <= out.train_noise < 1.0, f"{w}.train_noise must be in [0, 1), got {out.train_noise}")
-        return out
+    section: ClassVar[str] = "split"
+    optional: ClassVar[bool] = False
+    seed: Seed
+    val_fraction: Fraction
+    train_noise: ranged(Float, 0.0, 1.0, False, True) = 0.0  # share of each product's train images replaced by
+    # anomalous ones (noise study)
 
 
-@dataclass(frozen=True)
-class GateParams:
+class GateParams(Section):
     """``gates``: how strict the validation gates are where a choice is reasonable."""
 
-    empty_mask: str  # "warn" or "fail": an anomalous image whose mask has no foreground pixel
+    section: ClassVar[str] = "gates"
+    optional: ClassVar[bool] = False
+    empty_mask: Literal["warn", "fail"]  # an anomalous image whose mask has no foreground pixel
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> GateParams:
-        """Validate ``gates.empty_mask`` in {warn, fail}."""
-        s = _section(params, "gates", source)
-        out = cls(empty_mask=_get(s, "empty_mask", str, f"{source}: gates"))
-        _check(
-            out.empty_mask in {"warn", "fail"},
-            f"{source}: gates.empty_mask must be 'warn' or 'fail', got {out.empty_mask!r}",
-        )
-        return out
+
+class BackboneParams(Section):
+    """``backbone``: the shared feature extractor (a timm name, its weights, the feature layers)."""
+
+    section: ClassVar[str] = "backbone"
+    optional: ClassVar[bool] = False
+    name: StrictStr
+    weights: StrictStr  # package | hub | none | path/to/file
+    layers: Annotated[tuple[StrictStr, ...], Field(min_length=1)]
 
 
 @dataclass(frozen=True)
@@ -236,127 +285,134 @@ class ModelParams:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> ModelParams:
-        """Validate: image size in [32, 1024]; weights is package, hub, none or a file path."""
-        d = _section(params, "data", source)
-        b = _section(params, "backbone", source)
-        size = _get(d, "image_size", int, f"{source}: data")
-        _check(32 <= size <= 1024, f"{source}: data.image_size must be in [32, 1024], got {size}")
-        layers = tuple(_get(b, "layers", list, f"{source}: backbone"))
-        _check(bool(layers), f"{source}: backbone.layers must name at least one layer")
-        return cls(
-            size, _get(b, "name", str, f"{source}: backbone"), layers, _get(b, "weights", str, f"{source}: backbone")
-        )
+        """The two sections, validated."""
+        data, backbone = DataParams.from_params(params, source), BackboneParams.from_params(params, source)
+        return cls(data.image_size, backbone.name, backbone.layers, backbone.weights)
 
 
-VALIDATION_STRATEGIES = ("fixed", "early_stopping")
+def _deterministic(value: Any) -> Any:
+    if value is True or value is False or value == "warn":
+        return value
+    raise PydanticCustomError("choice", "must be true, false or warn, got {value!r}", {"value": value})
 
 
-@dataclass(frozen=True)
-class TrainParams:
+class TrainParams(Section):
     """``train``: seed, epochs, batch size, loader workers, determinism, validation strategy, training regime."""
 
-    seed: int
-    epochs: int
-    batch_size: int
-    num_workers: int
-    deterministic: bool | str = "warn"  # Lightning's flag: True, False or "warn" (deterministic where supported)
-    validation: str = "fixed"  # fixed: train.epochs, no validation; early_stopping: on validation image AUROC
-    patience: int = 3  # early_stopping: epochs without improvement before stopping (the best epoch is kept)
-    unified: bool = False  # one model per method on the train images of every product of the dataset
+    section: ClassVar[str] = "train"
+    optional: ClassVar[bool] = False
+    seed: Seed
+    epochs: Count
+    batch_size: Count
+    num_workers: ranged(StrictInt, 0)
+    deterministic: Annotated[bool | str, BeforeValidator(_deterministic)] = "warn"  # Lightning's flag (deterministic where supported)
+    validation: Literal[VALIDATION_STRATEGIES] = "fixed"  # fixed: train.epochs, no validation; early_stopping:
+    # on validation image AUROC
+    patience: Count = 3  # early_stopping: epochs without improvement before stopping (the best epoch is kept)
+    unified: StrictBool = False  # one model per method on the train images of every product of the dataset
 
+
+class ThresholdParams(Section):
+    """``threshold``: the rule behind the headline numbers (every rule is fitted and reported regardless).
+
+    The valid names are the headline rules of :mod:`iadbench.metrics.registry` (checked by ``iadbench check``
+    and by the stages that read it, so that this module stays a leaf).
+    """
+
+    section: ClassVar[str] = "threshold"
+    optional: ClassVar[bool] = False
+    method: StrictStr
+
+
+class EvaluateParams(Section):
+    """``evaluate``: AUPRO's FPR limit and the bootstrap behind the confidence intervals (0 resamples: none)."""
+
+    section: ClassVar[str] = "evaluate"
+    optional: ClassVar[bool] = False
+    aupro_fpr_limit: ranged(Float, 0.0, 1.0, True, False)
+    bootstrap: ranged(StrictInt, 0)
+    confidence: Fraction
+    seed: Seed
+
+
+class DriftParams(Section):
+    """``drift``: the transform pool (empty: no drift, the default), how many per image, ranges, seed.
+
+    A missing section means no drift. The transforms and their categories are :data:`DRIFT_CATEGORIES`.
+    """
+
+    section: ClassVar[str] = "drift"
+    optional: ClassVar[bool] = True
+    transforms: Annotated[tuple[StrictStr, ...], _distinct("a transform")] = ()
+    max_per_image: ranged(StrictInt, 1, len(DRIFT_CATEGORIES)) = 2
+    seed: Seed = 0
+    blur_sigma: _pair(0.01, 10.0) = (0.1, 1.5)
+    noise_scale: _pair(0.0, 1.0) = (0.01, 0.05)
+    jitter: _pair(0.01, 5.0) = (0.5, 1.5)
+    shadow_layers: ranged(StrictInt, 1, 10) = 3
+    shadow_opacity: _pair(0.0, 1.0) = (0.3, 0.7)
+    rotate_degrees: ranged(Float, 0.0, 45.0) = 5.0
+    crop_scale: _pair(0.1, 1.0) = (0.8, 1.0)
+    perspective: ranged(Float, 0.0, 0.9) = 0.2
+
+    @field_validator("transforms")
     @classmethod
-    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> TrainParams:
-        """Validate: epochs ≥ 1, batch size ≥ 1, workers ≥ 0, deterministic in {true, false, warn}, patience ≥ 1."""
-        s = _section(params, "train", source)
-        w = f"{source}: train"
-        deterministic = s.get("deterministic", "warn")
-        _check(
-            deterministic in (True, False, "warn"),
-            f"{w}.deterministic must be true, false or warn, got {deterministic!r}",
-        )
-        out = cls(
-            _get(s, "seed", int, w),
-            _get(s, "epochs", int, w),
-            _get(s, "batch_size", int, w),
-            _get(s, "num_workers", int, w),
-            deterministic,
-            _get(s, "validation", str, w) if "validation" in s else "fixed",
-            _get(s, "patience", int, w) if "patience" in s else 3,
-            _get(s, "unified", bool, w) if "unified" in s else False,
-        )
-        _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
-        _check(out.epochs >= 1, f"{w}.epochs must be >= 1, got {out.epochs}")
-        _check(out.batch_size >= 1, f"{w}.batch_size must be >= 1, got {out.batch_size}")
-        _check(out.num_workers >= 0, f"{w}.num_workers must be >= 0, got {out.num_workers}")
-        _check(
-            out.validation in VALIDATION_STRATEGIES,
-            f"{w}.validation must be one of {list(VALIDATION_STRATEGIES)}, got {out.validation!r}",
-        )
-        _check(out.patience >= 1, f"{w}.patience must be >= 1, got {out.patience}")
-        return out
+    def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [n for n in names if n not in DRIFT_CATEGORY_OF]
+        if unknown:
+            valid = ", ".join(f"{n} ({c})" for n, c in DRIFT_CATEGORY_OF.items())
+            raise _invalid("unknown transform(s) {unknown}; valid: {valid}", unknown=unknown, valid=valid)
+        return names
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The categories of the pool, in the order a plan applies them."""
+        return tuple(c for c in DRIFT_CATEGORIES if any(DRIFT_CATEGORY_OF[t] == c for t in self.transforms))
+
+    @property
+    def on(self) -> bool:
+        """True when test images drift (a non-empty transform pool)."""
+        return bool(self.transforms)
 
 
-@dataclass(frozen=True)
-class ThresholdParams:
-    """``threshold``: the rule behind the headline numbers (every rule is fitted and reported regardless)."""
+class XGBoostParams(Section):
+    """``segad.xgboost``: the paper's boosted random forest (Baitieva et al., CVPR 2024, §4); every key required."""
 
-    method: str
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> ThresholdParams:
-        """Validate ``threshold.method`` ∈ {roc, iou, pr}."""
-        from iadbench.metrics.registry import headline_rules
-
-        s = _section(params, "threshold", source)
-        method = _get(s, "method", str, f"{source}: threshold")
-        _check(method in headline_rules(),
-               f"{source}: threshold.method must be one of {list(headline_rules())}, got {method!r}")  # fmt: skip
-        return cls(method)
+    section: ClassVar[str] = "xgboost"
+    optional: ClassVar[bool] = False
+    n_estimators: ranged(StrictInt, 1, 10_000)
+    num_parallel_tree: ranged(StrictInt, 1, 10_000)
+    learning_rate: ranged(Float, 0.0, 1.0, True)
+    objective: Literal[XGBOOST_OBJECTIVES]
+    max_depth: ranged(StrictInt, 1, 32)
+    colsample_bytree: ranged(Float, 0.0, 1.0, True)
+    colsample_bynode: ranged(Float, 0.0, 1.0, True)
+    subsample: ranged(Float, 0.0, 1.0, True)
+    reg_alpha: ranged(Float, 0.0, 1e6)
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
-    """``evaluate``: AUPRO's FPR limit and the bootstrap behind the 95 % confidence intervals."""
+class SegadSection(Section):
+    """``segad`` as written (cross-checked against ``models`` by :class:`SegadParams`)."""
 
-    aupro_fpr_limit: float
-    bootstrap: int
-    confidence: float
-    seed: int
+    section: ClassVar[str] = "segad"
+    optional: ClassVar[bool] = True
+    detectors: Annotated[tuple[StrictStr, ...], _distinct("a detector")] = ()
+    ensembles: tuple[Literal[SEGAD_ENSEMBLES], ...] = ()
+    brf_fraction: Fraction = 0.5
+    shots: ranged(StrictInt, 0) = 0
+    synthetic_per_image: Count = 1
+    segments: Literal[SEGMENT_SOURCES] = "grid"
+    grid: ranged(StrictInt, 1, 16) = 2
+    seed: Seed = 0
+    detector_score: StrictBool = False
+    xgboost: XGBoostParams | None = None
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> EvaluateParams:
-        """Validate: 0 < aupro_fpr_limit ≤ 1, bootstrap ≥ 0 (0 = no intervals), 0 < confidence < 1, seed ≥ 0."""
-        s = _section(params, "evaluate", source)
-        w = f"{source}: evaluate"
-        out = cls(
-            _get(s, "aupro_fpr_limit", float, w),
-            _get(s, "bootstrap", int, w),
-            _get(s, "confidence", float, w),
-            _get(s, "seed", int, w),
-        )
-        _check(0 < out.aupro_fpr_limit <= 1, f"{w}.aupro_fpr_limit must be in (0, 1], got {out.aupro_fpr_limit}")
-        _check(out.bootstrap >= 0, f"{w}.bootstrap must be >= 0, got {out.bootstrap}")
-        _check(0 < out.confidence < 1, f"{w}.confidence must be in (0, 1), got {out.confidence}")
-        _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
-        return out
-
-
-SEGMENT_SOURCES = ("whole", "grid", "image")
-SEGAD_ENSEMBLES = ("all",)
-SEGAD_SUFFIX = "+segad"
-# The paper's boosted random forest (Baitieva et al., CVPR 2024, §4): XGBoost parameter -> (kind, lowest, highest,
-# is the lowest allowed itself). Every key must be given; the defaults in params.yaml are the paper's.
-XGBOOST_RANGES: dict[str, tuple[type, float, float, bool]] = {
-    "n_estimators": (int, 1, 10_000, True),
-    "num_parallel_tree": (int, 1, 10_000, True),
-    "learning_rate": (float, 0.0, 1.0, False),
-    "max_depth": (int, 1, 32, True),
-    "colsample_bytree": (float, 0.0, 1.0, False),
-    "colsample_bynode": (float, 0.0, 1.0, False),
-    "subsample": (float, 0.0, 1.0, False),
-    "reg_alpha": (float, 0.0, 1e6, True),
-}
-XGBOOST_OBJECTIVES = ("binary:logitraw", "binary:logistic")
+    @model_validator(mode="after")
+    def _ensembles(self) -> SegadSection:
+        if self.ensembles and len(self.detectors) < 2:
+            raise _invalid("ensembles: all+segad combines K > 1 detectors, but segad.detectors has {n}",
+                           n=len(self.detectors))  # fmt: skip
+        return self
 
 
 @dataclass(frozen=True)
@@ -377,7 +433,7 @@ class SegadParams:
     seed: int = 0
     detector_score: bool = False  # also feed each detector's own image score (the authors' code does; the paper
     # lists the K·L·4 statistics only)
-    xgboost: tuple[tuple[str, Any], ...] = ()  # (name, value), the keys of XGBOOST_RANGES plus objective
+    xgboost: tuple[tuple[str, Any], ...] = ()  # (name, value), sorted by name
 
     @property
     def on(self) -> bool:
@@ -391,62 +447,123 @@ class SegadParams:
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> SegadParams:
-        """Validate: detectors are distinct names of ``models``; ensembles ⊂ {all} and need two detectors or more;
-        0 < brf_fraction < 1; shots ≥ 0; synthetic_per_image ≥ 1; segments ∈ {whole, grid, image}; 1 ≤ grid ≤ 16;
-        every XGBoost parameter present and in range. A missing section is SegAD off.
+        """Validate the section (:class:`SegadSection`: a missing section is SegAD off) and that every detector is a
+        name of ``models``; the XGBoost parameters are required when the section is given.
         """
         if "segad" not in params:
             return cls()
-        s = _section(params, "segad", source)
-        w = f"{source}: segad"
-        detectors = tuple(str(d) for d in _get(s, "detectors", list, w))
-        ensembles = tuple(str(e) for e in _get(s, "ensembles", list, w))
-        xgb = s.get("xgboost")
-        _check(isinstance(xgb, dict), f"{w}.xgboost must be a mapping of XGBoost parameters")
-        out = cls(
-            detectors=detectors, ensembles=ensembles, brf_fraction=_get(s, "brf_fraction", float, w),
-            shots=_get(s, "shots", int, w), synthetic_per_image=_get(s, "synthetic_per_image", int, w),
-            segments=_get(s, "segments", str, w), grid=_get(s, "grid", int, w), seed=_get(s, "seed", int, w),
-            detector_score=_get(s, "detector_score", bool, w) if "detector_score" in s else False,
-            xgboost=tuple(sorted(_xgboost(xgb, f"{w}.xgboost").items())),
-        )  # fmt: skip
+        s = SegadSection.from_params(params, source)
+        if s.xgboost is None:
+            raise ParamsError(f"{source}: segad.xgboost is missing (the BRF's XGBoost parameters)")
         models = [str(m) for m in params.get("models") or []]
-        unknown = [d for d in detectors if d not in models]
-        _check(not unknown, f"{w}.detectors: {unknown} not in models {models} (SegAD reads the maps of run models)")
-        _check(len(set(detectors)) == len(detectors), f"{w}.detectors lists a detector twice: {list(detectors)}")
-        bad = [e for e in ensembles if e not in SEGAD_ENSEMBLES]
-        _check(not bad, f"{w}.ensembles: unknown {bad}; valid: {list(SEGAD_ENSEMBLES)} (or [] for none)")
-        _check(
-            not ensembles or len(detectors) >= 2,
-            f"{w}.ensembles: all+segad combines K > 1 detectors, but segad.detectors has {len(detectors)}",
-        )
-        _check(0.0 < out.brf_fraction < 1.0, f"{w}.brf_fraction must be strictly between 0 and 1, got "
-               f"{out.brf_fraction}")  # fmt: skip
-        _check(out.shots >= 0, f"{w}.shots must be >= 0 (0 = one-class), got {out.shots}")
-        _check(out.synthetic_per_image >= 1, f"{w}.synthetic_per_image must be >= 1, got {out.synthetic_per_image}")
-        _check(out.segments in SEGMENT_SOURCES, f"{w}.segments must be one of {list(SEGMENT_SOURCES)}, got "
-               f"{out.segments!r}")  # fmt: skip
-        _check(1 <= out.grid <= 16, f"{w}.grid must be in [1, 16], got {out.grid}")
-        _check(out.seed >= 0, f"{w}.seed must be >= 0, got {out.seed}")
-        return out
+        unknown = [d for d in s.detectors if d not in models]
+        if unknown:
+            raise ParamsError(f"{source}: segad.detectors: {unknown} not in models {models} (SegAD reads the maps of "
+                              "run models)")  # fmt: skip
+        fields = s.model_dump(exclude={"xgboost"})
+        return cls(**fields, xgboost=tuple(sorted(s.xgboost.model_dump().items())))
 
 
-def _xgboost(section: dict[str, Any], where: str) -> dict[str, Any]:
-    """The BRF's XGBoost parameters, each checked against :data:`XGBOOST_RANGES`; unknown keys are errors."""
-    known = {*XGBOOST_RANGES, "objective"}
-    unknown = sorted(set(section) - known)
-    _check(not unknown, f"{where}: unknown parameter(s) {unknown}; valid: {sorted(known)}")
-    out: dict[str, Any] = {}
-    for key, (kind, low, high, low_ok) in XGBOOST_RANGES.items():
-        value = _get(section, key, kind, where)
-        inside = (low <= value if low_ok else low < value) and value <= high
-        _check(inside, f"{where}.{key} must be in {'[' if low_ok else '('}{low:g}, {high:g}], got {value}")
-        out[key] = value
-    objective = _get(section, "objective", str, where)
-    _check(objective in XGBOOST_OBJECTIVES, f"{where}.objective must be one of {list(XGBOOST_OBJECTIVES)}, "
-           f"got {objective!r}")  # fmt: skip
-    out["objective"] = objective
-    return out
+class ParamsFile(BaseModel):
+    """The whole of ``params.yaml``: every section, no other (``model_options`` is checked per model by the
+    registry, through ``iadbench check`` and the train stage: its keys are the options each model declares).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    data: DataParams
+    synthesize: SynthesizeParams
+    split: SplitParams
+    gates: GateParams
+    threshold: ThresholdParams
+    evaluate: EvaluateParams
+    models: Annotated[tuple[StrictStr, ...], Field(min_length=1), _distinct("a model")]
+    backbone: BackboneParams
+    train: TrainParams
+    drift: DriftParams = DriftParams()
+    segad: SegadSection = SegadSection()
+    model_options: dict[StrictStr, dict[StrictStr, Any] | None] = {}
+
+
+# ------------------------------------------------------------------------------------------------ errors
+_KINDS = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "string_type": "a string", "bool_type": "true or false",
+    "bool_parsing": "true or false", "tuple_type": "a list", "list_type": "a list", "dict_type": "a mapping",
+    "model_type": "a mapping", "model_attributes_type": "a mapping",
+}  # fmt: skip
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The section model that holds the key at ``loc`` (to list its valid keys)."""
+    for key in loc:
+        field = model.model_fields.get(str(key)) if isinstance(key, str) else None
+        annotation = getattr(field, "annotation", None)
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def describe(exc: ValidationError, model: type[BaseModel], source: str, prefix: tuple = ()) -> str:
+    """One line per problem: ``params.yaml: train.epoch: unknown key; valid: [...]`` (file, key, rule)."""
+    lines = []
+    errors = exc.errors()
+    deeper = {tuple(e["loc"][:-1]) for e in errors if e["type"] != "too_short"}
+    for error in errors:
+        kind = error["type"]
+        if kind == "too_short" and tuple(error["loc"]) in {d[: len(error["loc"])] for d in deeper}:
+            continue  # a list whose items were refused: the items' lines say why
+        loc = tuple(x for x in error["loc"] if not (isinstance(x, str) and ("[" in x or x.startswith("function-"))))
+        key = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in (*prefix, *loc)).lstrip(".")
+        where = f"{source}: {key}" if key else source
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            valid = sorted(parent.model_fields) if parent is not None else []
+            what = "section" if not prefix and len(loc) == 1 else "key"
+            lines.append(f"{where}: unknown {what}; valid: {valid}")
+        elif kind == "missing":
+            lines.append(f"{where} is missing")
+        elif kind in _KINDS:
+            lines.append(f"{where} must be {_KINDS[kind]}, got {error['input']!r}")
+        elif kind in ("literal_error", "enum"):
+            expected = error.get("ctx", {}).get("expected", "")
+            lines.append(f"{where} must be one of {expected}, got {error['input']!r}")
+        elif kind == "too_short":
+            lines.append(f"{where} must be a non-empty list, got {error['input']!r}")
+        elif kind in ("range", "pair", "choice"):
+            lines.append(f"{where} {error['msg']}")
+        else:
+            lines.append(f"{where}: {error['msg']}")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def validate(model: type[BaseModel], value: Any, source: str, prefix: tuple = ()) -> Any:
+    """``model.model_validate(value)``, a failure as a :class:`ParamsError` naming the file and each key."""
+    if value is None and prefix:
+        raise ParamsError(f"{source}: section '{'.'.join(prefix)}' is missing or empty")
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ParamsError(describe(exc, model, source, prefix)) from None
+
+
+def load_params(path: str | Path = PARAMS, check: bool = True) -> dict[str, Any]:
+    """Read ``params.yaml`` as a dict, checked against :class:`ParamsFile` (``check=False``: only parsed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found (run from the repository root)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections")
+    if check:
+        validate(ParamsFile, data, str(path))
+        SegadParams.from_params(data, str(path))
+    return data
 
 
 def evaluated_models(params: dict[str, Any]) -> list[str]:

@@ -433,6 +433,18 @@ def _git_show(rev: str, path: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+def _dvc_read(rev: str, path: str) -> str | None:
+    """A DVC-tracked output of ``rev`` (an experiment's commit) from the local cache, or None when it is not there
+    (the predict records are cached outputs, so that DVC's run-cache can restore the predict stage).
+    """
+    import dvc.api
+
+    try:
+        return dvc.api.read(path, rev=rev)
+    except Exception:  # noqa: BLE001 - missing at that revision or not in the local cache
+        return None
+
+
 def _products(rev: str) -> list[dict[str, Any]]:
     import io
 
@@ -448,7 +460,7 @@ def _extra(rev: str, params: dict[str, Any], key: str) -> dict[str, float]:
     for model in params.get("models") or []:
         values = []
         for product in _lookup(params, "data.products") or []:
-            text = _git_show(rev, f"reports/predict/{model}/{product}.json")
+            text = _dvc_read(rev, f"reports/predict/{model}/{product}.json")
             if text:
                 doc = json.loads(text)
                 values.append(doc.get("best_epoch", doc.get(key)) if key == "epochs" else doc.get(key))

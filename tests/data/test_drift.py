@@ -126,13 +126,13 @@ def test_unknown_transform_names_the_valid_ones():
     [
         ("blur_sigma", [0.1, 20], r"drift.blur_sigma must satisfy 0.01 <= low <= high <= 10.0"),
         ("blur_sigma", [1.5, 0.1], r"drift.blur_sigma must satisfy"),
-        ("noise_scale", 0.05, r"drift.noise_scale must be a \[low, high\] pair"),
+        ("noise_scale", 0.05, r"drift.noise_scale must be a list, got 0.05"),
         ("jitter", [0.0, 1.5], r"drift.jitter must satisfy"),
         ("crop_scale", [0.8, 1.2], r"drift.crop_scale must satisfy"),
-        ("rotate_degrees", 90, r"drift.rotate_degrees must be in \[0.0, 45.0\]"),
+        ("rotate_degrees", 90, r"drift.rotate_degrees must be in \[0, 45\], got 90"),
         ("perspective", 1.0, r"drift.perspective must be in"),
         ("max_per_image", 4, r"drift.max_per_image must be in \[1, 3\]"),
-        ("shadow_layers", 2.5, r"drift.shadow_layers must be int"),
+        ("shadow_layers", 2.5, r"drift.shadow_layers must be an integer, got 2.5"),
     ],
 )
 def test_out_of_range_drift_params(key, value, message):

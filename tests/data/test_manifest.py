@@ -16,7 +16,7 @@ PATHS = {"images": "data/manifest.csv", "masks": "data/manifest_masks.csv", "roo
 
 def _gate(params: GateParams | None = None):
     images, masks = scan(ROOT, "synthetic", progress=False)
-    return manifest_gate(images, masks, params or GateParams("warn"), PATHS)
+    return manifest_gate(images, masks, params or GateParams(empty_mask="warn"), PATHS)
 
 
 def _rules(result) -> dict[str, set[str]]:
@@ -101,9 +101,9 @@ def test_defect_folder_under_train_fails(tiny_repo):
 def test_empty_mask_warns_by_default_and_fails_when_asked(tiny_repo):
     mask = ROOT / "nut/ground_truth/glue/000_mask.png"
     Image.fromarray(np.zeros((48, 48), np.uint8)).save(mask)
-    warned = _gate(GateParams("warn"))
+    warned = _gate(GateParams(empty_mask="warn"))
     assert warned.success and [v.file for v in warned.warnings] == [str(mask)]
-    failed = _gate(GateParams("fail"))
+    failed = _gate(GateParams(empty_mask="fail"))
     assert not failed.success and [v.file for v in failed.errors] == [str(mask)]
 
 
@@ -163,7 +163,7 @@ def _segment_gate():
     images, masks = scan(ROOT, "synthetic", progress=False)
     segments = scan_segments(ROOT, images)
     paths = {**PATHS, "segments": "data/manifest_segments.csv"}
-    return segments, manifest_gate(images, masks, GateParams("warn"), paths, segments)
+    return segments, manifest_gate(images, masks, GateParams(empty_mask="warn"), paths, segments)
 
 
 def test_a_good_segmentation_image_is_recorded_and_passes(tiny_repo):
@@ -211,7 +211,7 @@ def test_several_datasets_scan_into_one_table_with_prefixed_ids(tiny_repo):
     assert votes and all(v.image_id.startswith("synthetic/") for v in votes)
     table = resolve_categories(votes, images)
     assert (table.loc[table["product"] == "synthetic/nut", "background"] != "").all()
-    gate = manifest_gate(images, masks, GateParams("warn"), PATHS)
+    gate = manifest_gate(images, masks, GateParams(empty_mask="warn"), PATHS)
     assert gate.success  # the product folders of both datasets are found from their images
 
 

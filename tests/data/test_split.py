@@ -74,9 +74,9 @@ def test_fraction_is_respected_and_strata_are_balanced():
 
 def test_same_seed_same_split_other_seed_other_split(tiny_repo):
     manifest, categories = _tables()
-    a = make_split(manifest, categories, SplitParams(0, 0.3))
-    b = make_split(manifest.sample(frac=1, random_state=1), categories, SplitParams(0, 0.3))
-    c = make_split(manifest, categories, SplitParams(1, 0.3))
+    a = make_split(manifest, categories, SplitParams(seed=0, val_fraction=0.3))
+    b = make_split(manifest.sample(frac=1, random_state=1), categories, SplitParams(seed=0, val_fraction=0.3))
+    c = make_split(manifest, categories, SplitParams(seed=1, val_fraction=0.3))
     assert a.equals(b), "the split must not depend on row order"
     assert not a["split"].equals(c["split"])
 
@@ -90,9 +90,9 @@ def test_val_fraction_out_of_range(fraction):
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"seed": -1, "val_fraction": 0.3}, "split.seed must be >= 0"),
+        ({"seed": -1, "val_fraction": 0.3}, r"split.seed must be in \[0, 4294967295\], got -1"),
         ({"seed": 0}, "split.val_fraction is missing"),
-        ({"seed": "a", "val_fraction": 0.3}, "split.seed must be int"),
+        ({"seed": "a", "val_fraction": 0.3}, "split.seed must be an integer"),
     ],
 )
 def test_other_bad_split_params(section, message):
@@ -143,7 +143,7 @@ def test_noisy_train_replaces_train_images_and_keeps_splits_disjoint(tiny_repo):
     assert summary["images"]["excluded"] == 3 and summary["images"]["train_anomalous"] == 3
     assert (
         "excluded"
-        not in data_summary(make_split(manifest, categories, SplitParams(0, 0.3)), manifest, categories)["images"]
+        not in data_summary(make_split(manifest, categories, SplitParams(seed=0, val_fraction=0.3)), manifest, categories)["images"]
     )  # without noise: the summary of before
     clean = split_gate(split, manifest, {"split": "data/split.csv"})  # the clean rules refuse a noisy train
     assert "train holds only good images" in {v.rule for v in clean.errors}

@@ -75,12 +75,12 @@ def test_package_weights_reach_a_hard_coded_pretrained_teacher():
     ("section", "message"),
     [
         (
-            {"data": {"image_size": 16}, "backbone": {"name": "x", "layers": ["a"], "weights": "none"}},
+            {"data": {"datasets": ["s"], "image_size": 16}, "backbone": {"name": "x", "layers": ["a"], "weights": "none"}},
             "image_size must be in",
         ),
         (
-            {"data": {"image_size": 64}, "backbone": {"name": "x", "layers": [], "weights": "none"}},
-            "at least one layer",
+            {"data": {"datasets": ["s"], "image_size": 64}, "backbone": {"name": "x", "layers": [], "weights": "none"}},
+            "backbone.layers must be a non-empty list",
         ),
     ],
 )

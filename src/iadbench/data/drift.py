@@ -33,105 +33,22 @@ plan stored for its image: the image and its mask are moved by one function, fro
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from iadbench.errors import ParamsError
+from iadbench.params import DRIFT_CATEGORIES, DRIFT_CATEGORY_OF, DriftParams
 from iadbench.seeding import stream
+
+__all__ = ["CATEGORIES", "CATEGORY_OF", "DriftParams", "plan"]
 
 if TYPE_CHECKING:  # torch is imported where images are transformed, so that reading params stays light
     import torch
 
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "position": ("rotate", "crop", "perspective"),
-    "lighting": ("jitter", "shadow"),
-    "camera": ("blur", "noise"),
-}  # the order in which a plan applies them: the scene moves, the light changes, then the camera sees it
-CATEGORY_OF = {name: category for category, names in CATEGORIES.items() for name in names}
+CATEGORIES, CATEGORY_OF = DRIFT_CATEGORIES, DRIFT_CATEGORY_OF  # the schema is params.DriftParams
 GEOMETRIC = frozenset(CATEGORIES["position"])
 BLUR_KERNEL = 7
 NOISE_MEAN, NOISE_STD = 0.5, 1.0
-
-
-def _pair(section: dict[str, Any], key: str, default: tuple[float, float], low: float, high: float) -> tuple:
-    value = section.get(key, list(default))
-    where = f"params.yaml: drift.{key}"
-    if not (isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int | float) for v in value)):
-        raise ParamsError(f"{where} must be a [low, high] pair of numbers, got {value!r}")
-    lo, hi = float(value[0]), float(value[1])
-    if not (low <= lo <= hi <= high):
-        raise ParamsError(f"{where} must satisfy {low} <= low <= high <= {high}, got [{lo}, {hi}]")
-    return lo, hi
-
-
-def _number(section: dict[str, Any], key: str, default: float, low: float, high: float, kind: type = float) -> Any:
-    value = section.get(key, default)
-    where = f"params.yaml: drift.{key}"
-    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
-        raise ParamsError(f"{where} must be {kind.__name__}, got {value!r}")
-    if not (low <= value <= high):
-        raise ParamsError(f"{where} must be in [{low}, {high}], got {value}")
-    return kind(value)
-
-
-@dataclass(frozen=True)
-class DriftParams:
-    """``drift``: the transform pool (empty: no drift, the default), how many per image, ranges, seed."""
-
-    transforms: tuple[str, ...] = ()
-    max_per_image: int = 2
-    seed: int = 0
-    blur_sigma: tuple[float, float] = (0.1, 1.5)
-    noise_scale: tuple[float, float] = (0.01, 0.05)
-    jitter: tuple[float, float] = (0.5, 1.5)
-    shadow_layers: int = 3
-    shadow_opacity: tuple[float, float] = (0.3, 0.7)
-    rotate_degrees: float = 5.0
-    crop_scale: tuple[float, float] = (0.8, 1.0)
-    perspective: float = 0.2
-    categories: tuple[str, ...] = field(init=False, default=())
-
-    def __post_init__(self) -> None:
-        used = tuple(c for c in CATEGORIES if any(CATEGORY_OF[t] == c for t in self.transforms))
-        object.__setattr__(self, "categories", used)
-
-    @property
-    def on(self) -> bool:
-        """True when test images drift (a non-empty transform pool)."""
-        return bool(self.transforms)
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> DriftParams:
-        """Validate names and ranges; a missing ``drift`` section means no drift."""
-        s = params.get("drift") or {}
-        if not isinstance(s, dict):
-            raise ParamsError("params.yaml: section 'drift' must be a mapping")
-        names = s.get("transforms", [])
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ParamsError(f"params.yaml: drift.transforms must be a list of names, got {names!r}")
-        unknown = [n for n in names if n not in CATEGORY_OF]
-        if unknown:
-            raise ParamsError(
-                f"params.yaml: drift.transforms: unknown transform(s) {unknown}; valid: "
-                + ", ".join(f"{n} ({CATEGORY_OF[n]})" for n in CATEGORY_OF)
-            )
-        if len(set(names)) != len(names):
-            raise ParamsError(f"params.yaml: drift.transforms lists a transform twice: {names}")
-        return cls(
-            transforms=tuple(names),
-            max_per_image=_number(s, "max_per_image", 2, 1, len(CATEGORIES), int),
-            seed=_number(s, "seed", 0, 0, 2**32 - 1, int),
-            blur_sigma=_pair(s, "blur_sigma", (0.1, 1.5), 0.01, 10.0),
-            noise_scale=_pair(s, "noise_scale", (0.01, 0.05), 0.0, 1.0),
-            jitter=_pair(s, "jitter", (0.5, 1.5), 0.01, 5.0),
-            shadow_layers=_number(s, "shadow_layers", 3, 1, 10, int),
-            shadow_opacity=_pair(s, "shadow_opacity", (0.3, 0.7), 0.0, 1.0),
-            rotate_degrees=_number(s, "rotate_degrees", 5.0, 0.0, 45.0),
-            crop_scale=_pair(s, "crop_scale", (0.8, 1.0), 0.1, 1.0),
-            perspective=_number(s, "perspective", 0.2, 0.0, 0.9),
-        )
 
 
 def _rng(seed: int, image_id: str) -> np.random.Generator:

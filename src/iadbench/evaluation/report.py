@@ -24,8 +24,8 @@ from iadbench.evaluation.figures import category_bars, drift_examples, overlays
 from iadbench.evaluation.records import EvaluateRecord, ThresholdsRecord
 from iadbench.evaluation.tables import pooled, with_categories
 from iadbench.formatting import fmt
-from iadbench.metrics.registry import RULE_TABLE, headline_rules, level_metrics, rule_label
-from iadbench.params import DataParams, EvaluateParams, ThresholdParams, evaluated_models
+from iadbench.metrics.registry import RULE_TABLE, headline_method, headline_rules, level_metrics, rule_label
+from iadbench.params import DataParams, EvaluateParams, evaluated_models
 from iadbench.paths import (
     CATEGORIES,
     CATEGORY_TABLE,
@@ -323,7 +323,7 @@ def write_report(params: dict[str, Any]) -> list[Path]:
     """Render ``report.md`` and ``report.html`` from the pipeline's artifacts; the only figure drawn here is the one
     ``threshold.method`` decides (mean IoU per category); the others come from the thresholds and figures stages.
     """
-    method = ThresholdParams.from_params(params).method
+    method = headline_method(params)
     data = DataParams.from_params(params)
     models, products = evaluated_models(params), list(data.products)
     dataset, plural = ", ".join(data.datasets), "s" if len(data.datasets) > 1 else ""

@@ -236,9 +236,10 @@ def headline(
 
 def write_tables(params: dict[str, Any]) -> dict[str, Any]:
     """Write ``reports/metrics.json`` and ``reports/tables/{categories,products}.csv``."""
-    from iadbench.params import DataParams, ThresholdParams
+    from iadbench.metrics.registry import headline_method
+    from iadbench.params import DataParams
 
-    method = ThresholdParams.from_params(params).method
+    method = headline_method(params)
     p = EvaluateParams.from_params(params)
     data = DataParams.from_params(params)
     models, products = evaluated_models(params), list(data.products)

@@ -104,6 +104,19 @@ def headline_rules() -> tuple[str, ...]:
     return tuple(n for n, r in RULE_TABLE.items() if r.headline)
 
 
+def headline_method(params: dict[str, Any], source: str = "params.yaml") -> str:
+    """``threshold.method``, checked against :func:`headline_rules` (the schema in :mod:`iadbench.params` knows only
+    that it is a string: the rules live here).
+    """
+    from iadbench.errors import ParamsError
+    from iadbench.params import ThresholdParams
+
+    method = ThresholdParams.from_params(params, source).method
+    if method not in headline_rules():
+        raise ParamsError(f"{source}: threshold.method must be one of {list(headline_rules())}, got {method!r}")
+    return method
+
+
 def level_rules(level: str) -> tuple[str, ...]:
     """Every rule evaluated at ``level`` (image or pixel), in table order; the oracle is pixel-only and last."""
     return tuple(n for n, r in RULE_TABLE.items() if level in r.levels)

@@ -527,7 +527,7 @@ def _same_kind(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def effective_options(model: str, given: dict[str, Any] | None) -> dict[str, Any]:
+def effective_options(model: str, given: dict[str, Any] | None, source: str = "params.yaml") -> dict[str, Any]:
     """``model_options.<model>`` checked against the entry's declared options, with the defaults filled in.
 
     An undeclared key (a typo such as ``n_featurs``) or a value of another kind than its default is an error that
@@ -538,17 +538,81 @@ def effective_options(model: str, given: dict[str, Any] | None) -> dict[str, Any
     unknown = sorted(set(given) - set(entry.options))
     if unknown:
         raise ModelConfigError(
-            f"params.yaml: model_options.{model} has unknown option(s) {unknown}; {model} accepts "
+            f"{source}: model_options.{model} has unknown option(s) {unknown}; {model} accepts "
             f"{sorted(entry.options) or 'no options'}"
         )
     for key, value in given.items():
         default = entry.options[key]
         if not _same_kind(value, default):
             raise ModelConfigError(
-                f"params.yaml: model_options.{model}.{key} must be a {type(default).__name__} like its default "
+                f"{source}: model_options.{model}.{key} must be a {type(default).__name__} like its default "
                 f"{default!r}, got {value!r}"
             )
     return {**entry.options, **given}
+
+
+# Ranges of numeric options, as data: (model, option) -> (lowest, highest or None, lowest excluded). What anomalib
+# would otherwise reject deep inside a fit (or accept and misbehave on) is named here with the file and the key.
+OPTION_RANGES: dict[tuple[str, str], tuple[float, float | None, bool]] = {
+    ("ae", "latent_dim"): (1, None, False),
+    ("ae", "base_channels"): (1, None, False),
+    ("ae", "lr"): (0.0, None, True),
+    ("padim", "n_features"): (1, None, False),
+    ("cflow", "coupling_blocks"): (1, None, False),
+    ("cflow", "fiber_batch_size"): (1, None, False),
+    ("cflow", "condition_vector"): (1, None, False),
+    ("cflow", "lr"): (0.0, None, True),
+    ("patchcore", "coreset_sampling_ratio"): (0.0, 1.0, True),
+    ("patchcore", "num_neighbors"): (1, None, False),
+    ("fastflow", "flow_steps"): (1, None, False),
+    ("dfm", "pooling_kernel_size"): (1, None, False),
+    ("dfm", "pca_level"): (0.0, 1.0, True),
+    ("dfkde", "n_pca_components"): (1, None, False),
+    ("fre", "pooling_kernel_size"): (1, None, False),
+    ("fre", "latent_dim"): (1, None, False),
+    ("ganomaly", "batch_size"): (1, None, False),
+    ("ganomaly", "n_features"): (1, None, False),
+    ("csflow", "n_coupling_blocks"): (1, None, False),
+    ("dsr", "latent_anomaly_strength"): (0.0, None, True),
+}
+
+
+@functools.cache
+def feature_channels(backbone: str) -> dict[str, int]:
+    """Channels of each feature stage timm exposes for ``backbone`` (random weights, no download), per process."""
+    import timm
+    import torch
+
+    with torch.random.fork_rng():  # as feature_stages: building a probe must not consume the seeded stream
+        probe = timm.create_model(backbone, pretrained=False, features_only=True)
+    return dict(zip(probe.feature_info.module_name(), probe.feature_info.channels(), strict=True))
+
+
+def option_problems(cfg: ModelConfig, source: str = "params.yaml") -> list[str]:
+    """Out-of-range options of ``cfg`` (effective options): :data:`OPTION_RANGES`, and PaDiM's ``n_features`` no
+    more than the channels of its layers (it draws that many of them; anomalib fails with an index error).
+    """
+    problems = []
+    for (model, key), (low, high, low_open) in OPTION_RANGES.items():
+        if model != cfg.model or cfg.options.get(key) is None:
+            continue
+        value = cfg.options[key]
+        if (value <= low if low_open else value < low) or (high is not None and value > high):
+            rule = f">{'' if low_open else '='} {low:g}" if high is None else f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+            problems.append(f"{source}: model_options.{model}.{key} must be {rule}, got {value}")
+    if cfg.model == "padim" and not problems and get_entry("padim").uses_layers:
+        layers = _layers(cfg)
+        try:
+            channels = feature_channels(cfg.backbone)
+        except Exception:  # noqa: BLE001 - an unknown backbone is named by check_backbone_name
+            return problems
+        total = sum(channels.get(layer, 0) for layer in layers)
+        if all(layer in channels for layer in layers) and cfg.option("n_features") > total:
+            problems.append(
+                f"{source}: model_options.padim.n_features must be <= {total} (the channels of layers {layers} of "
+                f"{cfg.backbone}), got {cfg.option('n_features')}"
+            )
+    return problems
 
 
 def size_problem(model: str, image_size: int) -> str | None:
@@ -568,6 +632,8 @@ def build_model(cfg: ModelConfig) -> tuple[Any, BackboneWeights, ModelEntry, lis
     cfg = replace(cfg, options=effective_options(cfg.model, cfg.options))
     if problem := size_problem(cfg.model, cfg.image_size):
         raise ModelConfigError(problem)
+    if problems := option_problems(cfg):
+        raise ModelConfigError("\n".join(problems))
     if entry.precheck is not None and (problem := entry.precheck(cfg)):
         raise ModelConfigError(problem)
     if entry.own_backbone == "":

@@ -1,0 +1,173 @@
+"""The ``src/iadbench`` modules a DVC stage's command can import, and which of them its ``deps`` do not cover.
+
+DVC reruns a stage when one of its ``deps`` changes, so a module the command imports but the stage does not list
+leaves results stale after a code change. The closure is computed statically from the source (``ast``), so imports
+inside functions (the lazy ones) count as well as those at the top of a module:
+
+- the roots are the top-level imports of :mod:`iadbench.cli` and the imports inside the verb's ``cmd_<verb>``
+  function (``iadbench gate NAME`` adds ``iadbench.gates.NAME``, which :func:`iadbench.gates.load` imports by name);
+- from each module every ``import iadbench...`` / ``from iadbench... import x`` anywhere in it is followed (``x`` when
+  it is a submodule), and a package's ``__init__`` with it (Python runs it first);
+- modules named on a ``# deps-exempt: MODULE — why`` line of ``dvc.yaml`` are left out (at most five).
+
+A dep covers a module when it is the module's file or a folder above it. ``python -m iadbench.depsclosure`` prints
+every stage's missing deps; ``tests/test_depsclosure.py`` fails on any.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+PACKAGE = "iadbench"
+SRC = Path(__file__).resolve().parents[1]  # src/
+EXEMPT_LINE = re.compile(r"^\s*#\s*deps-exempt:\s*([\w.]+)\s+[—-]+\s+(\S.*)$")
+MAX_EXEMPT = 5
+ALWAYS_CALLED = ("main", "build_parser", "_gate_names", "_params")  # functions of iadbench.cli every verb runs
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of ``iadbench.x.y`` (``x/y.py`` or ``x/y/__init__.py``), or None when there is none."""
+    base = SRC.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(tree: ast.AST, module: str) -> set[str]:
+    """The ``iadbench`` modules an AST imports (relative imports resolved against ``module``)."""
+    found: set[str] = set()
+    is_package = module_file(module) is not None and module_file(module).name == "__init__.py"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = module.split(".")
+                base = parts if is_package else parts[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != PACKAGE:
+                continue
+            found.add(target)
+            for alias in node.names:  # `from iadbench.metrics import counts` imports a submodule
+                if module_file(f"{target}.{alias.name}") is not None:
+                    found.add(f"{target}.{alias.name}")
+    return {m for m in found if module_file(m) is not None}
+
+
+@cache
+def _module_imports(module: str) -> frozenset[str]:
+    path = module_file(module)
+    return frozenset(_imports(ast.parse(path.read_text(), str(path)), module))
+
+
+def _with_parents(module: str) -> set[str]:
+    parts = module.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+def closure(roots: set[str], exempt: set[str] = frozenset()) -> set[str]:
+    """Every module reachable from ``roots`` through imports (parents' ``__init__`` included), minus ``exempt``."""
+    seen: set[str] = set()
+    todo = [p for r in roots for p in _with_parents(r)]
+    while todo:
+        module = todo.pop()
+        if module in seen or module in exempt or module_file(module) is None:
+            continue
+        seen.add(module)
+        for imported in _module_imports(module):
+            todo.extend(_with_parents(imported))
+    return seen
+
+
+def verb_roots(verb: str, argv: list[str]) -> set[str]:
+    """What ``iadbench <verb> ...`` imports: :mod:`iadbench.cli`'s top level and the body of ``cmd_<verb>`` (the
+    other verbs' functions are never called, so their imports are not followed).
+    """
+    path = module_file(f"{PACKAGE}.cli")
+    tree = ast.parse(path.read_text(), str(path))
+    top = ast.Module(body=[n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)], type_ignores=[])
+    roots = _imports(top, f"{PACKAGE}.cli")
+    name = "cmd_" + verb.replace("-", "_")
+    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    if name not in funcs:
+        raise ValueError(f"iadbench.cli has no {name}() for the verb {verb!r}")
+    for called in (name, *ALWAYS_CALLED):  # what every verb runs: the parser, main, the parameter reader
+        roots |= _imports(funcs[called], f"{PACKAGE}.cli")
+    if verb == "gate":
+        roots.add(f"{PACKAGE}.gates.{argv[0]}")
+    return roots
+
+
+def parse_command(cmd: str) -> tuple[str, list[str]]:
+    """``(verb, positional arguments)`` of a stage's ``cmd`` (``ENV=x iadbench --quiet train --model m``)."""
+    words = shlex.split(cmd)
+    words = words[words.index(PACKAGE) + 1 :]
+    words = [w for w in words if w not in ("--quiet",)]
+    verb, rest = words[0], words[1:]
+    positional = []
+    for i, word in enumerate(rest):
+        if word.startswith("--"):
+            break
+        positional.append(word)
+    return verb, positional
+
+
+def exemptions(dvc_yaml: Path) -> dict[str, str]:
+    """``module -> why`` from the ``# deps-exempt:`` lines of ``dvc.yaml``."""
+    out = {}
+    for line in dvc_yaml.read_text().splitlines():
+        if m := EXEMPT_LINE.match(line):
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def relative_file(module: str) -> str:
+    """``src/iadbench/x/y.py`` for ``iadbench.x.y``."""
+    return module_file(module).relative_to(SRC.parent).as_posix()
+
+
+def covered(path: str, deps: list[str]) -> bool:
+    """A dep covers ``path`` when it is the file or a folder above it."""
+    return any(path == d.rstrip("/") or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def stage_report(dvc_yaml: Path) -> dict[str, dict[str, list[str]]]:
+    """Per stage of ``dvc.yaml``: ``imports`` (files of its closure) and ``missing`` (those no dep covers)."""
+    spec = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    exempt = set(exemptions(dvc_yaml))
+    out = {}
+    for name, stage in spec.items():
+        cmd = stage["cmd"]  # YAML merge keys (<<: *anchor) are resolved by the loader
+        deps = [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps") or []]
+        verb, argv = parse_command(cmd)
+        modules = closure(verb_roots(verb, argv), exempt)
+        if f"{PACKAGE}.cli" not in exempt:  # the verb's function only, not every verb's imports (verb_roots)
+            modules.add(f"{PACKAGE}.cli")
+        files = sorted(relative_file(m) for m in modules)
+        out[name] = {"imports": files, "missing": [f for f in files if not covered(f, deps)]}
+    return out
+
+
+def main() -> int:
+    """Print each stage's missing deps; exit 1 when any."""
+    report = stage_report(Path("dvc.yaml"))
+    bad = 0
+    for name, r in report.items():
+        if r["missing"]:
+            bad += 1
+            print(f"{name}: {len(r['missing'])} missing: " + " ".join(r["missing"]))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
