@@ -19,7 +19,7 @@ def test_params_out_of_range_names_the_key(tmp_path, monkeypatch, capsys):
 
 
 def test_gate_failure_exits_1_and_prints_file_and_rule(tiny_repo, capsys):
-    (tiny_repo / "params.yaml").write_text("data: {dataset: synthetic}\ngates: {empty_mask: warn}\n")
+    (tiny_repo / "params.yaml").write_text("data: {dataset: synthetic, image_size: 64}\ngates: {empty_mask: warn}\n")
     (tiny_repo / "data/raw/synthetic/nut/test/crack/000.png").write_bytes(b"garbage")
     assert main(["--quiet", "manifest"]) == 0
     assert main(["gate", "manifest"]) == 1
@@ -39,7 +39,7 @@ def test_gate_failure_exits_1_and_prints_file_and_rule(tiny_repo, capsys):
         (
             "synthesize: {seed: 0, image_size: 64, products: [bolt], n_train: 2, n_test_good: 2, n_test_per_defect: 1, "
             "annotators: 1, annotator_error: 0.1}",
-            "unknown product(s) ['bolt']",
+            "synthesize.products[0] must be one of 'nut', 'weave' or 'tiles', got 'bolt'",
         ),
         ("data: {dataset: ../../etc}", "data.datasets: '../../etc' must be a plain folder name"),
     ],

@@ -52,9 +52,15 @@ def test_setups_join_the_evaluated_models():
         ({"xgboost": {**TINY["segad"]["xgboost"], "learning_rate": 0}}, r"segad.xgboost.learning_rate must be in \(0"),
         ({"xgboost": {**TINY["segad"]["xgboost"], "n_estimators": 0}}, r"segad.xgboost.n_estimators must be in \[1"),
         ({"xgboost": {**TINY["segad"]["xgboost"], "reg_alpha": -1}}, r"segad.xgboost.reg_alpha must be in \[0"),
-        ({"xgboost": {**TINY["segad"]["xgboost"], "max_depth": 2.5}}, "segad.xgboost.max_depth must be an integer, got 2.5"),
+        (
+            {"xgboost": {**TINY["segad"]["xgboost"], "max_depth": 2.5}},
+            "segad.xgboost.max_depth must be an integer, got 2.5",
+        ),
         ({"xgboost": {**TINY["segad"]["xgboost"], "objective": "reg:squarederror"}}, "segad.xgboost.objective"),
-        ({"xgboost": {**TINY["segad"]["xgboost"], "eta": 0.1}}, r"segad.xgboost.eta: unknown key; valid: \['colsample_bynode'"),
+        (
+            {"xgboost": {**TINY["segad"]["xgboost"], "eta": 0.1}},
+            r"segad.xgboost.eta: unknown key; valid: \['colsample_bynode'",
+        ),
         ({"xgboost": {"n_estimators": 10}}, "segad.xgboost.num_parallel_tree is missing"),
     ],
 )
@@ -129,7 +135,10 @@ def test_the_shipped_file_passes_every_check():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"train__epoch": 5}, r"params.yaml: train.epoch: unknown key; valid: \['batch_size', 'deterministic', 'epochs'"),
+        (
+            {"train__epoch": 5},
+            r"params.yaml: train.epoch: unknown key; valid: \['batch_size', 'deterministic', 'epochs'",
+        ),
         ({"tresholds": {"method": "pr"}}, r"params.yaml: tresholds: unknown section; valid: \['backbone', 'data'"),
         ({"models": "padim"}, r"params.yaml: models must be a list, got 'padim'"),
         ({"drift__max_per_imag": 1}, r"drift.max_per_imag: unknown key; valid: \['blur_sigma'"),
@@ -147,7 +156,8 @@ def test_a_bad_file_names_the_file_and_the_key(tmp_path, changes, message):
     ("changes", "message"),
     [
         ({"model_options__padim": {"layers": None, "n_features": 100000}},
-         r"model_options.padim.n_features must be <= 176 \(the channels of layers \['blocks.1', 'blocks.2', 'blocks.4'\]"),
+         r"model_options.padim.n_features must be <= 176 \(the channels of layers \['blocks.1', 'blocks.2', "
+         r"'blocks.4'\]"),
         ({"model_options__patchcore": {"coreset_sampling_ratio": 0.0}},
          r"model_options.patchcore.coreset_sampling_ratio must be in \(0, 1\], got 0.0"),
         ({"model_options__padim": {"n_featurs": 10}}, r"model_options.padim has unknown option\(s\) \['n_featurs'\]"),

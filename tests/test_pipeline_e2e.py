@@ -98,8 +98,9 @@ def test_repro_builds_every_stage(repo, first_build):
     root, env = repo
     out = first_build
     assert _stages_run(out.stdout) == {
-        "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split", "gate_split", "summary",
-        "gate_maps", "metrics", "report", "costs", "figures", *_cells("train", "predict", "thresholds", "evaluate"),
+        "check_params", "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split",
+        "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures",
+        *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
     meta = json.loads((root / "models/padim/nut/meta.json").read_text())
@@ -179,7 +180,7 @@ def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo, first_build):
     baseline = json.loads((root / "reports/data_summary.json").read_text())["images"]["validation"]
     out = _run(["dvc", "exp", "run", "-n", "val60", "-S", "split.val_fraction=0.6"], root, env)
     assert _stages_run(out.stdout) == {  # a split param reruns the split and everything after it, nothing before
-        "split", "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures",
+        "check_params", "split", "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures",
         *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
@@ -200,7 +201,7 @@ def test_exp_run_with_fewer_models_retrains_nothing(repo, first_build):
     out = _run(["dvc", "exp", "run", "-n", "padim-only", "-S", "models=[padim]"], root, env)
     ran = _stages_run(out.stdout)
     assert not any(s.startswith(("train@", "predict@")) for s in ran), ran
-    assert ran <= {"gate_maps", "metrics", "report", "costs", "figures"}
+    assert ran <= {"check_params", "gate_maps", "metrics", "report", "costs", "figures"}
 
 
 def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo, first_build):
@@ -208,7 +209,7 @@ def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo, first_bui
     _restore(root, env)
     before = json.loads((root / "reports/metrics.json").read_text())
     out = _run(["dvc", "exp", "run", "-n", "rule-pr", "-S", "threshold.method=pr"], root, env)
-    assert _stages_run(out.stdout) == {"metrics", "report"}
+    assert _stages_run(out.stdout) == {"check_params", "metrics", "report"}  # check_params: every param change
     after = json.loads((root / "reports/metrics.json").read_text())
     for model in before:
         assert after[model]["mean_iou"] == after[model]["mean_iou_by_rule"]["pr"]
@@ -221,6 +222,24 @@ def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo, first_bui
     assert "<img" in page and "<script src=" not in page and "cdn.jsdelivr" not in page, plots.stdout
     assert "vegaEmbed" in page and "validation curves and fitted thresholds" in page and "train_loss" in page
     _assert_renders(root / "plots_out/index.html", root.parent / "chromium")
+
+
+def test_run_cache_restores_train_and_predict_going_back(repo, first_build):
+    """A -> B -> A: going back to parameters already run restores train and predict from DVC's run-cache (no
+    `train@` or `predict@` stage runs), which DVC does only for stages without a plain uncached output.
+    """
+    root, env = repo
+    _restore(root, env)
+    model = (root / "models/padim/nut/model.pt").read_bytes()
+    out = _run(["dvc", "exp", "run", "-n", "padim40", "-S", "model_options.padim.n_features=40"], root, env)
+    assert {"train@padim-nut", "predict@padim-nut"} <= _stages_run(out.stdout)
+    assert (root / "models/padim/nut/model.pt").read_bytes() != model
+    out = _run(["dvc", "exp", "run", "-n", "padim50", "-S", "model_options.padim.n_features=50"], root, env)
+    ran = _stages_run(out.stdout)
+    assert not {s for s in ran if s.startswith(("train@", "predict@"))}, ran
+    for stage in ("train@padim-nut", "predict@padim-nut"):
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in out.stdout, out.stdout
+    assert (root / "models/padim/nut/model.pt").read_bytes() == model
 
 
 def test_plots_diff_overlays_two_experiments(repo, first_build):

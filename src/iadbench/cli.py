@@ -38,8 +38,9 @@ def _params(args: argparse.Namespace) -> dict:
 def cmd_check(args: argparse.Namespace) -> None:
     """Check params.yaml (shape, then what the code behind each name needs); write reports/gates/params.json."""
     from iadbench.checks import check
+    from iadbench.params import load_params
 
-    check(_params(args), str(args.params))
+    check(load_params(args.params, complete=True), str(args.params))
     out = gate_result("params")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"file": str(args.params), "success": True}, indent=1) + "\n")
@@ -356,8 +357,10 @@ def _gate_names() -> list[str]:
     import importlib.util
     import pkgutil
 
-    spec = importlib.util.find_spec("iadbench.gates")
-    return sorted(m.name for m in pkgutil.iter_modules(spec.submodule_search_locations) if not m.name.startswith("_"))
+    loaded = sys.modules.get("iadbench.gates")  # already imported (a test may extend its __path__): ask it
+    spec = importlib.util.find_spec("iadbench.gates") if loaded is None else None
+    path = loaded.__path__ if loaded is not None else spec.submodule_search_locations
+    return sorted(m.name for m in pkgutil.iter_modules(path) if not m.name.startswith("_"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -115,7 +115,7 @@ def parse_command(cmd: str) -> tuple[str, list[str]]:
     words = [w for w in words if w not in ("--quiet",)]
     verb, rest = words[0], words[1:]
     positional = []
-    for i, word in enumerate(rest):
+    for word in rest:
         if word.startswith("--"):
             break
         positional.append(word)

@@ -21,8 +21,8 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -75,6 +75,7 @@ class Range:
         return f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}{')' if self.high_open else ']'}"
 
     def __call__(self, value: Any) -> Any:
+        """``value`` when inside, else the pydantic error that :func:`describe` turns into the key's line."""
         above = value > self.low if self.low_open else value >= self.low
         below = self.high is None or (value < self.high if self.high_open else value <= self.high)
         if not (above and below):
@@ -305,7 +306,9 @@ class TrainParams(Section):
     epochs: Count
     batch_size: Count
     num_workers: ranged(StrictInt, 0)
-    deterministic: Annotated[bool | str, BeforeValidator(_deterministic)] = "warn"  # Lightning's flag (deterministic where supported)
+    deterministic: Annotated[bool | str, BeforeValidator(_deterministic)] = (
+        "warn"  # Lightning's flag (deterministic where supported)
+    )
     validation: Literal[VALIDATION_STRATEGIES] = "fixed"  # fixed: train.epochs, no validation; early_stopping:
     # on validation image AUROC
     patience: Count = 3  # early_stopping: epochs without improvement before stopping (the best epoch is kept)
@@ -506,10 +509,14 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def describe(exc: ValidationError, model: type[BaseModel], source: str, prefix: tuple = ()) -> str:
-    """One line per problem: ``params.yaml: train.epoch: unknown key; valid: [...]`` (file, key, rule)."""
+def describe(
+    exc: ValidationError, model: type[BaseModel], source: str, prefix: tuple = (), sections_optional: bool = False
+) -> str:
+    """One line per problem: ``params.yaml: train.epoch: unknown key; valid: [...]`` (file, key, rule);
+    ``sections_optional``: a missing section is no problem (the stage that reads it names it).
+    """
     lines = []
-    errors = exc.errors()
+    errors = [e for e in exc.errors() if not (sections_optional and e["type"] == "missing" and len(e["loc"]) == 1)]
     deeper = {tuple(e["loc"][:-1]) for e in errors if e["type"] != "too_short"}
     for error in errors:
         kind = error["type"]
@@ -539,18 +546,25 @@ def describe(exc: ValidationError, model: type[BaseModel], source: str, prefix: 
     return "\n".join(dict.fromkeys(lines))
 
 
-def validate(model: type[BaseModel], value: Any, source: str, prefix: tuple = ()) -> Any:
+def validate(
+    model: type[BaseModel], value: Any, source: str, prefix: tuple = (), sections_optional: bool = False
+) -> Any:
     """``model.model_validate(value)``, a failure as a :class:`ParamsError` naming the file and each key."""
     if value is None and prefix:
         raise ParamsError(f"{source}: section '{'.'.join(prefix)}' is missing or empty")
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        raise ParamsError(describe(exc, model, source, prefix)) from None
+        if message := describe(exc, model, source, prefix, sections_optional):
+            raise ParamsError(message) from None
+        return None
 
 
-def load_params(path: str | Path = PARAMS, check: bool = True) -> dict[str, Any]:
-    """Read ``params.yaml`` as a dict, checked against :class:`ParamsFile` (``check=False``: only parsed)."""
+def load_params(path: str | Path = PARAMS, check: bool = True, complete: bool = False) -> dict[str, Any]:
+    """Read ``params.yaml`` as a dict, checked against :class:`ParamsFile`: every section given, every key of it,
+    no other section (``complete``: every section present too, as ``iadbench check`` requires; without it the stage
+    that reads a missing section names it). ``check=False``: only parsed.
+    """
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found (run from the repository root)")
@@ -561,7 +575,7 @@ def load_params(path: str | Path = PARAMS, check: bool = True) -> dict[str, Any]
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: must be a mapping of sections")
     if check:
-        validate(ParamsFile, data, str(path))
+        validate(ParamsFile, data, str(path), sections_optional=not complete)
         SegadParams.from_params(data, str(path))
     return data
 

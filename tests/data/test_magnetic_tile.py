@@ -40,7 +40,9 @@ def test_magnetic_tile_through_the_data_stages(tmp_path, monkeypatch, capsys):
     added = [Path("data/raw/magnetic_tile"), Path("annotation/exports/magnetic_tile.json")]
     printed = capsys.readouterr().out
     assert all(f"  {line}\n" in printed for line in import_steps("magnetic_tile", added, ["tile"])), printed
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TINY, "data": {"dataset": "magnetic_tile", "image_size": 64}}))
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({**TINY, "data": {"dataset": "magnetic_tile", "image_size": 64}})
+    )
     for verb in (["--quiet", "manifest"], ["gate", "manifest"], ["categories"], ["gate", "categories"], ["split"],
                  ["gate", "split"], ["summary"]):  # fmt: skip
         assert main(verb) == 0, verb

@@ -143,7 +143,9 @@ def test_noisy_train_replaces_train_images_and_keeps_splits_disjoint(tiny_repo):
     assert summary["images"]["excluded"] == 3 and summary["images"]["train_anomalous"] == 3
     assert (
         "excluded"
-        not in data_summary(make_split(manifest, categories, SplitParams(seed=0, val_fraction=0.3)), manifest, categories)["images"]
+        not in data_summary(
+            make_split(manifest, categories, SplitParams(seed=0, val_fraction=0.3)), manifest, categories
+        )["images"]
     )  # without noise: the summary of before
     clean = split_gate(split, manifest, {"split": "data/split.csv"})  # the clean rules refuse a noisy train
     assert "train holds only good images" in {v.rule for v in clean.errors}

@@ -75,7 +75,10 @@ def test_package_weights_reach_a_hard_coded_pretrained_teacher():
     ("section", "message"),
     [
         (
-            {"data": {"datasets": ["s"], "image_size": 16}, "backbone": {"name": "x", "layers": ["a"], "weights": "none"}},
+            {
+                "data": {"datasets": ["s"], "image_size": 16},
+                "backbone": {"name": "x", "layers": ["a"], "weights": "none"},
+            },
             "image_size must be in",
         ),
         (

@@ -51,3 +51,11 @@ def test_products_cover_both_backgrounds_and_all_categories():
             "contamination",
             "combined",
         }
+
+
+def test_the_params_schema_knows_the_synthetic_products():
+    """params.SYNTHETIC_PRODUCTS (a leaf module's constraint) names exactly the generator's products."""
+    from iadbench.params import SYNTHETIC_PRODUCTS
+    from iadbench.synth.products import PRODUCTS
+
+    assert tuple(PRODUCTS) == SYNTHETIC_PRODUCTS

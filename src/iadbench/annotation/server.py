@@ -118,9 +118,20 @@ def start(
     """
     user, password, token = credentials()
     binary = binary or ensure_environment()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private(data_dir)
     env = server_env(document_root, data_dir, token, user, password)
-    return subprocess.Popen(server_command(binary, host, port), env=env, **popen)
+    # umask 077: the SQLite database Label Studio creates holds the API token, so only its owner may read it (600)
+    return subprocess.Popen(server_command(binary, host, port), env=env, umask=0o077, **popen)
+
+
+def private(data_dir: Path) -> None:
+    """Owner-only permissions on the server's data folder and every file already in it (a database written by an
+    earlier version of this code, world-readable, holds the API token).
+    """
+    data_dir.chmod(0o700)
+    for path in data_dir.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def wait_until_up(url: str, timeout: float = 300, process: subprocess.Popen | None = None) -> None:

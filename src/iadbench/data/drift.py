@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from iadbench.data.images import resized_rgb
 from iadbench.params import DRIFT_CATEGORIES, DRIFT_CATEGORY_OF, DriftParams
 from iadbench.seeding import stream
 
-__all__ = ["CATEGORIES", "CATEGORY_OF", "DriftParams", "plan"]
+__all__ = ["CATEGORIES", "CATEGORY_OF", "DriftParams", "plan", "resized_rgb"]
 
 if TYPE_CHECKING:  # torch is imported where images are transformed, so that reading params stays light
     import torch
@@ -183,18 +184,8 @@ def apply_mask(mask: np.ndarray, steps: list[dict[str, Any]]) -> np.ndarray:
     return out[0].numpy() > 0
 
 
-def resized_rgb(path: str, size: int) -> np.ndarray:
-    """The image file as RGB (grey repeated), bilinear-resized to ``size`` × ``size`` (no crop): H × W × 3 uint8 —
-    what :func:`model_input` scales to [0, 1] (the report shows it as is, without importing torch).
-    """
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))  # writable: torch takes it
-
-
 def model_input(path: str, size: int, steps: list[dict[str, Any]] | None = None) -> torch.Tensor:
-    """The image a model sees: :func:`resized_rgb` in [0, 1], then the plan."""
+    """The image a model sees: :func:`iadbench.data.images.resized_rgb` in [0, 1], then the plan."""
     import torch
     from torchvision.transforms.v2.functional import to_dtype, to_image
 

@@ -148,6 +148,25 @@ class Imported:
         return list(self.record["notes"])  # type: ignore[call-overload]
 
 
+def refuse_outside_links(source: Path) -> None:
+    """Refuse a dataset holding a symbolic link that leads outside it: copying would follow it and put a file from
+    elsewhere (anything the user can read) into ``data/raw``. Links within the dataset are fine.
+    """
+    import os
+
+    root = source.resolve()
+    for folder, dirs, files in os.walk(source, followlinks=False):
+        for name in (*dirs, *files):
+            path = Path(folder) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if target != root and root not in target.parents:
+                    raise InputError(
+                        path, f"symbolic link to {target}, outside the dataset: refused (it would be followed and "
+                        "its target copied into data/raw)", "copy the file into the dataset or remove the link",
+                    )  # fmt: skip
+
+
 def import_dataset(
     source: Path,
     name: str,
@@ -178,6 +197,7 @@ def import_dataset(
         raise IadbenchError("--defect-map needs --background (with|without) so that every image gets one")
     if missing_masks not in MISSING_MASK_POLICIES:
         raise IadbenchError(f"--missing-masks must be one of {list(MISSING_MASK_POLICIES)}, got {missing_masks!r}")
+    refuse_outside_links(source)
     source = source.resolve()
     dest = dataset_root(name)
     if dest.exists() or dest.with_suffix(".dvc").exists():

@@ -52,12 +52,16 @@ class ImageFacts:
 
 
 def decode(path: Path) -> tuple[ImageFacts, Image.Image | None]:
-    """Fully decode an image (``load()`` reads every byte, so truncated files fail here, not in training)."""
+    """Fully decode an image through :func:`iadbench.data.images.open_image` (every byte read, so truncated files
+    fail here, not in training; upright; 16-bit scaled; decompression bombs refused).
+    """
+    from iadbench.data.images import open_image
+
     try:
-        with Image.open(path) as im:
-            im.load()
-            facts = ImageFacts(True, "", im.width, im.height, len(im.getbands()), im.mode, im.format or "")
-            return facts, im.copy()
+        with Image.open(path) as raw:
+            mode, fmt = raw.mode, raw.format or ""  # as stored (I;16 for 16-bit); the pixels come from open_image
+        im = open_image(path)
+        return ImageFacts(True, "", im.width, im.height, len(im.getbands()), mode, fmt), im
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a fact to record, not a crash
         return ImageFacts(False, f"{type(exc).__name__}: {exc}", 0, 0, 0, "", ""), None
 

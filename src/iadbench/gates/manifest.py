@@ -12,6 +12,7 @@ import pandas as pd
 from iadbench.gates import ERROR, WARNING, GateResult, Rule, Table, product_counts, run_gate
 from iadbench.params import GateParams
 
+MIN_SIDE = 32  # the smallest data.image_size (params.DataParams): a smaller image is upsampled noise
 DESCRIPTION = "data/manifest*.csv: images and masks decode, pair and have one size per product; segments.png"
 
 
@@ -24,6 +25,21 @@ def manifest_rules(gx: Any, params: GateParams) -> list[Rule]:
     return [
         Rule("images", "dataset holds at least one image", e.ExpectTableRowCountToBeBetween(min_value=1)),
         Rule("images", "image ids are unique", e.ExpectColumnValuesToBeUnique(column="image_id"), "image_path"),
+        Rule(
+            "images", "an image's content (sha256) appears once per product: the same file in train/ and test/ "
+            "is leakage, twice in test/ counts it twice",
+            e.ExpectCompoundColumnsToBeUnique(column_list=["product", "sha256"]), "image_path", ("sha256",),
+        ),
+        *(
+            Rule(
+                "images", f"image {side} is at least {MIN_SIDE} px (the smallest model input, data.image_size >= 32)",
+                e.ExpectColumnValuesToBeBetween(
+                    column=side, min_value=MIN_SIDE, row_condition="decodes==True", condition_parser="pandas"
+                ),
+                "image_path", ("width", "height"),
+            )
+            for side in ("width", "height")
+        ),
         Rule(
             "images", "image file decodes (not corrupt or truncated)",
             e.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]), "image_path", ("decode_error",),

@@ -598,7 +598,11 @@ def option_problems(cfg: ModelConfig, source: str = "params.yaml") -> list[str]:
             continue
         value = cfg.options[key]
         if (value <= low if low_open else value < low) or (high is not None and value > high):
-            rule = f">{'' if low_open else '='} {low:g}" if high is None else f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+            rule = (
+                f">{'' if low_open else '='} {low:g}"
+                if high is None
+                else f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+            )
             problems.append(f"{source}: model_options.{model}.{key} must be {rule}, got {value}")
     if cfg.model == "padim" and not problems and get_entry("padim").uses_layers:
         layers = _layers(cfg)
