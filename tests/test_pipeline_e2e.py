@@ -99,8 +99,8 @@ def test_repro_builds_every_stage(repo, first_build):
     out = first_build
     assert _stages_run(out.stdout) == {
         "check_params", "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split",
-        "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures",
-        *_cells("train", "predict", "thresholds", "evaluate"),
+        "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures", "gate_thresholds",
+        "gate_evaluate", "gate_tables", *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
     meta = json.loads((root / "models/padim/nut/meta.json").read_text())
@@ -181,7 +181,7 @@ def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo, first_build):
     out = _run(["dvc", "exp", "run", "-n", "val60", "-S", "split.val_fraction=0.6"], root, env)
     assert _stages_run(out.stdout) == {  # a split param reruns the split and everything after it, nothing before
         "check_params", "split", "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures",
-        *_cells("train", "predict", "thresholds", "evaluate"),
+        "gate_thresholds", "gate_evaluate", "gate_tables", *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
     assert "val60" in shown and "images.validation" in shown
@@ -201,7 +201,8 @@ def test_exp_run_with_fewer_models_retrains_nothing(repo, first_build):
     out = _run(["dvc", "exp", "run", "-n", "padim-only", "-S", "models=[padim]"], root, env)
     ran = _stages_run(out.stdout)
     assert not any(s.startswith(("train@", "predict@")) for s in ran), ran
-    assert ran <= {"check_params", "gate_maps", "metrics", "report", "costs", "figures"}
+    assert ran <= {"check_params", "gate_maps", "gate_thresholds", "gate_evaluate", "metrics", "gate_tables", "report",
+                   "costs", "figures"}  # fmt: skip
 
 
 def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo, first_build):
@@ -209,7 +210,8 @@ def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo, first_bui
     _restore(root, env)
     before = json.loads((root / "reports/metrics.json").read_text())
     out = _run(["dvc", "exp", "run", "-n", "rule-pr", "-S", "threshold.method=pr"], root, env)
-    assert _stages_run(out.stdout) == {"check_params", "metrics", "report"}  # check_params: every param change
+    # check_params: every param change; gate_tables: the tables changed
+    assert _stages_run(out.stdout) == {"check_params", "metrics", "gate_tables", "report"}
     after = json.loads((root / "reports/metrics.json").read_text())
     for model in before:
         assert after[model]["mean_iou"] == after[model]["mean_iou_by_rule"]["pr"]

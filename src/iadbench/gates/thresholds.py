@@ -1,0 +1,93 @@
+"""The thresholds gate: every rule fitted where its validation samples allow, every threshold finite, fitted on the
+current split with the split's validation count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+from iadbench.gates import GateResult, Rule, Table, run_gate
+from iadbench.params import evaluated_models
+from iadbench.paths import THRESHOLDS_DIR
+
+DESCRIPTION = "reports/thresholds: each rule fitted (or not applicable), finite, on the current split's validation rows"
+FINITE = 3.4e38  # float32's largest: anything beyond (or inf) is not a threshold a score can be compared with
+
+
+def threshold_facts(params: dict[str, Any], split: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, level, fitted rule): the threshold (None when absent), whether the rule applies (its
+    samples exist), the validation count the file states and the split's, the file's split fingerprint and the
+    current one.
+    """
+    from iadbench.evaluation.cells import split_fingerprint
+    from iadbench.metrics.registry import RULE_TABLE, fitted_rules
+
+    rows = []
+    for model in evaluated_models(params):
+        for product in params["data"]["products"]:
+            path = THRESHOLDS_DIR / model / f"{product}.json"
+            doc = json.loads(path.read_text()) if path.is_file() else {}
+            validation = doc.get("validation") or {}
+            rows_of = split[split["product"] == product]
+            base = {
+                "file": str(path), "model": model, "product": product,
+                "validation_images": validation.get("images", -1),
+                "split_validation_images": int((rows_of["split"] == "validation").sum()),
+                "split_fingerprint": doc.get("split_fingerprint", "missing"),
+                "current_fingerprint": split_fingerprint(split, product),
+            }  # fmt: skip
+            defect = validation.get("defect_pixels", 0)
+            samples = {
+                "image": (validation.get("anomalous", 0), validation.get("good", 0)),
+                "pixel": (defect, validation.get("pixels", 0) - defect),
+            }
+            for level in ("image", "pixel"):
+                fits = doc.get(level)
+                if level == "pixel" and fits is None and "pixel" in doc:
+                    continue  # the model writes no maps: image level only (pixel_notes say so)
+                positives, negatives = samples[level]
+                for rule in fitted_rules():
+                    needs = positives if RULE_TABLE[rule].needs_anomalous else negatives
+                    fit = (fits or {}).get(rule)
+                    threshold = None if fit is None else fit.get("threshold")
+                    if isinstance(threshold, float) and math.isnan(threshold):
+                        threshold = None
+                    rows.append({**base, "where": f"{path}#{level}.{rule}", "level": level, "rule": rule,
+                                 "applicable": bool(needs > 0), "threshold": threshold})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def thresholds_gate(params: dict[str, Any], split: pd.DataFrame) -> GateResult:
+    """Validate every cell's thresholds file against the split."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    facts = threshold_facts(params, split)
+    fitted = "applicable==True"
+    rules = [
+        Rule("thresholds", "every rule whose validation samples exist is fitted",
+             e.ExpectColumnValuesToNotBeNull(column="threshold", row_condition=fitted, condition_parser="pandas"),
+             "where"),
+        Rule("thresholds", "every fitted threshold is finite",
+             e.ExpectColumnValuesToBeBetween(column="threshold", min_value=-FINITE, max_value=FINITE,
+                                             row_condition="threshold==threshold", condition_parser="pandas"),
+             "where", ("threshold",)),
+        Rule("thresholds", "thresholds were fitted on the current split (fingerprint of data/assignment.csv)",
+             e.ExpectColumnPairValuesToBeEqual(column_A="split_fingerprint", column_B="current_fingerprint"), "file"),
+        Rule("thresholds", "the file's validation count is the split's",
+             e.ExpectColumnPairValuesToBeEqual(column_A="validation_images", column_B="split_validation_images"),
+             "file", ("validation_images", "split_validation_images")),
+    ]  # fmt: skip
+    return run_gate("thresholds", {"thresholds": Table(str(THRESHOLDS_DIR), facts)}, rules)
+
+
+def run(params: dict[str, Any]) -> GateResult:
+    """The gate on every cell's ``reports/thresholds/<model>/<product>.json`` against ``data/assignment.csv``."""
+    from iadbench.data.manifest import read_table
+    from iadbench.paths import ASSIGNMENT
+
+    return thresholds_gate(params, read_table(ASSIGNMENT))
