@@ -22,7 +22,7 @@ from iadbench.studies import (
 
 
 def test_every_study_of_the_issue_is_registered():
-    assert list(STUDIES) == ["drift", "noise", "size", "validation", "unified", "segad"]
+    assert list(STUDIES) == ["seeds", "drift", "noise", "size", "validation", "unified", "segad"]
 
 
 def test_grid_names_conditions_and_seeds():
@@ -58,7 +58,9 @@ def test_bad_conditions_are_refused_before_anything_runs(study, conditions, mess
 
 
 def test_unknown_study_and_bad_seeds():
-    with pytest.raises(StudyError, match="unknown study 'fog'; valid: drift, noise, size, validation, unified, segad"):
+    with pytest.raises(
+        StudyError, match="unknown study 'fog'; valid: seeds, drift, noise, size, validation, unified, segad"
+    ):
         get_study("fog")
     with pytest.raises(StudyError, match="--seeds must be >= 1"):
         grid(get_study("size"), None, 0)
@@ -67,7 +69,10 @@ def test_unknown_study_and_bad_seeds():
 def test_cli_unknown_study_exits_2_and_says_which_exist(capsys):
     assert main(["study", "fog", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "iadbench study: error: unknown study 'fog'; valid: drift, noise, size, validation, unified, segad" in err
+    assert (
+        "iadbench study: error: unknown study 'fog'; valid: seeds, drift, noise, size, validation, unified, segad"
+        in err
+    )
 
 
 def test_mean_std_uses_the_sample_std_and_skips_missing_values():

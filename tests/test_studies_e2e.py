@@ -102,7 +102,21 @@ def test_unified_study_has_per_product_tables(repo):
     doc, md = _summary(repo, "unified")
     assert "ae / nut" in doc["per_product"]["image_auroc"] and "## Per product: image AUROC" in md
     rev = doc["experiments"]["unified-unified-s0"]
-    predict = json.loads(_run(["git", "show", f"{rev}:reports/predict/ae/nut.json"], root, env).stdout)
+    # a cached DVC output of the experiment (so that the run-cache can restore predict): read through DVC
+    read = ["python", "-c", f"import dvc.api; print(dvc.api.read('reports/predict/ae/nut.json', rev='{rev}'))"]
+    predict = json.loads(_run(read, root, env).stdout)
     assert predict["regime"] == "unified"
     params = yaml.safe_load(_run(["git", "show", f"{rev}:params.yaml"], root, env).stdout)
     assert params["train"]["unified"] is True
+
+
+def test_seeds_study_gives_the_headline_spread(repo):
+    """The README's headline numbers come with mean ± std over training seeds: seed 0 is the committed build."""
+    root, env = repo
+    out = _run(["iadbench", "study", "seeds", "--seeds", "2"], root, env)
+    assert "study seeds: 2/2 done, 0 failed" in out.stdout
+    doc, md = _summary(repo, "seeds")
+    auroc = doc["metrics"]["image_auroc"]["ae"]["default"]
+    built = json.loads((root / "reports/metrics.json").read_text())["ae"]["image_auroc"]
+    assert auroc["n"] == 2 and auroc["std"] is not None and built in auroc["values"]
+    assert doc["params"] == {"default": {"train.seed": 0}} and "| model | default |" in md

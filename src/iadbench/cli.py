@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "their earlier labels)")  # fmt: skip
     verb("models", cmd_models, "list the registered models")
     st = verb("study", cmd_study, "run a study as queued DVC experiments; write reports/studies/NAME.{json,md}")
-    st.add_argument("name", help="drift | noise | size | validation | unified | segad")
+    st.add_argument("name", help="seeds | drift | noise | size | validation | unified | segad")
     st.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per condition (default 3)")
     st.add_argument("--jobs", type=int, default=1, help="experiments run in parallel (dvc queue start --jobs)")
     st.add_argument("--conditions", help="comma-separated conditions instead of the study's default grid")

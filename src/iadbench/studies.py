@@ -141,6 +141,11 @@ STUDIES: dict[str, Study] = {
     s.name: s
     for s in (
         Study(
+            "seeds", "How far do the headline numbers move between training seeds (the spread a machine difference "
+            "must be read against)?", "iadbench: the README's headline, mean ± std over train.seed",
+            ("default",), _choice("train.seed", {"default": 0}, "seeds"),  # the study's seed then sets train.seed
+        ),
+        Study(
             "drift", "How much does each method lose when test images drift (camera, lighting, position)?",
             "Baitieva et al. 2025, Table 10 (transforms) and the drift results", ("clean", "drift"), _drift,
             ("train.seed", "drift.seed"),
