@@ -23,6 +23,7 @@ $(STAMP):
 env: $(STAMP)
 
 demo: env
+	iadbench check
 	dvc repro
 
 test: env
