@@ -592,18 +592,18 @@ def option_problems(cfg: ModelConfig, source: str = "params.yaml") -> list[str]:
     """Out-of-range options of ``cfg`` (effective options): :data:`OPTION_RANGES`, and PaDiM's ``n_features`` no
     more than the channels of its layers (it draws that many of them; anomalib fails with an index error).
     """
+    from pydantic_core import PydanticCustomError
+
+    from iadbench.params import Range
+
     problems = []
     for (model, key), (low, high, low_open) in OPTION_RANGES.items():
         if model != cfg.model or cfg.options.get(key) is None:
             continue
-        value = cfg.options[key]
-        if (value <= low if low_open else value < low) or (high is not None and value > high):
-            rule = (
-                f">{'' if low_open else '='} {low:g}"
-                if high is None
-                else f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-            )
-            problems.append(f"{source}: model_options.{model}.{key} must be {rule}, got {value}")
+        try:
+            Range(low, high, low_open)(cfg.options[key])
+        except PydanticCustomError as exc:
+            problems.append(f"{source}: model_options.{model}.{key} {exc.message()}")
     if cfg.model == "padim" and not problems and get_entry("padim").uses_layers:
         layers = _layers(cfg)
         try:
