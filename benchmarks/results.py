@@ -25,6 +25,7 @@ from readme_blocks import PROJECT, replace_block
 
 from iadbench.formatting import fmt as _f
 from iadbench.metrics.registry import headline_rules, rule_label
+from iadbench.params import DataParams
 from iadbench.studies import experiments
 
 RULES = headline_rules()
@@ -35,11 +36,12 @@ def headline() -> None:
     """Headline table and per-category mean IoU at the headline rule, with 95 % intervals."""
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     method = params["threshold"]["method"]
+    datasets = ", ".join(DataParams.from_params(params).datasets)
     metrics = json.loads((PROJECT / "reports/metrics.json").read_text())
     cats = pd.read_csv(PROJECT / "reports/tables/categories.csv")
     lines = [
         f"From `reports/metrics.json` and `reports/tables/categories.csv` (`make demo`, then "
-        f"`python benchmarks/results.py headline`): dataset `{params['data']['dataset']}`, headline rule "
+        f"`python benchmarks/results.py headline`): dataset `{datasets}`, headline rule "
         f"`threshold.method: {method}`, thresholds fitted on validation, numbers on test, 95 % bootstrap intervals.",
         "",
         "| model | mean IoU [95 % CI] | pooled IoU | pixel FPR (good) | image F1 | image AUROC [95 % CI] | PG2 | "
