@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iadbench.gates import ERROR, GateResult, Rule, Table, run_gate
+from iadbench.gates import GateResult, Rule, Table, run_gate
 from iadbench.models.registry import get_entry
 from iadbench.params import evaluated_models
 from iadbench.paths import MAPS_DIR
@@ -15,53 +15,69 @@ from iadbench.paths import MAPS_DIR
 DESCRIPTION = "data/maps: one finite score (and map of the declared size) per validation/test image of the split"
 
 
+FINITE = 3.4e38  # float32's largest: a score or map value beyond it (or inf, NaN) is not a number to threshold
+
+
 def map_facts(params: dict[str, Any], split: pd.DataFrame) -> pd.DataFrame:
-    """One row per expected (model, product, image): is it in the file, finite, of the expected shape."""
-    size = int(params["data"]["image_size"])
+    """One row per (model, product, image) expected by the split or found in the file: how many rows the file has
+    for it, its split, its score, its map's height, width, lowest and highest value (NaN where there is none).
+    """
     rows = []
     for model in evaluated_models(params):  # models, then the SegAD setups
         entry = get_entry(model)
         for product in params["data"]["products"]:
             path = MAPS_DIR / model / f"{product}.npz"
-            expected = split[(split["product"] == product) & split["split"].isin(["validation", "test"])]
             data = dict(np.load(path, allow_pickle=False)) if path.is_file() else {}
-            index = {str(k): i for i, k in enumerate(data.get("image_id", []))}
-            for image_id in sorted(expected["image_id"]):
-                i = index.get(image_id)
-                row = {"file": str(path), "image_id": image_id, "model": model, "product": product,
-                       "present": i is not None, "score_finite": False, "map_finite": not entry.pixel_maps,
-                       "map_shape_ok": not entry.pixel_maps, "map_shape": ""}  # fmt: skip
-                if i is not None:
-                    row["score_finite"] = bool(np.isfinite(data["scores"][i]))
+            ids = [str(k) for k in data.get("image_id", [])]
+            split_of = dict(zip(split["image_id"], split["split"], strict=True))
+            expected = split[(split["product"] == product) & split["split"].isin(["validation", "test"])]
+            for image_id in sorted(set(expected["image_id"]) | set(ids)):
+                row = {"file": str(path), "where": f"{path}#{image_id}", "model": model, "product": product,
+                       "image_id": image_id, "n_rows": ids.count(image_id), "split": split_of.get(image_id, "none"),
+                       "pixel_maps": entry.pixel_maps, "score": np.nan, "map_height": np.nan, "map_width": np.nan,
+                       "map_min": np.nan, "map_max": np.nan}  # fmt: skip
+                if image_id in ids:
+                    i = ids.index(image_id)
+                    row["score"] = float(data["scores"][i])
                     if entry.pixel_maps:
-                        m = data["maps"][i]
-                        row.update(map_finite=bool(np.isfinite(m).all()), map_shape_ok=m.shape == (size, size))
-                        row["map_shape"] = "x".join(map(str, m.shape))
+                        m = data["maps"][i].astype(np.float64)
+                        row.update(map_height=m.shape[0], map_width=m.shape[-1] if m.ndim > 1 else np.nan,
+                                   map_min=float(np.nan_to_num(m, nan=np.inf).min()),
+                                   map_max=float(np.nan_to_num(m, nan=np.inf).max()))  # fmt: skip
                 rows.append(row)
-            extra = set(index) - set(expected["image_id"])
-            rows += [{"file": str(path), "image_id": k, "model": model, "product": product, "present": False,
-                      "score_finite": True, "map_finite": True, "map_shape_ok": True, "map_shape": "extra"}
-                     for k in sorted(extra)]  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def maps_gate(params: dict[str, Any], split: pd.DataFrame) -> GateResult:
-    """Validate every predict output against the split file."""
+    """Validate every predict output against the split (native expectations on the stored values)."""
     import great_expectations as gx
 
     e = gx.expectations
     facts = map_facts(params, split)
-    facts["where"] = facts["file"] + "#" + facts["image_id"]
     size = int(params["data"]["image_size"])
+    found, maps = "n_rows==1", "n_rows==1 and pixel_maps==True"
     rules = [
-        Rule("maps", "one prediction per validation/test image of the split, and no other",
-             e.ExpectColumnValuesToBeInSet(column="present", value_set=[True]), "where", ("map_shape",), ERROR),
+        Rule("maps", "one prediction per validation/test image of the split",
+             e.ExpectColumnValuesToBeBetween(column="n_rows", min_value=1, max_value=1), "where", ("n_rows",)),
+        Rule("maps", "no prediction for an image outside the split's validation and test rows",
+             e.ExpectColumnValuesToBeInSet(column="split", value_set=["validation", "test"]), "where", ("split",)),
         Rule("maps", "image score is finite",
-             e.ExpectColumnValuesToBeInSet(column="score_finite", value_set=[True]), "where"),
-        Rule("maps", "anomaly map is finite (no NaN/inf)",
-             e.ExpectColumnValuesToBeInSet(column="map_finite", value_set=[True]), "where"),
-        Rule("maps", f"anomaly map has the declared shape {size}x{size}",
-             e.ExpectColumnValuesToBeInSet(column="map_shape_ok", value_set=[True]), "where", ("map_shape",)),
+             e.ExpectColumnValuesToBeBetween(column="score", min_value=-FINITE, max_value=FINITE,
+                                             row_condition=found, condition_parser="pandas"), "where", ("score",)),
+        Rule("maps", "image score is a number (not NaN)",
+             e.ExpectColumnValuesToNotBeNull(column="score", row_condition=found, condition_parser="pandas"), "where"),
+        Rule("maps", "anomaly map is finite at its lowest value (no -inf)",
+             e.ExpectColumnValuesToBeBetween(column="map_min", min_value=-FINITE, max_value=FINITE,
+                                             row_condition=maps, condition_parser="pandas"), "where", ("map_min",)),
+        Rule("maps", "anomaly map is finite (no NaN/inf; NaN counts as +inf)",
+             e.ExpectColumnValuesToBeBetween(column="map_max", min_value=-FINITE, max_value=FINITE,
+                                             row_condition=maps, condition_parser="pandas"), "where", ("map_max",)),
+        *(
+            Rule("maps", f"anomaly map has the declared {side} {size} (data.image_size)",
+                 e.ExpectColumnValuesToBeInSet(column=f"map_{side}", value_set=[size], row_condition=maps,
+                                               condition_parser="pandas"), "where", ("map_height", "map_width"))
+            for side in ("height", "width")
+        ),
     ]  # fmt: skip
     return run_gate("maps", {"maps": Table(str(MAPS_DIR), facts)}, rules)
 
