@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from iadbench.errors import IadbenchError, ParamsError
-from iadbench.params import ModelParams, SegadParams, TrainParams
+from iadbench.params import ModelParams
 
 
 def problems(params: dict[str, Any], source: str = "params.yaml") -> list[str]:
-    """Every problem of ``params`` (an already shape-checked ``params.yaml``), one line each, naming file and key."""
+    """Every problem of ``params`` (already checked against the schema by ``load_params(complete=True)``), one
+    line each, naming file and key.
+    """
     from iadbench.metrics.registry import headline_method
     from iadbench.models.registry import MODELS, ModelConfig, effective_options, option_problems, size_problem
 
@@ -35,8 +37,6 @@ def problems(params: dict[str, Any], source: str = "params.yaml") -> list[str]:
     if stray:
         found.append(f"{source}: model_options: {stray} are not registered models; valid: {sorted(MODELS)}")
     base = ModelParams.from_params(params, source)
-    TrainParams.from_params(params, source)
-    SegadParams.from_params(params, source)
     for model in (m for m in models if m in MODELS):
         try:
             effective = effective_options(model, options.get(model), source)

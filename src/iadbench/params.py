@@ -74,11 +74,14 @@ class Range:
             return f"strictly between {_num(self.low)} and {_num(self.high)}"
         return f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}{')' if self.high_open else ']'}"
 
+    def contains(self, value: float) -> bool:
+        """``value`` lies inside."""
+        above = value > self.low if self.low_open else value >= self.low
+        return above and (self.high is None or (value < self.high if self.high_open else value <= self.high))
+
     def __call__(self, value: Any) -> Any:
         """``value`` when inside, else the pydantic error that :func:`describe` turns into the key's line."""
-        above = value > self.low if self.low_open else value >= self.low
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        if not (above and below):
+        if not self.contains(value):
             raise PydanticCustomError("range", "must be {rule}, got {value}", {"rule": self.rule(), "value": value})
         return value
 
@@ -395,19 +398,26 @@ class XGBoostParams(Section):
 
 
 class SegadSection(Section):
-    """``segad`` as written (cross-checked against ``models`` by :class:`SegadParams`)."""
+    """``segad`` as written: SegAD (Baitieva, Hurych, Besnier, Bernard, "Supervised Anomaly Detection for Complex
+    Industrial Images", CVPR 2024) on the maps of the selected detectors (cross-checked against ``models`` by
+    :class:`SegadParams`). ``detectors`` empty = SegAD off (the split and every detector are then exactly those of a
+    run without it).
+    """
 
     section: ClassVar[str] = "segad"
     optional: ClassVar[bool] = True
-    detectors: Annotated[tuple[StrictStr, ...], _distinct("a detector")] = ()
-    ensembles: tuple[Literal[SEGAD_ENSEMBLES], ...] = ()
-    brf_fraction: Fraction = 0.5
-    shots: ranged(StrictInt, 0) = 0
-    synthetic_per_image: Count = 1
-    segments: Literal[SEGMENT_SOURCES] = "grid"
-    grid: ranged(StrictInt, 1, 16) = 2
+    detectors: Annotated[tuple[StrictStr, ...], _distinct("a detector")] = ()  # each gives the setup <detector>+segad
+    ensembles: tuple[Literal[SEGAD_ENSEMBLES], ...] = ()  # ("all",): also all+segad, one BRF on every detector's maps
+    brf_fraction: Fraction = (
+        0.5  # share of each product's train/good images whose maps train the BRF (not the detector)
+    )
+    shots: ranged(StrictInt, 0) = 0  # real anomalous images per product for the BRF (0 = one-class: disturbances)
+    synthetic_per_image: Count = 1  # one-class: disturbed copies of each BRF good image
+    segments: Literal[SEGMENT_SOURCES] = "grid"  # whole | grid | image (<product>/segments.png of the dataset)
+    grid: ranged(StrictInt, 1, 16) = 2  # K: the grid source's K x K cells
     seed: Seed = 0
-    detector_score: StrictBool = False
+    detector_score: StrictBool = False  # also feed each detector's own image score (the authors' code does; the
+    # paper lists the K·L·4 statistics only)
     xgboost: XGBoostParams | None = None
 
     @model_validator(mode="after")
@@ -418,25 +428,12 @@ class SegadSection(Section):
         return self
 
 
-@dataclass(frozen=True)
-class SegadParams:
-    """``segad``: SegAD (Baitieva, Hurych, Besnier, Bernard, "Supervised Anomaly Detection for Complex Industrial
-    Images", CVPR 2024) on the maps of the selected detectors.
-
-    ``detectors`` empty = SegAD off (the split and every detector are then exactly those of a run without it).
+class SegadParams(SegadSection):
+    """``segad`` checked against ``models``, with the XGBoost parameters as sorted ``(name, value)`` pairs (what the
+    BRF is given); ``SegadParams()`` is SegAD off.
     """
 
-    detectors: tuple[str, ...] = ()  # each gives the setup <detector>+segad
-    ensembles: tuple[str, ...] = ()  # ("all",): also all+segad, one BRF on the maps of every detector above
-    brf_fraction: float = 0.5  # share of each product's train/good images whose maps train the BRF (not the detector)
-    shots: int = 0  # real anomalous images per product for the BRF (0 = one-class: synthetic disturbances)
-    synthetic_per_image: int = 1  # one-class: disturbed copies of each BRF good image
-    segments: str = "grid"  # whole | grid | image (<product>/segments.png of the dataset)
-    grid: int = 2  # K: the grid source's K x K cells
-    seed: int = 0
-    detector_score: bool = False  # also feed each detector's own image score (the authors' code does; the paper
-    # lists the K·L·4 statistics only)
-    xgboost: tuple[tuple[str, Any], ...] = ()  # (name, value), sorted by name
+    xgboost: tuple[tuple[str, Any], ...] = ()  # type: ignore[assignment]
 
     @property
     def on(self) -> bool:
@@ -463,8 +460,7 @@ class SegadParams:
         if unknown:
             raise ParamsError(f"{source}: segad.detectors: {unknown} not in models {models} (SegAD reads the maps of "
                               "run models)")  # fmt: skip
-        fields = s.model_dump(exclude={"xgboost"})
-        return cls(**fields, xgboost=tuple(sorted(s.xgboost.model_dump().items())))
+        return cls(**s.model_dump(exclude={"xgboost"}), xgboost=tuple(sorted(s.xgboost.model_dump().items())))
 
 
 class ParamsFile(BaseModel):

@@ -41,7 +41,7 @@ from iadbench.data.images import resized_rgb
 from iadbench.params import DRIFT_CATEGORIES, DRIFT_CATEGORY_OF, DriftParams
 from iadbench.seeding import stream
 
-__all__ = ["CATEGORIES", "CATEGORY_OF", "DriftParams", "plan", "resized_rgb"]
+__all__ = ["CATEGORIES", "CATEGORY_OF", "DriftParams", "plan"]
 
 if TYPE_CHECKING:  # torch is imported where images are transformed, so that reading params stays light
     import torch

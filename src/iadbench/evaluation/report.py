@@ -209,9 +209,10 @@ def segad_section(params: dict[str, Any], metrics: dict[str, Any]) -> tuple[str,
 
 def _shown_image(cell: Any, i: int) -> np.ndarray:
     """The image the model saw (resized, drifted by its stored plan if any) as H × W × 3 uint8. Without a plan it is
-    :func:`iadbench.data.drift.resized_rgb`, what the model's input is made from (no torch to import).
+    :func:`iadbench.data.images.resized_rgb`, what the model's input is made from (no torch to import).
     """
-    from iadbench.data.drift import decode, resized_rgb
+    from iadbench.data.drift import decode
+    from iadbench.data.images import resized_rgb
 
     plan = decode(cell.plans[i]) if cell.plans is not None else []
     path, size = cell.rows["image_path"].iloc[i], cell.maps.shape[-1]

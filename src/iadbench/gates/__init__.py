@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pandas is imported by the gate modules; the CLI lists the g
     import pandas as pd
 
 ERROR, WARNING = "error", "warning"
+FINITE = 3.4e38  # float32's largest: a score, map value or threshold beyond it (or inf, NaN) is no usable number
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iadbench.gates import GateResult, Rule, Table, run_gate
+from iadbench.gates import FINITE, GateResult, Rule, Table, run_gate
 from iadbench.models.registry import get_entry
 from iadbench.params import evaluated_models
 from iadbench.paths import MAPS_DIR
@@ -15,21 +15,18 @@ from iadbench.paths import MAPS_DIR
 DESCRIPTION = "data/maps: one finite score (and map of the declared size) per validation/test image of the split"
 
 
-FINITE = 3.4e38  # float32's largest: a score or map value beyond it (or inf, NaN) is not a number to threshold
-
-
 def map_facts(params: dict[str, Any], split: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, product, image) expected by the split or found in the file: how many rows the file has
     for it, its split, its score, its map's height, width, lowest and highest value (NaN where there is none).
     """
     rows = []
+    split_of = dict(zip(split["image_id"], split["split"], strict=True))
     for model in evaluated_models(params):  # models, then the SegAD setups
         entry = get_entry(model)
         for product in params["data"]["products"]:
             path = MAPS_DIR / model / f"{product}.npz"
             data = dict(np.load(path, allow_pickle=False)) if path.is_file() else {}
             ids = [str(k) for k in data.get("image_id", [])]
-            split_of = dict(zip(split["image_id"], split["split"], strict=True))
             expected = split[(split["product"] == product) & split["split"].isin(["validation", "test"])]
             for image_id in sorted(set(expected["image_id"]) | set(ids)):
                 row = {"file": str(path), "where": f"{path}#{image_id}", "model": model, "product": product,

@@ -10,12 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from iadbench.gates import GateResult, Rule, Table, run_gate
+from iadbench.gates import FINITE, GateResult, Rule, Table, run_gate
 from iadbench.params import evaluated_models
 from iadbench.paths import THRESHOLDS_DIR
 
 DESCRIPTION = "reports/thresholds: each rule fitted (or not applicable), finite, on the current split's validation rows"
-FINITE = 3.4e38  # float32's largest: anything beyond (or inf) is not a threshold a score can be compared with
 
 
 def threshold_facts(params: dict[str, Any], split: pd.DataFrame) -> pd.DataFrame:

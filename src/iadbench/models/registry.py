@@ -592,18 +592,13 @@ def option_problems(cfg: ModelConfig, source: str = "params.yaml") -> list[str]:
     """Out-of-range options of ``cfg`` (effective options): :data:`OPTION_RANGES`, and PaDiM's ``n_features`` no
     more than the channels of its layers (it draws that many of them; anomalib fails with an index error).
     """
-    from pydantic_core import PydanticCustomError
-
     from iadbench.params import Range
 
     problems = []
     for (model, key), (low, high, low_open) in OPTION_RANGES.items():
-        if model != cfg.model or cfg.options.get(key) is None:
-            continue
-        try:
-            Range(low, high, low_open)(cfg.options[key])
-        except PydanticCustomError as exc:
-            problems.append(f"{source}: model_options.{model}.{key} {exc.message()}")
+        value, limits = cfg.options.get(key), Range(low, high, low_open)
+        if model == cfg.model and value is not None and not limits.contains(value):
+            problems.append(f"{source}: model_options.{model}.{key} must be {limits.rule()}, got {value}")
     if cfg.model == "padim" and not problems and get_entry("padim").uses_layers:
         layers = _layers(cfg)
         try:
