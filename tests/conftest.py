@@ -11,6 +11,8 @@ import pytest
 from iadbench.params import GateParams, SplitParams, SynthesizeParams
 from iadbench.synth.generate import generate
 
+REPO = Path(__file__).resolve().parents[1]
+
 TINY = {
     "data": {"datasets": ["synthetic"], "products": ["nut"], "image_size": 64},
     "synthesize": {
@@ -93,11 +95,13 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def tiny_dataset_template(tmp_path_factory) -> Path:
-    """A repo-like folder holding data/raw/synthetic and annotation/exports/synthetic.json (tiny, 48 px)."""
+    """A repo-like folder holding data/raw/synthetic, annotation/exports/synthetic.json (tiny, 48 px) and the
+    project's Great Expectations suites (gx/, as committed: the gates run them)."""
     root = tmp_path_factory.mktemp("tiny")
     generate(
         tiny_synth(), root / "data/raw/synthetic", root / "annotation/exports/synthetic.json", root, progress=False
     )
+    shutil.copytree(REPO / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted"))
     return root
 
 

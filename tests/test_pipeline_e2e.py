@@ -100,9 +100,13 @@ def test_repro_builds_every_stage(repo, first_build):
     assert _stages_run(out.stdout) == {
         "check_params", "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split",
         "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures", "gate_thresholds",
-        "gate_evaluate", "gate_tables", *_cells("train", "predict", "thresholds", "evaluate"),
+        "gate_evaluate", "gate_tables", "gate_docs", *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
+    docs = (root / "reports/gates/docs/index.html").read_text()
+    assert "manifest.images" in docs and "https://" not in docs  # GX Data Docs, offline
+    assert "reports/gates/docs" not in (root / "reports/report.html").read_text()  # linked relative to the report
+    assert "gates/docs/index.html" in (root / "reports/report.html").read_text()
     meta = json.loads((root / "models/padim/nut/meta.json").read_text())
     assert meta["weights_source"] == "package" and meta["backbone"] == "tf_efficientnet_lite0"
     for gate in ("manifest", "categories", "split"):
@@ -181,7 +185,8 @@ def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo, first_build):
     out = _run(["dvc", "exp", "run", "-n", "val60", "-S", "split.val_fraction=0.6"], root, env)
     assert _stages_run(out.stdout) == {  # a split param reruns the split and everything after it, nothing before
         "check_params", "split", "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures",
-        "gate_thresholds", "gate_evaluate", "gate_tables", *_cells("train", "predict", "thresholds", "evaluate"),
+        "gate_thresholds", "gate_evaluate", "gate_tables", "gate_docs",
+        *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
     assert "val60" in shown and "images.validation" in shown
@@ -202,7 +207,7 @@ def test_exp_run_with_fewer_models_retrains_nothing(repo, first_build):
     ran = _stages_run(out.stdout)
     assert not any(s.startswith(("train@", "predict@")) for s in ran), ran
     assert ran <= {"check_params", "gate_maps", "gate_thresholds", "gate_evaluate", "metrics", "gate_tables", "report",
-                   "costs", "figures"}  # fmt: skip
+                   "costs", "figures", "gate_docs"}  # fmt: skip
 
 
 def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo, first_build):

@@ -117,6 +117,13 @@ def cmd_gate(args: argparse.Namespace) -> None:
         raise GateFailed(f"gate {args.gate} failed; nothing downstream runs. Details: {out}")
 
 
+def cmd_gate_docs(args: argparse.Namespace) -> None:
+    """Render the gates' Great Expectations Data Docs (offline) into reports/gates/docs."""
+    from iadbench import datadocs
+
+    datadocs.main()
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     """Write reports/data_summary.json."""
     from iadbench.data.manifest import read_table
@@ -384,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = verb("gate", cmd_gate, "run a Great Expectations validation gate; exit 1 on any error")
     g.add_argument("gate", choices=_gate_names(), help="the gate: one module of iadbench.gates")
     g.add_argument("--max-lines", type=int, default=100, help="violations printed (all are in the JSON)")
+    verb("gate-docs", cmd_gate_docs, "render the gates' Great Expectations Data Docs, offline: reports/gates/docs")
     for name, func, text in (
         ("train", cmd_train, "train one (model, product) cell on the split's train rows"),
         ("predict", cmd_predict, "write anomaly maps and scores of one (model, product) cell"),
@@ -468,6 +476,7 @@ VERB_MODULES = {
     "report": ("iadbench.evaluation.report",),
     "figures": ("iadbench.evaluation.report",),
     "gate": ("iadbench.gates",),
+    "gate-docs": ("iadbench.datadocs",),
 }
 
 

@@ -13,6 +13,7 @@ CATEGORIES = Path("data/categories.csv")
 SPLIT = Path("data/split.csv")
 ASSIGNMENT = Path("data/assignment.csv")  # the split without annotations: what models and evaluation read
 GATES_DIR = Path("reports/gates")
+GATE_DOCS = GATES_DIR / "docs"  # Great Expectations Data Docs of the gates (iadbench gate-docs)
 MODELS_DIR = Path("models")
 MAPS_DIR = Path("data/maps")  # anomaly maps and scores, one .npz per (model, product)
 PREDICT_REPORTS = Path("reports/predict")  # what predict did, per cell (deterministic: no timings)

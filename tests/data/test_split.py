@@ -184,7 +184,7 @@ def test_gate_noise_counts_must_match(tiny_repo):
     split = make_split(manifest, categories, SplitParams(seed=0, val_fraction=0.3, train_noise=0.34))
     result = split_gate(split, manifest, {"split": "data/split.csv"}, train_noise=0.67)  # 2 expected, 1 found
     assert not result.success
-    assert any("anomalous images (split.train_noise)" in v.rule for v in result.errors)
+    assert any("round(split.train_noise·n_train) anomalous images" in v.rule for v in result.errors)
 
 
 def _segad(**overrides):
@@ -214,8 +214,9 @@ def test_segad_brf_part_leaves_train_and_never_meets_validation_or_test(tiny_rep
     result = split_gate(split, manifest, {"split": "data/split.csv"}, segad=segad)
     assert result.success, [str(v) for v in result.violations]
     wrong = split_gate(split, manifest, {"split": "data/split.csv"}, segad=_segad(shots=1))
-    assert "the SegAD BRF part holds segad.shots = 1 anomalous images" in {v.rule for v in wrong.errors}
-    assert "split is train, validation, test" in {v.rule for v in split_gate(split, manifest, {"split": "x"}).errors}
+    assert "the SegAD BRF part holds segad.shots anomalous images (0 without SegAD)" in {v.rule for v in wrong.errors}
+    stray = {v.rule for v in split_gate(split, manifest, {"split": "x"}).errors}  # a brf part with SegAD off
+    assert "the SegAD BRF part holds round(segad.brf_fraction·n) good train images (0 without SegAD)" in stray
     off = make_split(manifest, categories, split_params, _segad(detectors=[]))
     assert off.equals(base)  # SegAD off: the split of before
 

@@ -31,6 +31,8 @@ from iadbench.paths import (
     CATEGORY_TABLE,
     DRIFT_EXAMPLES,
     FIGURES,
+    GATE_DOCS,
+    GATES_DIR,
     METRICS,
     OVERLAYS_DIR,
     PRODUCT_TABLE,
@@ -320,6 +322,24 @@ def write_figures(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     return written
 
 
+def gate_section() -> tuple[str, list[str], list[list[str]]]:
+    """One row per validation gate (``reports/gates/<gate>.json``): expectations checked, failed, errors and
+    warnings; its Great Expectations Data Docs are linked below the table.
+    """
+    rows = []
+    for path in sorted(GATES_DIR.glob("*.json"), key=lambda p: (p.stem != "params", p.stem)):
+        gate = path.stem
+        doc = json.loads(path.read_text())
+        rules = doc.get("rules", [])
+        if gate == "params":  # iadbench check: one schema, no GX rules
+            rows.append([gate, "passed" if doc.get("success") else "FAILED", "–", "–", "0", "0"])
+            continue
+        rows.append([gate, "passed" if doc.get("success") else "FAILED", str(len(rules)),
+                     str(sum(not r.get("success", True) for r in rules)), str(doc.get("n_errors", 0)),
+                     str(doc.get("n_warnings", 0))])  # fmt: skip
+    return "Validation gates", ["gate", "status", "rules", "rules failed", "errors", "warnings"], rows
+
+
 def write_report(params: dict[str, Any]) -> list[Path]:
     """Render ``report.md`` and ``report.html`` from the pipeline's artifacts; the only figure drawn here is the one
     ``threshold.method`` decides (mean IoU per category); the others come from the thresholds and figures stages.
@@ -373,10 +393,15 @@ def write_report(params: dict[str, Any]) -> list[Path]:
         *([section] if (section := segad_section(params, metrics)) else []),
         *annotation_sections(pd.read_csv(CATEGORIES, keep_default_na=False)),
         *study_sections(),
+        gate_section(),
     ]
     md = [f"# iadbench report\n\n{intro}\n\nDefect categories — {definitions}.\n"]
     for title, header, body in sections:
         md.append(f"## {title}\n\n{md_table(header, body)}\n")
+    docs = f"{GATE_DOCS.relative_to(REPORT_MD.parent).as_posix()}/index.html"
+    docs_text = ("Every gate is a Great Expectations checkpoint of the suites in `gx/`; their Data Docs (each suite, "
+                 "each validation, offline) are in")  # fmt: skip
+    md.append(f"{docs_text} [{docs}]({docs}).\n")
     md.append("## Figures\n")
     md += [f"### {title}\n\n![{title}]({path.relative_to(REPORT_MD.parent).as_posix()})\n" for title, path in figures]
     REPORT_MD.write_text("\n".join(md))
@@ -385,6 +410,7 @@ def write_report(params: dict[str, Any]) -> list[Path]:
              f"<p>{html.escape(definitions).replace('**', '')}</p>"]  # fmt: skip
     for title, header, body in sections:
         parts.append(f"<h2>{html.escape(title)}</h2>{html_table(header, body)}")
+    parts.append(f"<p>{html.escape(docs_text).replace('`', '')} <a href='{docs}'>{docs}</a>.</p>")
     parts.append("<h2>Figures</h2>")
     for title, path in figures:
         data = base64.b64encode(path.read_bytes()).decode()

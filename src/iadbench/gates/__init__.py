@@ -1,15 +1,23 @@
-"""Validation gates: Great Expectations 1.x suites over the manifest, categories and split tables.
+"""Validation gates: checkpoints of the project's Great Expectations suites over the data and the results.
 
-Each gate is a DVC stage whose JSON result the next stage depends on. A gate validates one or more tables; every
-failed expectation becomes one violation per offending row, naming the **file** (the image, mask or product
-folder), the **rule** in words, and the values that broke it. Rules of severity ``error`` fail the gate (the stage
-exits non-zero, so nothing downstream runs); ``warning`` rules are reported and recorded but let data through.
+The rules live in the Great Expectations project ``gx/`` (a file data context committed with the code): one
+expectation suite per table (``gx/expectations/<gate>/<table>.json``), one checkpoint per gate
+(``gx/checkpoints/<gate>.json``) over the CSV assets of the ``gate_facts`` data source. A gate module computes the
+facts its suites read (the manifest as it is, or one row per (cell, image) with what the file holds and what the split
+expects) and the values of the suites' ``$PARAMETER`` values from ``params.yaml``; :func:`run_checkpoint` writes the
+facts, runs the checkpoint and turns every failed expectation into one violation per offending row, naming the
+**file** (the image, mask, product folder or result file), the **rule** in words (the expectation's ``meta.rule``)
+and the values that broke it (``meta.detail_columns``). Expectations of GX severity ``critical`` fail the gate (the
+stage exits non-zero, so nothing downstream runs); ``warning`` ones are reported and recorded but let data through.
 
-Great Expectations is imported lazily: it takes several seconds, and only the gate verbs need it.
+Each gate is a DVC stage ``iadbench gate NAME`` whose JSON result the next stage depends on; ``iadbench gate-docs``
+renders GX's Data Docs from the results, offline. Great Expectations is imported lazily: it takes several seconds,
+and only the gate verbs need it.
 
-One module per gate (``manifest``, ``categories``, ``split``, ``maps``), each with a ``DESCRIPTION`` and
-``run(params) -> GateResult`` that reads its own files: :func:`available` lists the modules of this package, so a new
-gate is one module here (plus its DVC stage ``iadbench gate NAME`` and its test) and the CLI offers it.
+One module per gate (``manifest``, ``categories``, ``split``, ``maps``, ``thresholds``, ``evaluate``, ``tables``),
+each with a ``DESCRIPTION`` and ``run(params) -> GateResult`` that reads its own files: :func:`available` lists the
+modules of this package, so a new gate is one module here, its suites and checkpoint in ``gx/``, its DVC stage and its
+test, and the CLI offers it.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import json
 import logging
 import warnings
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,18 +35,10 @@ if TYPE_CHECKING:  # pandas is imported by the gate modules; the CLI lists the g
 
 ERROR, WARNING = "error", "warning"
 FINITE = 3.4e38  # float32's largest: a score, map value or threshold beyond it (or inf, NaN) is no usable number
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One expectation on one table, with the words a user reads when it fails."""
-
-    table: str
-    rule: str
-    expectation: Any  # a great_expectations.expectations.Expectation
-    file_column: str | None = None  # column naming the offending file (None: a table-level rule)
-    detail_columns: tuple[str, ...] = ()
-    severity: str = ERROR
+GX_DIR = Path("gx")  # the Great Expectations project (file data context): suites, checkpoints, the facts data source
+FACTS_DIR = Path("reports/gates/facts")  # base directory of the gate_facts data source: <gate>/<table>.csv
+RESULTS_DIR = Path("reports/gates/results")  # GX's validation results per gate (what the Data Docs render)
+RUN_TIME = datetime(1970, 1, 1, tzinfo=UTC)  # fixed run time: the results are a DVC output, same bytes on rerun
 
 
 @dataclass(frozen=True)
@@ -102,22 +103,23 @@ class GateResult:
         path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n")
 
 
-def _context() -> Any:
+def quiet_gx() -> Any:
+    """``great_expectations``, imported with its logging and warnings silenced (the gates print their own lines)."""
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="great_expectations")
     import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
 
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
-        progress_bars=ProgressBarsConfig(globally=False),
-        analytics_enabled=False,
-    )
-    return gx.get_context(mode="ephemeral", project_config=config)
+    return gx
+
+
+def context() -> Any:
+    """The project's Great Expectations file data context: ``gx/`` in the working directory (the repository root,
+    where every stage runs).
+    """
+    config = GX_DIR / "great_expectations.yml"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: no Great Expectations project here (run iadbench from the repository root)")
+    return quiet_gx().get_context(mode="file", project_root_dir=str(GX_DIR.parent))
 
 
 def _fmt(value: Any) -> str:
@@ -126,58 +128,89 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def run_gate(gate: str, tables: dict[str, Table], rules: list[Rule]) -> GateResult:
-    """Validate each table against its rules with one Great Expectations suite per table."""
-    import great_expectations as gx
+def normalised(validation: dict) -> dict:
+    """A validation result without what changes from run to run on the same data (GX's batch load time): what
+    ``reports/gates/results/<gate>.json`` keeps, so that a rerun writes the same bytes.
+    """
+    (validation.get("meta", {}).get("batch_markers") or {}).pop("ge_load_time", None)
+    return validation
 
-    context = _context()
-    source = context.data_sources.add_pandas(f"{gate}_source")
+
+def run_checkpoint(gate: str, tables: dict[str, Table], parameters: dict[str, Any] | None = None) -> GateResult:
+    """Run checkpoint ``gate`` of the GX project on ``tables``; every failed expectation becomes violations.
+
+    Each table the checkpoint validates is written to ``reports/gates/facts/<gate>/<table>.csv`` (the CSV asset
+    ``<gate>.<table>`` of the ``gate_facts`` data source reads it back, identifiers as strings), then the checkpoint
+    validates it against suite ``<gate>.<table>`` with ``parameters`` as the suites' ``$PARAMETER`` values. An
+    expectation's ``meta`` holds what the user reads: ``rule`` (the words), ``file_column`` (the column naming the
+    offending file; absent: a table-level rule that names the table's file) and ``detail_columns``. Its GX
+    ``severity`` decides: ``critical`` is an error, anything else a warning. The results (GX's JSON, load time
+    removed) go to ``reports/gates/results/<gate>.json``.
+    """
+    quiet_gx()
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    checkpoint = context().checkpoints.get(gate)
+    names = [vd.name for vd in checkpoint.validation_definitions]
+    missing = sorted({n.split(".", 1)[1] for n in names} - set(tables))
+    if missing:
+        raise ValueError(f"{GX_DIR}/checkpoints/{gate}.json validates {missing}, which gate {gate!r} does not compute")
+    folder = FACTS_DIR / gate
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = {}
+    for name in names:
+        frames[name] = tables[name.split(".", 1)[1]].frame.reset_index(drop=True)
+        frames[name].to_csv(folder / f"{name.split('.', 1)[1]}.csv", index=False)
+    run_id = RunIdentifier(run_name=gate, run_time=RUN_TIME)
+    outcome = checkpoint.run(expectation_parameters=parameters or {}, run_id=run_id)
     result = GateResult(gate=gate)
-    for table_name, table in tables.items():
-        table_rules = [r for r in rules if r.table == table_name]
-        if not table_rules:
-            continue
-        batch = (
-            source.add_dataframe_asset(table_name)
-            .add_batch_definition_whole_dataframe("all")
-            .get_batch(batch_parameters={"dataframe": table.frame.reset_index(drop=True)})
-        )
-        suite = context.suites.add(gx.ExpectationSuite(name=f"{gate}.{table_name}"))
-        for rule in table_rules:
-            suite.add_expectation(rule.expectation)
-        id_columns = sorted(
-            {c for r in table_rules for c in ((r.file_column,) if r.file_column else ()) + r.detail_columns}
-        )
-        outcome = batch.validate(
-            suite, result_format={"result_format": "COMPLETE", "unexpected_index_column_names": id_columns or None}
-        )
-        by_id = {r.expectation.id: r for r in table_rules}
-        for item in outcome.results:
-            rule = by_id[item.expectation_config.id]
-            summary = item.result or {}
-            result.rules.append(
-                {
-                    "table": table.path,
-                    "rule": rule.rule,
-                    "severity": rule.severity,
-                    "expectation": item.expectation_config.type,
-                    "success": bool(item.success),
-                    "unexpected_count": int(summary.get("unexpected_count") or 0),
-                }
-            )
-            if item.success:
-                continue
-            rows = summary.get("unexpected_index_list") or []
-            if rule.file_column is None or not rows:
-                observed = summary.get("observed_value")
-                detail = f"observed {_fmt(observed)}" if observed is not None else ""
-                result.violations.append(Violation(rule.severity, rule.rule, table.path, detail))
-                continue
-            for row in rows:
-                detail = ", ".join(f"{c}={_fmt(row[c])}" for c in rule.detail_columns if c in row)
-                result.violations.append(Violation(rule.severity, rule.rule, _fmt(row[rule.file_column]), detail))
+    validations = [normalised(v.to_json_dict()) for v in outcome.run_results.values()]
+    for doc in validations:
+        name = doc["meta"]["active_batch_definition"]["data_asset_name"]
+        table, frame = tables[name.split(".", 1)[1]], frames[name]
+        for item in doc["results"]:
+            suite_file = f"{GX_DIR}/expectations/{name.replace('.', '/')}.json"
+            _collect(result, item, table.path, frame, suite_file, parameters or {})
     result.violations.sort(key=lambda v: (v.severity != ERROR, v.rule, v.file))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    doc = {"gate": gate, "validations": validations}
+    (RESULTS_DIR / f"{gate}.json").write_text(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
     return result
+
+
+def _collect(
+    result: GateResult, item: dict, table_path: str, frame: pd.DataFrame, suite_file: str, parameters: dict[str, Any]
+) -> None:
+    """Add one expectation's outcome to ``result``: its rule line and, when it failed, its violations. ``$name`` in
+    the rule's words is the suite parameter's value (``$image_size`` -> 128).
+    """
+    from string import Template
+
+    config = item["expectation_config"]
+    meta, summary = config.get("meta") or {}, item.get("result") or {}
+    severity = ERROR if config.get("severity", "critical") == "critical" else WARNING
+    rule = Template(meta.get("rule", config["type"])).safe_substitute(parameters)
+    info = item.get("exception_info") or {}
+    raised = [info] if "raised_exception" in info else list(info.values())  # GX nests it per metric when it fails
+    messages = [i.get("exception_message") for i in raised if isinstance(i, dict) and i.get("raised_exception")]
+    if messages:
+        raise RuntimeError(f"{suite_file}: {config['type']} ({rule}) could not run on {table_path}: {messages[0]}")
+    result.rules.append({"table": table_path, "rule": rule, "severity": severity, "expectation": config["type"],
+                         "success": bool(item["success"]),
+                         "unexpected_count": int(summary.get("unexpected_count") or 0)})  # fmt: skip
+    if item["success"]:
+        return
+    rows = summary.get("unexpected_index_list") or []
+    file_column = meta.get("file_column")
+    if file_column is None or not rows:
+        observed = summary.get("observed_value")
+        detail = f"observed {_fmt(observed)}" if observed is not None else ""
+        result.violations.append(Violation(severity, rule, table_path, detail))
+        return
+    for row in rows:
+        record = frame.iloc[int(row)]
+        detail = ", ".join(f"{c}={_fmt(record[c])}" for c in meta.get("detail_columns", []) if c in record)
+        result.violations.append(Violation(severity, rule, _fmt(record[file_column]), detail))
 
 
 # ------------------------------------------------------------------------------------------------- suites

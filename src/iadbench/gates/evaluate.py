@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from iadbench.gates import GateResult, Rule, Table, run_gate
+from iadbench.gates import GateResult, Table, run_checkpoint
 from iadbench.params import evaluated_models
 from iadbench.paths import EVALUATE_DIR
 
@@ -36,37 +36,22 @@ def evaluation_facts(params: dict[str, Any], split: pd.DataFrame) -> tuple[pd.Da
                 masked["where"] = str(path) + "#" + masked["image_id"].astype(str)
                 masked["minus_defect_pixels"] = -masked["defect_pixels"]
                 pixels.append(masked)
-    return pd.DataFrame(images), (pd.concat(pixels, ignore_index=True) if pixels else pd.DataFrame())
+    from iadbench.metrics.registry import level_rules
+
+    columns = ["where", "defect_pixels", "minus_defect_pixels"] + [
+        c for r in level_rules("pixel") for c in (f"pix_{r}_tp", f"pix_{r}_fn", f"iou_{r}")
+    ]  # every column the pixel suite reads, also when no cell has a mask (an empty table passes)
+    pixel_rows = pd.concat(pixels, ignore_index=True) if pixels else pd.DataFrame()
+    return pd.DataFrame(images), pixel_rows.reindex(columns=list(dict.fromkeys([*pixel_rows.columns, *columns])))
 
 
 def evaluate_gate(params: dict[str, Any], split: pd.DataFrame) -> GateResult:
-    """Validate every cell's per-image evaluation against the split."""
-    import great_expectations as gx
-
-    from iadbench.metrics.registry import level_rules
-
-    e = gx.expectations
+    """Validate every cell's per-image evaluation against the split (suites ``gx/expectations/evaluate/*.json``:
+    the pixel suite checks every pixel-level rule of :data:`iadbench.metrics.registry.RULE_TABLE`).
+    """
     images, pixels = evaluation_facts(params, split)
-    rules = [
-        Rule("images", "every test image of the split is evaluated exactly once per cell",
-             e.ExpectColumnValuesToBeBetween(column="n_rows", min_value=1, max_value=1), "where", ("n_rows",)),
-        Rule("images", "only test images are evaluated (never validation, train or an image not in the split)",
-             e.ExpectColumnValuesToBeInSet(column="split", value_set=["test"]), "where", ("split",)),
-    ]  # fmt: skip
-    tables = {"images": Table(str(EVALUATE_DIR), images)}
-    if len(pixels):
-        tables["pixels"] = Table(str(EVALUATE_DIR), pixels)
-        for rule in (r for r in level_rules("pixel") if f"iou_{r}" in pixels):
-            rules += [
-                Rule("pixels", f"per-image IoU at {rule} lies in [0, 1]",
-                     e.ExpectColumnValuesToBeBetween(column=f"iou_{rule}", min_value=0, max_value=1), "where",
-                     (f"iou_{rule}",)),
-                Rule("pixels", f"TP + FN at {rule} = the mask's defect pixels",
-                     e.ExpectMulticolumnSumToEqual(
-                         column_list=[f"pix_{rule}_tp", f"pix_{rule}_fn", "minus_defect_pixels"], sum_total=0),
-                     "where", (f"pix_{rule}_tp", f"pix_{rule}_fn", "defect_pixels")),
-            ]  # fmt: skip
-    return run_gate("evaluate", tables, rules)
+    tables = {"images": Table(str(EVALUATE_DIR), images), "pixels": Table(str(EVALUATE_DIR), pixels)}
+    return run_checkpoint("evaluate", tables)
 
 
 def run(params: dict[str, Any]) -> GateResult:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iadbench.gates import FINITE, GateResult, Rule, Table, run_gate
+from iadbench.gates import GateResult, Table, run_checkpoint
 from iadbench.models.registry import get_entry
 from iadbench.params import evaluated_models
 from iadbench.paths import MAPS_DIR
@@ -46,37 +46,11 @@ def map_facts(params: dict[str, Any], split: pd.DataFrame) -> pd.DataFrame:
 
 
 def maps_gate(params: dict[str, Any], split: pd.DataFrame) -> GateResult:
-    """Validate every predict output against the split (native expectations on the stored values)."""
-    import great_expectations as gx
-
-    e = gx.expectations
-    facts = map_facts(params, split)
-    size = int(params["data"]["image_size"])
-    found, maps = "n_rows==1", "n_rows==1 and pixel_maps==True"
-    rules = [
-        Rule("maps", "one prediction per validation/test image of the split",
-             e.ExpectColumnValuesToBeBetween(column="n_rows", min_value=1, max_value=1), "where", ("n_rows",)),
-        Rule("maps", "no prediction for an image outside the split's validation and test rows",
-             e.ExpectColumnValuesToBeInSet(column="split", value_set=["validation", "test"]), "where", ("split",)),
-        Rule("maps", "image score is finite",
-             e.ExpectColumnValuesToBeBetween(column="score", min_value=-FINITE, max_value=FINITE,
-                                             row_condition=found, condition_parser="pandas"), "where", ("score",)),
-        Rule("maps", "image score is a number (not NaN)",
-             e.ExpectColumnValuesToNotBeNull(column="score", row_condition=found, condition_parser="pandas"), "where"),
-        Rule("maps", "anomaly map is finite at its lowest value (no -inf)",
-             e.ExpectColumnValuesToBeBetween(column="map_min", min_value=-FINITE, max_value=FINITE,
-                                             row_condition=maps, condition_parser="pandas"), "where", ("map_min",)),
-        Rule("maps", "anomaly map is finite (no NaN/inf; NaN counts as +inf)",
-             e.ExpectColumnValuesToBeBetween(column="map_max", min_value=-FINITE, max_value=FINITE,
-                                             row_condition=maps, condition_parser="pandas"), "where", ("map_max",)),
-        *(
-            Rule("maps", f"anomaly map has the declared {side} {size} (data.image_size)",
-                 e.ExpectColumnValuesToBeInSet(column=f"map_{side}", value_set=[size], row_condition=maps,
-                                               condition_parser="pandas"), "where", ("map_height", "map_width"))
-            for side in ("height", "width")
-        ),
-    ]  # fmt: skip
-    return run_gate("maps", {"maps": Table(str(MAPS_DIR), facts)}, rules)
+    """Validate every predict output against the split (suite ``gx/expectations/maps/maps.json`` on the stored
+    values; ``data.image_size`` is its ``image_size``).
+    """
+    tables = {"maps": Table(str(MAPS_DIR), map_facts(params, split))}
+    return run_checkpoint("maps", tables, {"image_size": int(params["data"]["image_size"])})
 
 
 def run(params: dict[str, Any]) -> GateResult:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from iadbench.gates import FINITE, GateResult, Rule, Table, run_gate
+from iadbench.gates import GateResult, Table, run_checkpoint
 from iadbench.params import evaluated_models
 from iadbench.paths import THRESHOLDS_DIR
 
@@ -61,27 +61,8 @@ def threshold_facts(params: dict[str, Any], split: pd.DataFrame) -> pd.DataFrame
 
 
 def thresholds_gate(params: dict[str, Any], split: pd.DataFrame) -> GateResult:
-    """Validate every cell's thresholds file against the split."""
-    import great_expectations as gx
-
-    e = gx.expectations
-    facts = threshold_facts(params, split)
-    fitted = "applicable==True"
-    rules = [
-        Rule("thresholds", "every rule whose validation samples exist is fitted",
-             e.ExpectColumnValuesToNotBeNull(column="threshold", row_condition=fitted, condition_parser="pandas"),
-             "where"),
-        Rule("thresholds", "every fitted threshold is finite",
-             e.ExpectColumnValuesToBeBetween(column="threshold", min_value=-FINITE, max_value=FINITE,
-                                             row_condition="threshold==threshold", condition_parser="pandas"),
-             "where", ("threshold",)),
-        Rule("thresholds", "thresholds were fitted on the current split (fingerprint of data/assignment.csv)",
-             e.ExpectColumnPairValuesToBeEqual(column_A="split_fingerprint", column_B="current_fingerprint"), "file"),
-        Rule("thresholds", "the file's validation count is the split's",
-             e.ExpectColumnPairValuesToBeEqual(column_A="validation_images", column_B="split_validation_images"),
-             "file", ("validation_images", "split_validation_images")),
-    ]  # fmt: skip
-    return run_gate("thresholds", {"thresholds": Table(str(THRESHOLDS_DIR), facts)}, rules)
+    """Validate every cell's thresholds file against the split (suite ``gx/expectations/thresholds/*.json``)."""
+    return run_checkpoint("thresholds", {"thresholds": Table(str(THRESHOLDS_DIR), threshold_facts(params, split))})
 
 
 def run(params: dict[str, Any]) -> GateResult:
