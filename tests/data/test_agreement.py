@@ -23,5 +23,10 @@ def test_perfect_chance_and_undefined():
 
 
 def test_items_with_different_rater_counts():
+    """By hand, with P_i = (Σ_j n_ij² − n_i) / (n_i (n_i − 1)) per item (its own rater count n_i):
+    P = (1, 1/3, 1), mean 7/9; p_j = (3/8, 5/8), P_e = 9/64 + 25/64 = 17/32;
+    κ = (7/9 − 17/32) / (1 − 17/32) = 71/135."""
     counts = np.array([[2, 0], [1, 2], [0, 3]])
-    assert -1 <= fleiss_kappa(counts) <= 1
+    assert fleiss_kappa(counts) == pytest.approx(71 / 135, abs=1e-12)
+    # an item rated once carries no agreement: dropping it changes nothing
+    assert fleiss_kappa(np.vstack([counts, [[1, 0]]])) == pytest.approx(71 / 135, abs=1e-12)

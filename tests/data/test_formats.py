@@ -1,5 +1,6 @@
 """Importers for the public formats, each on a small generated fixture in its real layout (with the odd cases)."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from iadbench.data.manifest import list_files, mask_facts, scan
 from iadbench.errors import IadbenchError, InputError, InputErrors
 from tests.conftest import tree_digest
 
-RNG = np.random.default_rng(0)
-
 
 def _image(path: Path, size: int = 16, mode: str = "RGB") -> Path:
+    """Random pixels seeded by the file's place in its dataset (its last four path parts): the same file gets the
+    same bytes whichever tests run before it, and two files of a dataset never share their content."""
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = (size, size, 3) if mode == "RGB" else (size, size)
-    Image.fromarray(RNG.integers(0, 255, shape, dtype=np.uint8), mode=mode).save(path)
+    seed = int.from_bytes(hashlib.sha256("/".join(path.parts[-4:]).encode()).digest()[:8], "little")
+    pixels = np.random.default_rng(seed).integers(0, 255, shape, dtype=np.uint8)
+    Image.fromarray(pixels, mode=mode).save(path)
     return path
 
 

@@ -61,8 +61,9 @@ def _cells(root: Path, size: int, models: dict) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def probe_128(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     root = tmp_path_factory.mktemp("probe128")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    return root, _cells(root, 128, {**ALIGNED, **SCORED_ONLY})
+    with pytest.MonkeyPatch.context() as patch:  # offline for the fits, and nothing left in os.environ afterwards
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        return root, _cells(root, 128, {**ALIGNED, **SCORED_ONLY})
 
 
 @pytest.mark.parametrize("model", list(ALIGNED))
@@ -73,8 +74,8 @@ def test_map_peaks_on_the_square_at_128(probe_128, model):
     assert np.abs(mean).max() <= TOLERANCE_PX, f"{model} at 128 px: mean peak offset (row, col) {mean.round(2)}"
 
 
-def test_map_peaks_on_the_square_at_256(tmp_path):
-    os.environ["HF_HUB_OFFLINE"] = "1"
+def test_map_peaks_on_the_square_at_256(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     chosen = {m: ALIGNED[m] for m in ("ae", "padim", "cflow", "patchcore", "fastflow")}
     for model, offsets in _cells(tmp_path, 256, chosen).items():
         mean = offsets.mean(axis=0)

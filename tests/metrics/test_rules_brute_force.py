@@ -1,0 +1,75 @@
+"""Every fitted threshold rule against a brute-force reference: try every candidate threshold (each distinct score,
+prediction ``score >= t``), compute the rule's objective from scratch, keep the best (ties: the highest threshold);
+the good-only rule keeps the lowest threshold whose false-positive rate is within its budget. Random data with many
+ties (integer scores), float16 scores (the histogram path) and float64 scores (the sort path).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from iadbench.metrics.counts import confusion_counts
+from iadbench.metrics.curves import fit_threshold
+from iadbench.metrics.registry import fitted_rules
+
+
+def _objective(rule: str, tp: int, fp: int, n_pos: int, n_neg: int) -> float:
+    fn = n_pos - tp
+    tpr, fpr = tp / n_pos, fp / n_neg
+    if rule == "roc":
+        return math.sqrt(tpr * (1 - fpr))
+    if rule == "iou":
+        return math.sqrt((tp / (tp + fp + fn) if tp + fp + fn else 0.0) * (1 - fpr))
+    if rule == "pr":
+        return 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0
+    raise AssertionError(rule)
+
+
+def brute_force(scores: np.ndarray, labels: np.ndarray, rule: str, fpr_budget: float = 0.01) -> float:
+    """The threshold ``rule`` picks, by trying every candidate."""
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    candidates = np.unique(scores.astype(np.float64))[::-1]  # highest first
+    if rule == "good_fpr1":
+        within = [t for t in candidates if ((scores >= t) & ~labels).sum() / n_neg <= fpr_budget + 1e-12]
+        return float(within[-1]) if within else float(np.nextafter(candidates[0], np.inf))
+    best, best_t = -1.0, None
+    for t in candidates:
+        pred = scores >= t
+        value = _objective(rule, int((pred & labels).sum()), int((pred & ~labels).sum()), n_pos, n_neg)
+        if value > best + 1e-12:  # strictly better: on a tie the higher threshold (seen first) stays
+            best, best_t = value, float(t)
+    return best_t
+
+
+def _cases(n_cases: int = 60):
+    rng = np.random.default_rng(2024)
+    for i in range(n_cases):
+        n = int(rng.integers(8, 400))
+        labels = rng.random(n) < rng.uniform(0.05, 0.6)
+        labels[0], labels[1] = True, False  # both classes present
+        shift = rng.uniform(0, 3)
+        raw = rng.normal(0, 1, n) + shift * labels
+        if i % 3 == 0:
+            scores = np.round(raw * 2)  # integer-ish: many ties
+        elif i % 3 == 1:
+            scores = raw.astype(np.float16)  # float16 maps: the histogram path
+        else:
+            scores = raw
+        yield i, scores, labels
+
+
+@pytest.mark.parametrize("rule", fitted_rules())
+def test_each_rule_equals_brute_force(rule):
+    for i, scores, labels in _cases():
+        fitted = fit_threshold(confusion_counts(scores, labels), rule)
+        expected = brute_force(scores.astype(np.float64), labels, rule)
+        assert fitted.threshold == pytest.approx(expected, rel=0, abs=0), (rule, i)
+        pred = scores.astype(np.float64) >= fitted.threshold
+        assert (fitted.tp, fitted.fp) == (float((pred & labels).sum()), float((pred & ~labels).sum())), (rule, i)
+
+
+def test_the_rules_are_the_ones_this_file_knows():
+    assert set(fitted_rules()) == {"roc", "iou", "pr", "good_fpr1"}  # a new rule needs its reference here
