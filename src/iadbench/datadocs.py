@@ -44,6 +44,9 @@ body { font-family: "HK Grotesk", system-ui, sans-serif; margin: 0; color: #2125
 .sticky { position: sticky; top: 0; }
 .d-none { display: none; }
 nav a, .list-group-item { display: block; padding: 0.2rem 0; }
+.fas { font-style: normal; } /* Font Awesome's status icons, as text */
+.fa-check-circle::before { content: "\\2714"; } .fa-times::before { content: "\\2718"; }
+footer { display: none; } /* GX's newsletter link */
 """
 _REMOTE = re.compile(
     r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>\s*|<link[^>]*\bhref="https?://[^"]*"[^>]*/?>\s*', re.I
