@@ -437,6 +437,9 @@ MODELS: dict[str, ModelEntry] = {
             _supersimplenet,
             options={"backbone": "wide_resnet50_2.tv_in1k", "weights": "hub", "layers": ["layer2", "layer3"]},
             image_score="model",
+            min_size=72,
+            note="anomalib 2.x draws Perlin scales up to 32 on the feature grid padded to a power of two; a grid of "
+            "16 rows or fewer (data.image_size <= 64) gets an empty noise tensor and training fails at random",
         ),
     ]  # fmt: skip
 }
