@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from iadbench.errors import IadbenchError
-from iadbench.params import VALIDATION_STRATEGIES
+from iadbench.params import SEGAD_SUFFIX, VALIDATION_STRATEGIES
 from iadbench.paths import STUDIES_DIR
 
 RUNS = STUDIES_DIR / "runs.jsonl"  # one line per `iadbench study` run: what it ran, from which commit, how long
@@ -590,17 +590,17 @@ def segad_pairs(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]] | 
     AUROC and FPR@95TPR, mean ± std over seeds); ``all+segad`` beside the best single detector of the condition.
     ``(header, rows)``, or None for a study without SegAD setups.
     """
-    setups = [m for m in summary["models"] if m.endswith("+segad")]
+    setups = [m for m in summary["models"] if m.endswith(SEGAD_SUFFIX)]
     metrics = summary["metrics"]
     if not setups or "fpr_at_95tpr" not in metrics:
         return None
     conditions = summary["conditions"]
     header = ["detector", *(f"{name} · {c}: {side}" for c in conditions for name in ("AUROC", "FPR@95TPR")
                             for side in ("detector", "+ SegAD"))]  # fmt: skip
-    detectors = [m for m in summary["models"] if not m.endswith("+segad")]
+    detectors = [m for m in summary["models"] if not m.endswith(SEGAD_SUFFIX)]
     rows = []
     for setup in setups:
-        base = setup.removesuffix("+segad")
+        base = setup.removesuffix(SEGAD_SUFFIX)
         cells = []
         for c in conditions:
             if base in detectors:

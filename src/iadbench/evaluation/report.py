@@ -24,7 +24,14 @@ from iadbench.evaluation.figures import category_bars, drift_examples, overlays
 from iadbench.evaluation.records import EvaluateRecord, ThresholdsRecord
 from iadbench.evaluation.tables import pooled, with_categories
 from iadbench.formatting import fmt
-from iadbench.metrics.registry import RULE_TABLE, headline_method, headline_rules, level_metrics, rule_label
+from iadbench.metrics.registry import (
+    METRIC_TABLE,
+    RULE_TABLE,
+    headline_method,
+    headline_rules,
+    level_metrics,
+    rule_label,
+)
 from iadbench.params import DataParams, EvaluateParams, evaluated_models
 from iadbench.paths import (
     CATEGORIES,
@@ -371,13 +378,15 @@ def write_report(params: dict[str, Any]) -> list[Path]:
 
     t1 = table1(categories)
     detail = detail_table(categories, method)
-    prod = product_rows(per_product, method, EvaluateParams.from_params(params).aupro_fpr_limit)
+    aupro_fpr_limit = EvaluateParams.from_params(params).aupro_fpr_limit
+    prod = product_rows(per_product, method, aupro_fpr_limit)
     headline_rows = [[m, fmt(b.get("mean_iou")), f"[{fmt(b.get('mean_iou_lo'))}, {fmt(b.get('mean_iou_hi'))}]",
                       fmt(b.get("pooled_iou")), fmt(b.get("pixel_fpr_good"), 4), fmt(b.get("image_f1")),
                       fmt(b.get("image_auroc")), fmt(b.get("pg2")), fmt(b.get("pixel_aupro")),
                       fmt(b.get("oracle_mean_iou"))] for m, b in metrics.items()]  # fmt: skip
+    aupro_title = METRIC_TABLE[("pixel", "aupro")].label.format(limit=f"{aupro_fpr_limit:g}")
     headline_header = ["model", f"mean IoU ({rule_label(method)})", "95 % CI", "pooled IoU", "pixel FPR (good)",
-                       "image F1", "image AUROC", "PG2", "AUPRO@0.3", "oracle mean IoU (upper bound)"]  # fmt: skip
+                       "image F1", "image AUROC", "PG2", aupro_title, "oracle mean IoU (upper bound)"]  # fmt: skip
     intro = (
         f"Dataset{plural} **{dataset}**, models {', '.join(models)}, products {', '.join(products)}. Thresholds are "
         f"fitted per (model, product) on the validation split only; every number is measured on the test split. "

@@ -18,6 +18,7 @@ from typing import Any
 from iadbench.errors import IadbenchError
 from iadbench.models import cflow
 from iadbench.models.weights import BackboneWeights, inject, resolve_weights
+from iadbench.params import SEGAD_SUFFIX
 
 
 class ModelConfigError(IadbenchError):
@@ -443,9 +444,6 @@ MODELS: dict[str, ModelEntry] = {
         ),
     ]  # fmt: skip
 }
-
-
-SEGAD_SUFFIX = "+segad"
 
 
 def _segad_setup(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:

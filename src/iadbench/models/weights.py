@@ -36,7 +36,6 @@ from iadbench.hashing import sha256_of
 
 PACKAGE_BACKBONE = "tf_efficientnet_lite0"
 SYMMETRIC_TWIN = {"efficientnet_lite0": PACKAGE_BACKBONE}  # same tensors, other padding: a silent mismatch
-SOURCES = ("package", "hub", "none")
 
 
 class WeightsError(IadbenchError):
