@@ -60,7 +60,25 @@ def test_repro_runs_segad_through_the_report(repo, first_build):
     assert json.loads((root / "models/all+segad/nut/meta.json").read_text())["n_features"] == 2 * 16
     metrics = json.loads((root / "reports/metrics.json").read_text())
     assert set(SETUPS) <= set(metrics) and metrics["padim+segad"]["pixel_aupro"] is None
-    assert metrics["padim+segad"]["image_auroc"] is not None
+    # the stored SegAD scores are a BRF refit on the stored features: XGBoost directly, with the recorded settings
+    from xgboost import XGBClassifier
+
+    meta = json.loads((root / "models/padim+segad/nut/meta.json").read_text())
+    brf_part = features["split"] == "brf"
+    refit = XGBClassifier(
+        **meta["xgboost"],
+        random_state=meta["seed"],
+        scale_pos_weight=meta["scale_pos_weight"],
+        tree_method="hist",
+        n_jobs=1,
+    ).fit(features["features"][brf_part], features["label"][brf_part])
+    stored = np.load(root / "data/maps/padim+segad/nut.npz")
+    assert np.array_equal(stored["image_id"], features["image_id"][~brf_part])
+    margins = refit.predict(features["features"][~brf_part], output_margin=True)
+    np.testing.assert_allclose(stored["scores"], margins.astype(np.float32), rtol=1e-6, atol=1e-6)
+    assert metrics["padim+segad"]["image_auroc"] == pytest.approx(
+        json.loads((root / "reports/evaluate/padim+segad/nut.json").read_text())["image"]["auroc"]
+    )
     report = (root / "reports/report.md").read_text()
     assert "## SegAD — detector vs detector + SegAD" in report and "| all+segad | padim, ae (best single:" in report
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]

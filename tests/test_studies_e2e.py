@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -37,6 +39,27 @@ def _study(repo, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return _run(["iadbench", "study", *args, "--seeds", "1"], root, env, check=check)
 
 
+def _git_show(repo, rev: str, path: str) -> str:
+    root, env = repo
+    return _run(["git", "show", f"{rev}:{path}"], root, env).stdout
+
+
+def _dvc_read(repo, rev: str, path: str) -> str:
+    """A DVC-tracked file as an experiment wrote it (from the cache, through its dvc.lock)."""
+    root, env = repo
+    code = f"import dvc.api, sys; sys.stdout.write(dvc.api.read({path!r}, rev={rev!r}))"
+    return _run([sys.executable, "-c", code], root, env).stdout
+
+
+def _dvc_read_npz(repo, rev: str, path: str) -> dict:
+    root, env = repo
+    out = root.parent / "read.npz"
+    read = f"dvc.api.read({path!r}, rev={rev!r}, mode='rb')"
+    code = f"import dvc.api, pathlib; pathlib.Path({str(out)!r}).write_bytes({read})"
+    _run([sys.executable, "-c", code], root, env)
+    return dict(np.load(out))
+
+
 def _summary(repo, name: str) -> tuple[dict, str]:
     root, _ = repo
     return json.loads((root / f"reports/studies/{name}.json").read_text()), (
@@ -53,10 +76,11 @@ def test_drift_study_queues_runs_and_tabulates(repo):
     assert "study drift: 2/2 done, 0 failed" in out.stdout
     doc, md = _summary(repo, "drift")
     assert doc["conditions"] == ["clean", "drift"] and doc["models"] == ["ae"] and not doc["failed"]
-    for key in ("image_auroc", "pixel_aupro", "pg2", "pb2", "mean_iou"):
-        for condition in ("clean", "drift"):
+    for condition in ("clean", "drift"):  # each cell of the table is what its experiment measured (one seed)
+        measured = json.loads(_git_show(repo, doc["experiments"][f"drift-{condition}-s0"], "reports/metrics.json"))
+        for key in ("image_auroc", "pixel_aupro", "pg2", "pb2", "mean_iou"):
             stats = doc["metrics"][key]["ae"][condition]
-            assert stats["n"] == 1 and 0 <= stats["mean"] <= 1
+            assert stats["n"] == 1 and stats["mean"] == pytest.approx(measured["ae"][key], abs=1e-12), (key, condition)
     clean = json.loads((root / "reports/metrics.json").read_text())["ae"]
     assert doc["metrics"]["image_auroc"]["ae"]["clean"]["mean"] == pytest.approx(clean["image_auroc"])
     assert doc["metrics"]["pixel_aupro"]["ae"]["drift"]["mean"] != doc["metrics"]["pixel_aupro"]["ae"]["clean"]["mean"]
@@ -87,13 +111,23 @@ def test_size_study(repo):
     _study(repo, "size", "--conditions", "32")  # AE needs a multiple of 32
     doc, _ = _summary(repo, "size")
     assert doc["params"] == {"32": {"data.image_size": 32}} and doc["metrics"]["mean_iou"]["ae"]["32"]["n"] == 1
+    maps = _dvc_read_npz(repo, doc["experiments"]["size-32-s0"], "data/maps/ae/nut.npz")
+    assert maps["maps"].shape[1:] == (32, 32)  # the experiment's maps are 32 px (the workspace's are 64)
+    measured = json.loads(_git_show(repo, doc["experiments"]["size-32-s0"], "reports/metrics.json"))
+    assert doc["metrics"]["mean_iou"]["ae"]["32"]["mean"] == pytest.approx(measured["ae"]["mean_iou"], abs=1e-12)
 
 
 def test_validation_study_reports_epochs(repo):
     _study(repo, "validation", "--conditions", "early_stopping")
     doc, md = _summary(repo, "validation")
     epochs = doc["metrics"]["epochs"]["ae"]["early_stopping"]["mean"]
-    assert 1 <= epochs <= 2 and "## epochs kept (mean over products)" in md
+    record = json.loads(
+        _dvc_read(repo, doc["experiments"]["validation-early_stopping-s0"], "reports/predict/ae/nut.json")
+    )
+    assert epochs == record["best_epoch"]  # the epoch early stopping kept in that experiment (when it stops: the
+    assert (
+        "## epochs kept (mean over products)" in md
+    )  # stopping rule itself is tested in tests/models/test_validation)
 
 
 def test_unified_study_has_per_product_tables(repo):

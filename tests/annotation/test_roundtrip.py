@@ -97,24 +97,41 @@ def world(tmp_path_factory):
     _run(["git", "commit", "-qm", "built"], repo, env)
 
     server.ensure_environment(PROJECT / server.VENV, PROJECT / server.LOCK)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    os.environ.update(LABEL_STUDIO_USERNAME="admin@iadbench.invalid", LABEL_STUDIO_PASSWORD="roundtrip-pass-1",
-                      LABEL_STUDIO_API_KEY=TOKEN)  # fmt: skip
     binary = server.server_binary(PROJECT / server.VENV)
     log = (base / "server.log").open("w")
-    process = server.start("127.0.0.1", port, base / "ls-data", repo, binary=binary, stdout=log,
-                           stderr=subprocess.STDOUT, cwd=base)  # fmt: skip
-    try:
-        server.wait_until_up(url, timeout=600, process=process)
-        from iadbench.annotation.client import connect
+    with pytest.MonkeyPatch.context() as patch:  # the credentials leave os.environ with the module
+        patch.setenv("LABEL_STUDIO_USERNAME", "admin@iadbench.invalid")
+        patch.setenv("LABEL_STUDIO_PASSWORD", "roundtrip-pass-1")
+        patch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+        for attempt in range(3):  # a free port can be taken between the probe and the server's bind: retry
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}"
+            process = server.start("127.0.0.1", port, base / f"ls-data-{attempt}", repo, binary=binary, stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=base)  # fmt: skip
+            try:
+                server.wait_until_up(url, timeout=600, process=process)
+                break
+            except Exception:
+                process.terminate()
+                process.wait(timeout=60)
+                if attempt == 2:
+                    raise
+        try:
+            from iadbench.annotation.client import connect
 
-        env.update(LABEL_STUDIO_URL=url, LABEL_STUDIO_API_KEY=TOKEN)
-        yield repo, env, connect(url, TOKEN), url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
+            env.update(LABEL_STUDIO_URL=url, LABEL_STUDIO_API_KEY=TOKEN)
+            yield repo, env, connect(url, TOKEN), url
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+            log.close()
+
+
+@pytest.fixture(scope="module")
+def pushed(world) -> str:
+    """The first push of the module (what every test that needs tasks on the server depends on)."""
+    repo, env, _, _ = world
+    return _run(["iadbench", "annotate", "push", "--dataset", "tinyreal"], repo, env).stdout
 
 
 def _stages_run(output: str) -> set[str]:
@@ -123,11 +140,11 @@ def _stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def test_push_is_idempotent(world):
+def test_push_is_idempotent(world, pushed):
     repo, env, _, _ = world
     assignment = pd.read_csv(repo / "data/assignment.csv")
     expected = int(((assignment["label"] == "anomalous") & (assignment["split"] != "train")).sum())
-    first = _run(["iadbench", "annotate", "push", "--dataset", "tinyreal"], repo, env).stdout
+    first = pushed
     assert "created project" in first and f"imported {expected} new task(s)" in first
     again = _run(["iadbench", "annotate", "push", "--dataset", "tinyreal"], repo, env).stdout
     assert "imported 0 new task(s)" in again
@@ -140,10 +157,9 @@ def _tasks(client):
     return sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.data["image_id"])
 
 
-def test_a_first_sitting_labels_a_subset_and_the_pipeline_still_runs(world):
-    """Two people label half the tasks; the pull merges, so the other half keeps its provisional labels, the
-    categories gate passes and the summary says how many categories a person confirmed.
-    """
+@pytest.fixture(scope="module")
+def first_sitting(world, pushed) -> dict:
+    """Two people label the second half of the tasks as contamination; status, pull, `dvc repro`, commit."""
     repo, env, client, _ = world
     tasks = _tasks(client)
     subset = tasks[len(tasks) // 2 :]
@@ -151,24 +167,37 @@ def test_a_first_sitting_labels_a_subset_and_the_pipeline_still_runs(world):
         for task in subset:
             client.annotations.create(id=task.id, result=choose(["contamination"], "with"), completed_by=user.id)
     status = _run(["iadbench", "annotate", "status", "--dataset", "tinyreal"], repo, env).stdout
-    assert f"{len(subset)} of {len(tasks)} task(s) labelled by 2 person(s)" in status and "0 disagreement(s)" in status
-    out = _run(["iadbench", "annotate", "pull", "--dataset", "tinyreal"], repo, env).stdout
-    assert f"merged with the previous export: {len(subset)} image(s) labelled on the server" in out
+    pulled = _run(["iadbench", "annotate", "pull", "--dataset", "tinyreal"], repo, env).stdout
     _run(["dvc", "repro"], repo, env)  # the categories gate passes: nobody's labels were lost
-    cats = pd.read_csv(repo / "data/categories.csv", keep_default_na=False).set_index("image_id")
+    found = {
+        "tasks": tasks, "subset": subset, "status": status, "pulled": pulled,
+        "categories": pd.read_csv(repo / "data/categories.csv", keep_default_na=False).set_index("image_id"),
+        "summary": json.loads((repo / "reports/data_summary.json").read_text())["annotation"]["label_source"],
+    }  # fmt: skip
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "first sitting"], repo, env)
+    return found
+
+
+def test_a_first_sitting_labels_a_subset_and_the_pipeline_still_runs(first_sitting):
+    """Two people label half the tasks; the pull merges, so the other half keeps its provisional labels, the
+    categories gate passes and the summary says how many categories a person confirmed.
+    """
+    tasks, subset, status = first_sitting["tasks"], first_sitting["subset"], first_sitting["status"]
+    assert f"{len(subset)} of {len(tasks)} task(s) labelled by 2 person(s)" in status and "0 disagreement(s)" in status
+    assert f"merged with the previous export: {len(subset)} image(s) labelled on the server" in first_sitting["pulled"]
+    cats = first_sitting["categories"]
     labelled = [t.data["image_id"] for t in subset]
     rest = [t.data["image_id"] for t in tasks[: len(tasks) // 2]]
     sources = cats.loc[labelled, "label_source"]  # 'suggestion' where the suggested answer was contamination too
     assert set(sources) <= {"person", "suggestion"} and (sources == "person").any()
     assert (cats.loc[labelled, "defect_categories"] == "contamination").all()
     assert (cats.loc[rest, "label_source"] == "import_map").all() and (cats.loc[rest, "n_annotators"] == 1).all()
-    summary = json.loads((repo / "reports/data_summary.json").read_text())["annotation"]["label_source"]
+    summary = first_sitting["summary"]
     assert summary["person"] + summary["suggestion"] == len(labelled) and summary["import_map"] == len(rest)
-    _run(["git", "add", "-A"], repo, env)
-    _run(["git", "commit", "-qm", "first sitting"], repo, env)
 
 
-def test_annotate_pull_repro_changes_only_categories_and_tables(world):
+def test_annotate_pull_repro_changes_only_categories_and_tables(world, first_sitting):
     """The second sitting labels the rest: the first task with a disagreement, the others as contamination."""
     repo, env, client, url = world
     tasks = _tasks(client)
