@@ -47,6 +47,8 @@ nav a, .list-group-item { display: block; padding: 0.2rem 0; }
 .fas { font-style: normal; } /* Font Awesome's status icons, as text */
 .fa-check-circle::before { content: "\\2714"; } .fa-times::before { content: "\\2718"; }
 footer { display: none; } /* GX's newsletter link */
+[id$="-body-table-toolbar"] { display: none; } /* bootstrap-table's filter buttons (no bootstrap-table offline) */
+.tab-pane { display: block !important; opacity: 1 !important; } /* both index tabs, one below the other */
 """
 _REMOTE = re.compile(
     r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>\s*|<link[^>]*\bhref="https?://[^"]*"[^>]*/?>\s*', re.I
@@ -115,9 +117,47 @@ def build(out: Path = DOCS_DIR, results: Path = RESULTS_DIR) -> Path:
             docs.validation_results_store.set(key, ExpectationSuiteValidationResult(**validation))
     docs.build_data_docs()
     (out / "static" / "styles" / "iadbench_offline.css").write_text(OFFLINE_CSS)
+    verdicts = {v["suite_name"]: bool(v["success"]) for f in files for v in json.loads(f.read_text())["validations"]}
+    _static_index(out, verdicts)
     for page in sorted(out.rglob("*.html")):
         _offline(page, out)
     return out / "index.html"
+
+
+def _static_index(site: Path, success: dict[str, bool]) -> None:
+    """GX's index lists validations and suites with bootstrap-table from a CDN (offline: two empty tables). Write both
+    lists as plain HTML tables in their place: status, gate, the validation page and its suite.
+    """
+    import html
+
+    text = (site / "index.html").read_text(encoding="utf-8")
+    check, cross = '<i class="fas fa-check-circle text-success"></i>', '<i class="fas fa-times text-danger"></i>'
+    rows = []
+    for page in sorted((site / "validations").rglob("*.html")):
+        gate, table, run_name = page.relative_to(site / "validations").parts[:3]  # .../<run time>/<batch>.html
+        suite = f"{gate}.{table}"
+        link = page.relative_to(site).as_posix()
+        rows.append(
+            f"<tr><td>{check if success.get(suite) else cross}</td><td>{html.escape(run_name)}</td>"
+            f'<td><a href="{link}">{html.escape(suite)}</a></td>'
+            f'<td><a href="expectations/{gate}/{table}.html">{html.escape(suite)}</a></td></tr>'
+        )
+    head = "<tr><th>Status</th><th>Gate</th><th>Validation</th><th>Expectation suite</th></tr>"
+    validations = f'<table class="table table-striped"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+    suites = []
+    for page in sorted((site / "expectations").rglob("*.html")):
+        name = ".".join(page.relative_to(site / "expectations").with_suffix("").parts)
+        suites.append(f'<tr><td><a href="{page.relative_to(site).as_posix()}">{html.escape(name)}</a></td></tr>')
+    suite_table = (
+        '<table class="table table-striped"><thead><tr><th>Expectation suite</th></tr></thead>'
+        f"<tbody>{''.join(suites)}</tbody></table>"
+    )
+    for table_id, static in (
+        ("section-1-content-block-2-1-body-table", validations),
+        ("section-1-content-block-2-2-body-table", suite_table),
+    ):
+        text = re.sub(rf'<table\s+id="{table_id}"[^>]*>\s*</table>', lambda _m, s=static: s, text, count=1)
+    (site / "index.html").write_text(text, encoding="utf-8")
 
 
 def main() -> None:
