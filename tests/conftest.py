@@ -93,6 +93,12 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
+def copy_gx(root: Path) -> Path:
+    """The project's Great Expectations suites as committed (``gx/`` without GX's scratch) into ``root``: what the
+    gates read, as in a user's repository."""
+    return Path(shutil.copytree(REPO / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted")))
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset_template(tmp_path_factory) -> Path:
     """A repo-like folder holding data/raw/synthetic, annotation/exports/synthetic.json (tiny, 48 px) and the
@@ -101,7 +107,7 @@ def tiny_dataset_template(tmp_path_factory) -> Path:
     generate(
         tiny_synth(), root / "data/raw/synthetic", root / "annotation/exports/synthetic.json", root, progress=False
     )
-    shutil.copytree(REPO / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted"))
+    copy_gx(root)
     return root
 
 

@@ -6,7 +6,6 @@ default: the images are anomalous, only their defect is too faint to outline).
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import yaml
 
 from iadbench.cli import main
 from iadbench.data.manifest import read_table
-from tests.conftest import REPO, TINY, tree_digest
+from tests.conftest import TINY, copy_gx, tree_digest
 
 SOURCE = Path(
     os.environ.get("IADBENCH_MAGNETIC_TILE", Path(__file__).resolve().parents[3] / "shared/data/magnetic_tile")
@@ -30,7 +29,7 @@ DEFECT_MAP = "blowhole=structural,break=structural,crack=structural,fray=structu
 
 def test_magnetic_tile_through_the_data_stages(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    shutil.copytree(REPO / "gx", tmp_path / "gx", ignore=shutil.ignore_patterns("uncommitted"))  # the gates' suites
+    copy_gx(tmp_path)  # the gates' suites
     subprocess.run(["git", "init", "-q"], check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
     before = tree_digest(SOURCE)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +11,8 @@ import pytest
 from iadbench import gates
 from iadbench.datadocs import build
 from iadbench.gates.categories import categories_gate
-from tests.conftest import tree_digest
+from tests.conftest import REPO, copy_gx, tree_digest
 
-REPO = Path(__file__).resolve().parents[2]
 GX = REPO / "gx"
 
 
@@ -80,7 +78,7 @@ def test_suites_agree_with_the_code_they_stand_for():
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
-    shutil.copytree(GX, tmp_path / "gx", ignore=shutil.ignore_patterns("uncommitted"))
+    copy_gx(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
