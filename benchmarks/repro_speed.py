@@ -1,10 +1,12 @@
-"""Where `dvc repro` spends its time, before and after a change, in one run on one machine (issue: fast iteration).
+"""Where `dvc repro` spends its time: fresh stage processes (the baseline) against the warm worker, in one run.
 
-    python benchmarks/repro_speed.py --base REV            # default: the commit before the DVC-ergonomics work
-    python benchmarks/repro_speed.py --base REV --readme   # also write the README's block from the result
+    python benchmarks/repro_speed.py                # HEAD in fresh processes (IADBENCH_WARM=0) vs HEAD warm
+    python benchmarks/repro_speed.py --base REV     # REV in fresh processes vs HEAD warm
+    python benchmarks/repro_speed.py --readme       # also write the README's block from the result
 
-For each revision (``--base`` and the working tree's HEAD) it clones this repository into a temporary folder, runs
-the default `dvc repro` from nothing (the embedded synthetic dataset, this machine's CPU), then
+For each run (the baseline: ``--base``, default HEAD, every stage a fresh interpreter; then HEAD with the warm worker
+of :mod:`iadbench.warm`, the default) it clones this repository into a temporary folder, runs the default
+`dvc repro` from nothing (the embedded synthetic dataset, this machine's CPU), then
 `dvc exp run -S threshold.method=pr` (a rule switch), timing:
 
 - every stage process, through a shim named ``iadbench`` first on PATH that times the real command (the stages'
@@ -13,8 +15,9 @@ the default `dvc repro` from nothing (the embedded synthetic dataset, this machi
   (torch, Lightning and anomalib for train and predict) in that revision's code, times the number of its stages.
 
 Both clones use this checkout's virtual environment, with ``PYTHONPATH`` pointing at the clone's ``src`` so each runs
-its own code. Afterwards it compares the rebuilt clone's ``dvc.lock`` with the committed one (every output hash but
-the volatile ``reports/resources`` and ``reports/costs.*``): the lock-stability check at the default configuration.
+its own code, and a private socket folder for the warm worker (stopped afterwards). Afterwards it compares the
+warm clone's rebuilt ``dvc.lock`` with the committed one (every output hash but the volatile ``reports/resources``
+and ``reports/costs.*``): the lock-stability check at the default configuration, built through the warm worker.
 Results go to ``reports/bench/repro_speed.json`` (and, with ``--readme``, the README block ``repro-speed``).
 """
 
@@ -37,7 +40,7 @@ from readme_blocks import PROJECT, replace_block, save_result
 
 from iadbench.cli import VERB_MODULES
 
-BASE = "bf22dcc"  # the last commit before the DVC-ergonomics work (issue 14)
+BASE = "HEAD"  # the same code in fresh processes
 VOLATILE = ("reports/resources/", "reports/costs.")
 SHIM = """#!/usr/bin/env bash
 start=$(date +%s%N)
@@ -56,18 +59,19 @@ def _kind(argv: str) -> str:
     return words[0] if words else "?"
 
 
-def _clone(rev: str, root: Path) -> Path:
-    repo = root / rev.replace("/", "_")
+def _clone(rev: str, root: Path, name: str) -> Path:
+    repo = root / name
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(PROJECT), str(repo)], check=True)
     subprocess.run(["git", "checkout", "-q", rev], cwd=repo, check=True)
     (repo / ".dvc/config.local").write_text("[core]\n    remote = none\n['remote \"none\"']\n    url = /nonexistent\n")
     return repo
 
 
-def _env(repo: Path, bin_dir: Path) -> dict[str, str]:
+def _env(repo: Path, bin_dir: Path, warm: bool) -> dict[str, str]:
     venv = Path(sys.executable).parent
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{venv}{os.pathsep}{os.environ['PATH']}",
             "PYTHONPATH": str(repo / "src"), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+            "IADBENCH_WARM": "1" if warm else "0", "XDG_RUNTIME_DIR": str(bin_dir.parent),
             "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@invalid", "GIT_COMMITTER_NAME": "bench",
             "GIT_COMMITTER_EMAIL": "bench@invalid"}  # fmt: skip
 
@@ -90,17 +94,20 @@ def _import_seconds(repo: Path, env: dict[str, str], statement: str, repeats: in
     return best
 
 
-def measure(rev: str, root: Path) -> dict:
+def measure(rev: str, root: Path, warm: bool) -> dict:
     """Clone ``rev``, run the default `dvc repro` and a rule switch, with per-stage times and start-up estimates."""
-    repo = _clone(rev, root)
+    repo = _clone(rev, root, "warm" if warm else "fresh")
     short = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout
     bin_dir = root / f"bin-{repo.name}"
     bin_dir.mkdir()
     log = root / f"stages-{repo.name}.jsonl"
     shim = bin_dir / "iadbench"
-    shim.write_text(SHIM.format(real=Path(sys.executable).parent / "iadbench", log=log))
+    # a revision before iadbench.warm: its own CLI in a fresh process (the venv's console script imports warm)
+    real = (f"{Path(sys.executable).parent / 'iadbench'}" if (repo / "src/iadbench/warm.py").is_file()
+            else f'{sys.executable}" -m "iadbench.cli')  # fmt: skip
+    shim.write_text(SHIM.format(real=real, log=log))
     shim.chmod(0o755)
-    env = _env(repo, bin_dir)
+    env = _env(repo, bin_dir, warm)
     repro_seconds, out = _timed(["dvc", "repro"], repo, env)
     stages = [json.loads(line) for line in log.read_text().splitlines()]
     log.write_text("")
@@ -119,8 +126,11 @@ def measure(rev: str, root: Path) -> dict:
         k["import_each"] = round(_import_seconds(repo, env, statement), 2)
         k["import_total"] = round(k["import_each"] * k["n"], 1)
         k["seconds"] = round(k["seconds"], 1)
+    for sock in root.glob("iadbench-warm-*/*.sock"):  # stop the clone's workers
+        sock.unlink()
     return {
         "rev": short.strip(),  # the revision measured (before the clone's own commit of its rebuilt lock)
+        "processes": "warm worker" if warm else "fresh",
         "repro_seconds": round(repro_seconds, 1),
         "stage_processes": len(stages),
         "stage_seconds": round(sum(float(s["seconds"]) for s in stages), 1),
@@ -156,11 +166,12 @@ def readme(result: dict) -> None:
         f"From `python benchmarks/repro_speed.py --readme` (`reports/bench/repro_speed.json`): the default "
         f"`dvc repro` in a fresh clone (an empty DVC cache: every cached output is rebuilt; a stage whose outputs are "
         f"all in git and still valid is skipped, as on a user's clone), then `dvc exp run -S threshold.method=pr`, "
-        f"in clones of `{before['rev']}` (before) and `{after['rev']}` (after), one after the other on this machine "
+        f"in clones of `{before['rev']}` with every stage a fresh process (before, `IADBENCH_WARM=0`) and "
+        f"`{after['rev']}` with the warm worker (after, the default), one after the other on this machine "
         f"({os.cpu_count()} CPUs). Start-up = a fresh interpreter importing what that kind of stage imports, times "
-        "its stages; `–` = the stage did not run.",
+        "its stages (what the warm worker spares all but the first of them); `–` = the stage did not run.",
         "",
-        "| stage kind | stages | before (s) | after (s) | after / before | start-up after (s) |",
+        "| stage kind | stages | before (s) | after (s) | after / before | start-up of a fresh process (s) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for kind in kinds:
@@ -200,9 +211,9 @@ def main() -> None:
         return
     root = Path(tempfile.mkdtemp(prefix="iadbench-repro-speed-"))
     try:
-        before = measure(args.base, root)
+        before = measure(args.base, root, warm=False)
         print(json.dumps({k: v for k, v in before.items() if k != "by_kind"}), flush=True)
-        after = measure("HEAD", root)
+        after = measure("HEAD", root, warm=True)
         print(json.dumps({k: v for k, v in after.items() if k != "by_kind"}), flush=True)
         result = {"before": before, "after": after, "lock": lock_check(Path(after["repo"]))}
         save_result("repro_speed", result, Path.cwd())

@@ -164,3 +164,21 @@ def chromium_screenshot(html: Path, workdir: Path, script_budget_ms: int = 10000
 def drawn_share(pixels) -> float:
     """Share of a screenshot's pixels that are not near-white: axes, lines, labels (a page that drew nothing: ~0)."""
     return float((pixels.min(axis=2) < 200).mean())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_workers(tmp_path_factory):
+    """The warm workers the suite's `iadbench` commands start (``iadbench.warm``) get a socket folder of their own,
+    inherited by every subprocess, and are stopped when the session ends (else each idles out after 5 min)."""
+    import os
+
+    runtime = tmp_path_factory.mktemp("runtime")
+    previous = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    yield runtime
+    for sock in runtime.glob("iadbench-warm-*/*.sock"):
+        sock.unlink()
+    if previous is None:
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = previous

@@ -55,3 +55,15 @@ def test_closure_follows_relative_and_submodule_imports():
 )
 def test_commands_parse(cmd, verb, argv):
     assert dc.parse_command(cmd) == (verb, argv)
+
+
+def test_the_console_script_is_a_root_of_every_stage(tmp_path):
+    """``iadbench`` runs :data:`ENTRY_POINT` first (pyproject's script); with its exemption lifted a stage misses it."""
+    import tomllib
+
+    scripts = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["iadbench"].split(":")[0] == dc.ENTRY_POINT
+    assert dc.ENTRY_POINT in dc.verb_roots("metrics", [])
+    lifted = tmp_path / "dvc.yaml"
+    lifted.write_text(DVC_YAML.read_text().replace("# deps-exempt: iadbench.warm", "# iadbench.warm"))
+    assert "src/iadbench/warm.py" in dc.stage_report(lifted)["metrics"]["missing"]

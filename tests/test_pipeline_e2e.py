@@ -144,9 +144,18 @@ def test_second_repro_does_nothing(repo, first_build):
     assert "up to date" in out.stdout
 
 
+def _processes(root: Path) -> set[str]:
+    """How the train/predict stages ran: "warm" (forked from the warm worker) or "fresh" (iadbench.warm)."""
+    records = (root / "reports/resources").glob("*/*/nut.json")  # <stage>/<model>/<product>.json
+    return {json.loads(p.read_text())["host"]["process"] for p in records}
+
+
 def test_clean_rebuild_is_byte_identical(repo, first_build):
+    """A forced rebuild in fresh processes (``IADBENCH_WARM=0``) writes what the first build wrote, whose stages
+    ran in the warm worker once it was up: every cached output hash is equal."""
     root, env = repo
     _restore(root, env)
+    assert "warm" in _processes(root)
     before = {
         p: (root / p).read_bytes()
         for p in (
@@ -164,7 +173,8 @@ def test_clean_rebuild_is_byte_identical(repo, first_build):
         (root / p).unlink()
     shutil.rmtree(root / "data/raw/synthetic")
     shutil.rmtree(root / "models")
-    _run(["dvc", "repro", "--force"], root, env)
+    _run(["dvc", "repro", "--force"], root, {**env, "IADBENCH_WARM": "0"})
+    assert _processes(root) == {"fresh"}
     assert {p: (root / p).read_bytes() for p in before} == before
     assert tree_digest(root / "data/raw/synthetic") == raw_before
     # a stable dvc.lock: every output hash of every stage is rebuilt, the trained models' folders included; only

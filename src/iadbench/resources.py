@@ -28,10 +28,15 @@ def peak_rss_mb() -> float:
 
 
 def host() -> dict[str, Any]:
-    """What the numbers were measured on: CPU count, architecture, and the accelerator used."""
+    """What the numbers were measured on: CPU count, architecture, the accelerator used, and whether the stage ran
+    in a fresh interpreter or forked from the warm worker (:mod:`iadbench.warm`: its peak memory starts from the
+    worker's resident size, not from the import peak).
+    """
     torch = sys.modules.get("torch")  # never imported here: only a stage that already uses torch can have a GPU
     device = torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else "cpu"
-    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "device": device}
+    warm = sys.modules.get("iadbench.warm")
+    process = "warm" if warm is not None and warm.IN_WORKER else "fresh"
+    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "device": device, "process": process}
 
 
 def record(stage: str, model: str, product: str, **measures: float | int | None) -> Path:
