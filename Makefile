@@ -26,8 +26,11 @@ demo: env
 	iadbench check
 	dvc repro
 
+# One pytest worker per CPU (pytest-xdist), a test module at a time per worker (module fixtures build once);
+# TEST_JOBS=0 runs everything in this process.
+TEST_JOBS ?= auto
 test: env
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 lint: env
 	$(BIN)/ruff check src tests benchmarks tools

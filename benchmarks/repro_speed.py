@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 from readme_blocks import PROJECT, replace_block, save_result
 
-from iadbench.cli import VERB_MODULES
+from iadbench import stages
 
 BASE = "HEAD"  # the same code in fresh processes
 VOLATILE = ("reports/resources/", "reports/costs.")
@@ -51,7 +51,7 @@ printf '{{"argv": "%s", "seconds": %d.%03d, "rc": %s}}\\n' "$*" $(( (end - start
     $(( (end - start) / 1000000 % 1000 )) "$rc" >> "{log}"
 exit $rc
 """
-IMPORTS = {verb: "import " + ", ".join(modules) for verb, modules in VERB_MODULES.items()}  # one fresh process each
+IMPORTS = {verb: "import " + ", ".join(modules) for verb, modules in stages.imports().items()}  # one fresh process each
 
 
 def _kind(argv: str) -> str:

@@ -182,3 +182,9 @@ def _warm_workers(tmp_path_factory):
         os.environ.pop("XDG_RUNTIME_DIR", None)
     else:
         os.environ["XDG_RUNTIME_DIR"] = previous
+
+
+def pytest_collection_modifyitems(config, items):
+    """The whole-pipeline (``slow``) modules first, each module's tests kept together and in order: with one
+    pytest-xdist worker per CPU (``make test``), the long modules start at once instead of ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

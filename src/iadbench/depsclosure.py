@@ -5,8 +5,9 @@ leaves results stale after a code change. The closure is computed statically fro
 inside functions (the lazy ones) count as well as those at the top of a module:
 
 - the roots are the console script's module (:data:`ENTRY_POINT`, ``[project.scripts]``), the top-level imports
-  of :mod:`iadbench.cli` and the imports inside the verb's ``cmd_<verb>``
-  function (``iadbench gate NAME`` adds ``iadbench.gates.NAME``, which :func:`iadbench.gates.load` imports by name);
+  of :mod:`iadbench.cli` and of every verb's module (each is imported to build the parser), :mod:`iadbench.stages`
+  and the verb's own module in :mod:`iadbench.stages` (``iadbench gate NAME`` adds ``iadbench.gates.NAME``, which
+  :func:`iadbench.gates.load` imports by name);
 - from each module every ``import iadbench...`` / ``from iadbench... import x`` anywhere in it is followed (``x`` when
   it is a submodule), and a package's ``__init__`` with it (Python runs it first);
 - modules named on a ``# deps-exempt: MODULE — why`` line of ``dvc.yaml`` are left out (at most five).
@@ -30,7 +31,7 @@ SRC = Path(__file__).resolve().parents[1]  # src/
 EXEMPT_LINE = re.compile(r"^\s*#\s*deps-exempt:\s*([\w.]+)\s+[—-]+\s+(\S.*)$")
 MAX_EXEMPT = 5
 ENTRY_POINT = "iadbench.warm"  # `iadbench` = iadbench.warm:main (pyproject.toml; a test checks they agree)
-ALWAYS_CALLED = ("main", "build_parser", "_gate_names", "_params")  # functions of iadbench.cli every verb runs
+ALWAYS_CALLED = ("main", "build_parser")  # functions of iadbench.cli every verb runs
 
 
 def module_file(module: str) -> Path | None:
@@ -91,20 +92,32 @@ def closure(roots: set[str], exempt: set[str] = frozenset()) -> set[str]:
     return seen
 
 
+def _top_level_imports(module: str) -> set[str]:
+    path = module_file(module)
+    tree = ast.parse(path.read_text(), str(path))
+    return _imports(ast.Module(body=[n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)],
+                               type_ignores=[]), module)  # fmt: skip
+
+
 def verb_roots(verb: str, argv: list[str]) -> set[str]:
-    """What ``iadbench <verb> ...`` imports: :mod:`iadbench.cli`'s top level and the body of ``cmd_<verb>`` (the
-    other verbs' functions are never called, so their imports are not followed).
+    """What ``iadbench <verb> ...`` imports: the console script's module, :mod:`iadbench.cli`'s top level and the
+    functions every verb runs, the top level of every verb's module (the parser imports them all), and the verb's
+    own module whole (the other verbs' ``run`` is never called, so its imports are not followed).
     """
+    from iadbench import stages
+
     path = module_file(f"{PACKAGE}.cli")
     tree = ast.parse(path.read_text(), str(path))
-    top = ast.Module(body=[n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)], type_ignores=[])
-    roots = _imports(top, f"{PACKAGE}.cli") | {ENTRY_POINT}
-    name = "cmd_" + verb.replace("-", "_")
+    roots = _top_level_imports(f"{PACKAGE}.cli") | {ENTRY_POINT, f"{PACKAGE}.stages"}
     funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    if name not in funcs:
-        raise ValueError(f"iadbench.cli has no {name}() for the verb {verb!r}")
-    for called in (name, *ALWAYS_CALLED):  # what every verb runs: the parser, main, the parameter reader
+    for called in ALWAYS_CALLED:  # what every verb runs: the parser, main
         roots |= _imports(funcs[called], f"{PACKAGE}.cli")
+    modules = stages.module_names()
+    if verb not in modules:
+        raise ValueError(f"iadbench.stages has no module for the verb {verb!r}")
+    for module in modules.values():
+        roots |= _top_level_imports(module)
+    roots.add(modules[verb])
     if verb == "gate":
         roots.add(f"{PACKAGE}.gates.{argv[0]}")
     return roots

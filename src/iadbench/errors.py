@@ -37,3 +37,7 @@ class InputErrors(IadbenchError):
 
 class ParamsError(IadbenchError):
     """A value in ``params.yaml`` is missing or out of range."""
+
+
+class GateFailed(IadbenchError):
+    """A gate found error-severity violations (already printed); the command exits 1."""

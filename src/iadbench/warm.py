@@ -185,12 +185,13 @@ def main() -> int:
 
 
 def preload() -> None:
-    """Import what every verb imports (:data:`iadbench.cli.VERB_MODULES`): the work a fork then skips."""
+    """Import what every verb imports (each :mod:`iadbench.stages` module's ``IMPORTS``): what a fork then skips."""
     import importlib
 
-    from iadbench.cli import VERB_MODULES
+    import iadbench.cli  # noqa: F401 - the parser and every verb's module
+    from iadbench import stages
 
-    for modules in VERB_MODULES.values():
+    for modules in stages.imports().values():
         for module in modules:
             importlib.import_module(module)
 

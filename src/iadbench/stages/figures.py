@@ -1,0 +1,23 @@
+"""``iadbench figures``: draw the figures that threshold.method does not decide: overlays per headline rule, drift
+examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from iadbench.paths import ASSIGNMENT
+from iadbench.stages import read_params
+
+HELP = "draw the overlays of every headline rule and the drift examples: reports/overlays"
+IMPORTS = ("iadbench.evaluation.report",)  # what the verb imports before any work (the warm worker preloads it)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Draw the figures that threshold.method does not decide: overlays per headline rule, drift examples."""
+    from iadbench.data.manifest import read_table
+    from iadbench.evaluation.report import write_figures
+    from iadbench.paths import OVERLAYS_DIR
+
+    written = write_figures(read_params(args), read_table(ASSIGNMENT))
+    print(f"{OVERLAYS_DIR}: {len(written)} figure(s)")
