@@ -2,7 +2,7 @@
 
     python benchmarks/alignment.py [--sizes 128 256] [--models ae stfpm padim cflow patchcore] [--docs]
 
-The probe of :mod:`iadbench.models.probe` (plain plates; five test images, one bright square each), one tiny fit per
+The probe of :mod:`tests.models.probe` (plain plates; five test images, one bright square each), one tiny fit per
 (model, size, variant) through the real ``train_cell`` / ``predict_cell``:
 
 - baseline ``anomalib``: the package weights in timm's ``efficientnet_lite0`` (what iadbench ran before) and
@@ -30,7 +30,11 @@ EPOCHS = {"stfpm": 20, "cflow": 2, "reverse_distillation": 2}
 
 
 def _offsets(model: str, size: int, corrections: bool) -> list[list[float]]:
-    from iadbench.models.probe import default_probe, locate, write_probe
+    import sys
+
+    sys.path.insert(0, str(PROJECT))  # the probe is a test fixture: tests/models/probe.py
+    from tests.models.probe import default_probe, locate, write_probe
+
     from iadbench.models.weights import package_weights_file
 
     root = Path(tempfile.mkdtemp(prefix="iadbench-align-"))

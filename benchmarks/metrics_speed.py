@@ -71,16 +71,9 @@ def measure(name: str, fn, *args) -> dict:
 
 def run_iadbench(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray) -> dict:
     from iadbench.metrics.counts import confusion_counts
-    from iadbench.metrics.curves import (
-        auroc,
-        average_precision,
-        f1_max,
-        fit_threshold,
-        fpr_at_tpr,
-        tnr_at_fnr,
-        tpr_at_fpr,
-    )
+    from iadbench.metrics.curves import auroc, average_precision, f1_max, fpr_at_tpr, tnr_at_fnr, tpr_at_fpr
     from iadbench.metrics.maps import aupro_from_counts, iou, oracle_threshold, per_image_confusion, pixel_curves
+    from iadbench.metrics.rules import fit_threshold
 
     curves = pixel_curves(maps, masks)
     fitted = {rule: fit_threshold(curves.pixels, rule).threshold for rule in ("roc", "iou", "pr")}

@@ -127,9 +127,9 @@ def bench_overhead(args: argparse.Namespace) -> dict:
 
     from iadbench.cli import main as iadbench
     from iadbench.models.registry import build_model
-    from iadbench.models.run import _quiet, model_config, predict_cell, train_cell
+    from iadbench.models.run import model_config, predict_cell, quiet_libraries, train_cell
 
-    _quiet()
+    quiet_libraries()
     params = _base_params()
     params["data"]["products"] = ["nut"]
     params["synthesize"]["products"] = ["nut"]

@@ -24,7 +24,7 @@ import yaml
 from readme_blocks import PROJECT, replace_block
 
 from iadbench.formatting import fmt as _f
-from iadbench.metrics.registry import headline_rules, rule_label
+from iadbench.metrics.rules import headline_rules, rule_label
 from iadbench.params import DataParams
 from iadbench.studies import experiments
 

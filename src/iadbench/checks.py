@@ -20,7 +20,7 @@ def problems(params: dict[str, Any], source: str = "params.yaml") -> list[str]:
     """Every problem of ``params`` (already checked against the schema by ``load_params(complete=True)``), one
     line each, naming file and key.
     """
-    from iadbench.metrics.registry import headline_method
+    from iadbench.metrics.rules import headline_method
     from iadbench.models.registry import MODELS, ModelConfig, effective_options, option_problems, size_problem
 
     found: list[str] = []

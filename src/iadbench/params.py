@@ -321,7 +321,7 @@ class TrainParams(Section):
 class ThresholdParams(Section):
     """``threshold``: the rule behind the headline numbers (every rule is fitted and reported regardless).
 
-    The valid names are the headline rules of :mod:`iadbench.metrics.registry` (checked by ``iadbench check``
+    The valid names are the headline rules of :mod:`iadbench.metrics.rules` (checked by ``iadbench check``
     and by the stages that read it, so that this module stays a leaf).
     """
 

@@ -178,11 +178,11 @@ def test_a_new_threshold_rule_is_one_registry_entry(repo, monkeypatch):
     """Youden's J (argmax TPR − FPR) as one entry: fitted, evaluated, pooled, offered as threshold.method, named
     and drawn in the report, marked on the DVC curves — with no other code touched.
     """
-    from iadbench.metrics import registry
+    from iadbench.metrics import rules
 
-    youden = registry.Rule("youden", "Youden-T", "argmax TPR − FPR", registry._argmax(lambda r: r["tpr"] - r["fpr"]),
+    youden = rules.Rule("youden", "Youden-T", "argmax TPR − FPR", rules.argmax_rule(lambda r: r["tpr"] - r["fpr"]),
                            marker="v", color="tab:brown")  # fmt: skip
-    monkeypatch.setitem(registry.RULE_TABLE, "youden", youden)
+    monkeypatch.setitem(rules.RULE_TABLE, "youden", youden)
     params = {**repo, "threshold": {"method": "youden"}}
     Path("params.yaml").write_text(yaml.safe_dump(params))
     metrics = run_all(params)
@@ -202,7 +202,9 @@ def test_a_new_threshold_free_metric_is_one_registry_entry(repo, monkeypatch):
     """PB5 (TPR at FPR ≤ 5 %) as one entry: computed per cell, in the products table, the headline and the report."""
     from iadbench.metrics import curves, registry
 
-    pb5 = registry.Metric("pb5", "image", "PB5", registry._image(curves.tpr_at_fpr, 0.05), "pb5", "TPR at FPR ≤ 5 %")
+    pb5 = registry.Metric(
+        "pb5", "image", "PB5", registry.image_metric(curves.tpr_at_fpr, 0.05), "pb5", "TPR at FPR ≤ 5 %"
+    )
     monkeypatch.setitem(registry.METRIC_TABLE, ("image", "pb5"), pb5)
     metrics = run_all(repo)
     cell = json.loads(Path("reports/evaluate/good/nut.json").read_text())

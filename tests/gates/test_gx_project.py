@@ -61,7 +61,7 @@ def test_no_suite_checks_a_boolean_the_gate_computed():
 
 
 def test_suites_agree_with_the_code_they_stand_for():
-    from iadbench.metrics.registry import level_rules
+    from iadbench.metrics.rules import level_rules
     from iadbench.params import DataParams, Range
 
     pixels = {e["kwargs"]["column"][4:] for e in _suite("evaluate.pixels")["expectations"] if "column" in e["kwargs"]}

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from iadbench.metrics.counts import confusion_counts
-from iadbench.metrics.curves import auroc, f1_max, fit_threshold, tnr_at_fnr, tpr_at_fpr
+from iadbench.metrics.curves import auroc, f1_max, tnr_at_fnr, tpr_at_fpr
+from iadbench.metrics.rules import fit_threshold
 
 
 def _scores(seed: int, n_good: int = 5000, n_bad: int = 2000):

@@ -5,18 +5,9 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, roc_curve
 
 from iadbench.metrics.counts import confusion_counts
-from iadbench.metrics.curves import (
-    auroc,
-    average_precision,
-    f1_max,
-    fit_threshold,
-    fpr_at_tpr,
-    rates,
-    tnr_at_fnr,
-    tpr_at_fpr,
-)
+from iadbench.metrics.curves import auroc, average_precision, f1_max, fpr_at_tpr, rates, tnr_at_fnr, tpr_at_fpr
 from iadbench.metrics.curves import roc_curve as our_roc
-from iadbench.metrics.registry import good_only_rule
+from iadbench.metrics.rules import fit_threshold, good_only_rule
 
 GOOD_ONLY_RULE = good_only_rule()
 

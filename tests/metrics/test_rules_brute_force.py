@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from iadbench.metrics.counts import confusion_counts
-from iadbench.metrics.curves import fit_threshold
-from iadbench.metrics.registry import fitted_rules
+from iadbench.metrics.rules import fit_threshold, fitted_rules
 
 
 def _objective(rule: str, tp: int, fp: int, n_pos: int, n_neg: int) -> float:

@@ -1,5 +1,5 @@
 """Every registered model that no other test trains: a tiny fit and predict through ``train_cell``/``predict_cell``
-(the probe of :mod:`iadbench.models.probe`, 64 px, one epoch, random weights where the model would download
+(the probe of :mod:`tests.models.probe`, 64 px, one epoch, random weights where the model would download
 ImageNet weights), or, where it cannot run here, the message that says why.
 
 The other ten models are trained by ``test_fidelity.py`` (alignment) and ``test_parity.py`` (anomalib parity).
@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iadbench.models.probe import default_probe, write_probe
 from iadbench.models.registry import MODELS, ModelConfig, ModelConfigError, build_model
 from iadbench.models.run import predict_cell, train_cell
 from iadbench.models.weights import WeightsError
 from tests.conftest import registry_params
+from tests.models.probe import default_probe, write_probe
 
 pytestmark = pytest.mark.slow
 SIZE = 64

@@ -1,6 +1,6 @@
 """Fidelity of every registered model that runs offline: maps aligned with the image, independent of the batch.
 
-One tiny fit per (model, size) on the probe of :mod:`iadbench.models.probe` (plain plates; test images with one
+One tiny fit per (model, size) on the probe of :mod:`tests.models.probe` (plain plates; test images with one
 bright square each at a known position), through the real ``train_cell`` / ``predict_cell``.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iadbench.models.probe import default_probe, locate, write_probe
 from iadbench.models.run import predict_cell, train_cell
 from iadbench.models.weights import package_weights_file
 from tests.conftest import registry_params
+from tests.models.probe import default_probe, locate, write_probe
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]

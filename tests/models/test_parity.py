@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from iadbench.models.probe import default_probe, write_probe
 from iadbench.models.run import load_state, predict_cell, train_cell
 from tests.conftest import registry_params
+from tests.models.probe import default_probe, write_probe
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]

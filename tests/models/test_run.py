@@ -125,10 +125,10 @@ def test_dfkde_with_too_few_train_images_is_a_clear_error(params):
 def test_misleading_anomalib_notice_is_filtered():
     import logging
 
-    from iadbench.models.run import _quiet
+    from iadbench.models.run import quiet_libraries
 
-    _quiet()
-    _quiet()  # idempotent: one filter, not one per call
+    quiet_libraries()
+    quiet_libraries()  # idempotent: one filter, not one per call
     engine_logger = logging.getLogger("anomalib.engine.engine")
     assert len(engine_logger.filters) == 1
     notice = logging.LogRecord("anomalib.engine.engine", logging.WARNING, "", 0,

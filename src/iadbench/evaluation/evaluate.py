@@ -30,7 +30,8 @@ from iadbench.evaluation.thresholds import rule_used
 from iadbench.metrics.counts import confusion_counts
 from iadbench.metrics.curves import ratio
 from iadbench.metrics.maps import iou, oracle_threshold, per_image_confusion, pixel_curves
-from iadbench.metrics.registry import RULE_TABLE, level_metrics, level_rules
+from iadbench.metrics.registry import level_metrics
+from iadbench.metrics.rules import RULE_TABLE, level_rules
 from iadbench.paths import EVALUATE_DIR, PREDICT_REPORTS
 
 ORACLE = next(n for n, r in RULE_TABLE.items() if r.select is None)  # fitted on the test images: an upper bound

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from iadbench.metrics.registry import RULE_TABLE  # noqa: E402
+from iadbench.metrics.rules import RULE_TABLE  # noqa: E402
 
 PNG = {"dpi": 90, "metadata": {"Software": None}}  # no matplotlib version stamp: same input, same bytes
 

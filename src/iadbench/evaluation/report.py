@@ -24,14 +24,8 @@ from iadbench.evaluation.figures import category_bars, drift_examples, overlays
 from iadbench.evaluation.records import EvaluateRecord, ThresholdsRecord
 from iadbench.evaluation.tables import pooled, with_categories
 from iadbench.formatting import fmt
-from iadbench.metrics.registry import (
-    METRIC_TABLE,
-    RULE_TABLE,
-    headline_method,
-    headline_rules,
-    level_metrics,
-    rule_label,
-)
+from iadbench.metrics.registry import METRIC_TABLE, level_metrics
+from iadbench.metrics.rules import RULE_TABLE, headline_method, headline_rules, rule_label
 from iadbench.params import DataParams, EvaluateParams, evaluated_models
 from iadbench.paths import (
     CATEGORIES,

@@ -27,7 +27,8 @@ from iadbench.evaluation.evaluate import ORACLE, evaluate_path
 from iadbench.evaluation.records import EvaluateRecord
 from iadbench.metrics.counts import confusion_counts, safe_divide
 from iadbench.metrics.curves import auroc, ratio
-from iadbench.metrics.registry import RULE_TABLE, good_only_rule, headline_rules, level_metrics
+from iadbench.metrics.registry import level_metrics
+from iadbench.metrics.rules import RULE_TABLE, good_only_rule, headline_rules
 from iadbench.params import EvaluateParams, evaluated_models
 from iadbench.paths import CATEGORIES, CATEGORY_TABLE, METRICS, PRODUCT_TABLE, TABLES_DIR
 from iadbench.seeding import stream
@@ -236,7 +237,7 @@ def headline(
 
 def write_tables(params: dict[str, Any]) -> dict[str, Any]:
     """Write ``reports/metrics.json`` and ``reports/tables/{categories,products}.csv``."""
-    from iadbench.metrics.registry import headline_method
+    from iadbench.metrics.rules import headline_method
     from iadbench.params import DataParams
 
     method = headline_method(params)

@@ -16,9 +16,9 @@ import pandas as pd
 from iadbench.evaluation.cells import load_cell, split_fingerprint, thresholds_path, write_cell_files
 from iadbench.evaluation.records import ThresholdsRecord
 from iadbench.metrics.counts import Counts, confusion_counts
-from iadbench.metrics.curves import fit_threshold, rates
+from iadbench.metrics.curves import rates
 from iadbench.metrics.maps import pixel_curves
-from iadbench.metrics.registry import anomalous_rules, good_only_rule
+from iadbench.metrics.rules import anomalous_rules, fit_threshold, good_only_rule
 
 CURVE_POINTS = 400  # points per level kept in the curve CSV (the chosen thresholds are always kept)
 

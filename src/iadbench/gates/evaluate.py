@@ -36,7 +36,7 @@ def evaluation_facts(params: dict[str, Any], split: pd.DataFrame) -> tuple[pd.Da
                 masked["where"] = str(path) + "#" + masked["image_id"].astype(str)
                 masked["minus_defect_pixels"] = -masked["defect_pixels"]
                 pixels.append(masked)
-    from iadbench.metrics.registry import level_rules
+    from iadbench.metrics.rules import level_rules
 
     columns = ["where", "defect_pixels", "minus_defect_pixels"] + [
         c for r in level_rules("pixel") for c in (f"pix_{r}_tp", f"pix_{r}_fn", f"iou_{r}")
@@ -47,7 +47,7 @@ def evaluation_facts(params: dict[str, Any], split: pd.DataFrame) -> tuple[pd.Da
 
 def evaluate_gate(params: dict[str, Any], split: pd.DataFrame) -> GateResult:
     """Validate every cell's per-image evaluation against the split (suites ``gx/expectations/evaluate/*.json``:
-    the pixel suite checks every pixel-level rule of :data:`iadbench.metrics.registry.RULE_TABLE`).
+    the pixel suite checks every pixel-level rule of :data:`iadbench.metrics.rules.RULE_TABLE`).
     """
     images, pixels = evaluation_facts(params, split)
     tables = {"images": Table(str(EVALUATE_DIR), images), "pixels": Table(str(EVALUATE_DIR), pixels)}

@@ -23,7 +23,7 @@ def threshold_facts(params: dict[str, Any], split: pd.DataFrame) -> pd.DataFrame
     current one.
     """
     from iadbench.evaluation.cells import split_fingerprint
-    from iadbench.metrics.registry import RULE_TABLE, fitted_rules
+    from iadbench.metrics.rules import RULE_TABLE, fitted_rules
 
     rows = []
     for model in evaluated_models(params):

@@ -3,9 +3,9 @@
 Definitions (``s ≥ t`` is anomalous; counts over pixels or images):
 TPR = TP/(TP+FN), FPR = FP/(FP+TN), precision = TP/(TP+FP), F1 = 2TP/(2TP+FP+FN), IoU = TP/(TP+FP+FN).
 
-The threshold rules (ROC-T, IoU-T, PR-T, good-FPR1) and their objectives are declared in
-:mod:`iadbench.metrics.registry`; :func:`fit_threshold` applies one on validation counts. Undefined values (a rate
-whose denominator is 0, AUROC without both classes) are NaN, never 0.
+The threshold rules (ROC-T, IoU-T, PR-T, good-FPR1), their objectives and :func:`~iadbench.metrics.rules.fit_threshold`
+are in :mod:`iadbench.metrics.rules`. Undefined values (a rate whose denominator is 0, AUROC without both classes)
+are NaN, never 0.
 
 References: AUROC and AP as scikit-learn's ``roc_auc_score`` and ``average_precision_score`` (AP is the step
 sum ``Σ (R_k − R_{k−1}) P_k`` with no interpolation); PG_n = TNR at FNR ≤ n %, PB_n = TPR at FPR ≤ n %
@@ -13,8 +13,6 @@ sum ``Σ (R_k − R_{k−1}) P_k`` with no interpolation); PG_n = TNR at FNR ≤
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -92,55 +90,3 @@ def tpr_at_fpr(c: Counts, fpr: float) -> float:
 def fpr_at_tpr(c: Counts, tpr: float) -> float:
     """FPR at the first threshold reaching TPR ≥ ``tpr`` (FPR@95TPR = ``fpr_at_tpr(c, 0.95)`` = 1 − PG5)."""
     return 1.0 - tnr_at_fnr(c, 1.0 - tpr)
-
-
-@dataclass(frozen=True)
-class FittedThreshold:
-    """A threshold chosen by a rule, with the counts and rates behind it (written to the thresholds file)."""
-
-    rule: str
-    threshold: float
-    objective: float
-    tp: float
-    fp: float
-    fn: float
-    tn: float
-    tpr: float
-    fpr: float
-    precision: float
-    f1: float
-    iou: float
-
-    def to_dict(self) -> dict:
-        """Flat, JSON-ready."""
-        return asdict(self)
-
-
-def fit_threshold(c: Counts, rule: str) -> FittedThreshold:
-    """Fit ``rule`` (a validation rule of :data:`iadbench.metrics.registry.RULE_TABLE`) on validation counts ``c``.
-
-    Rules that need anomalous samples refuse counts without them (a ``ValueError`` names the good-only rule).
-    """
-    from iadbench.metrics.registry import RULE_TABLE, fitted_rules, good_only_rule
-
-    if not len(c.thresholds):
-        raise ValueError("no validation samples to fit a threshold on")
-    if rule not in fitted_rules():
-        raise ValueError(f"unknown threshold rule {rule!r}; valid: {list(fitted_rules())}")
-    spec = RULE_TABLE[rule]
-    if spec.needs_anomalous and c.n_pos == 0:
-        raise ValueError(f"rule {rule!r} needs anomalous validation samples; use {good_only_rule()!r}")
-    if not spec.needs_anomalous and c.n_neg == 0:
-        raise ValueError(f"{rule} needs good validation samples")
-    k, objective = spec.select(rates(c))
-    if k < 0:
-        threshold = float(np.nextafter(c.thresholds[0], np.inf))
-        tp = fp = 0.0
-    else:
-        threshold, tp, fp = float(c.thresholds[k]), float(c.tp[k]), float(c.fp[k])
-    fn, tn = c.n_pos - tp, c.n_neg - fp
-    return FittedThreshold(
-        rule, threshold, objective, tp, fp, fn, tn,
-        float(_div(tp, c.n_pos)), float(_div(fp, c.n_neg)), float(_div(tp, tp + fp)),
-        float(_div(2 * tp, 2 * tp + fp + fn)), float(_div(tp, tp + fp + fn)),
-    )  # fmt: skip

@@ -63,7 +63,7 @@ def versions() -> dict[str, str]:
     }
 
 
-def _rows(product: str, splits: tuple[str, ...], every_product: bool = False) -> pd.DataFrame:
+def split_rows(product: str, splits: tuple[str, ...], every_product: bool = False) -> pd.DataFrame:
     """The product's rows of the given splits; ``every_product``: those of every product (the unified regime)."""
     from iadbench.data.manifest import read_table
 
@@ -106,7 +106,8 @@ def _ignore_known_noise() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def _quiet() -> None:
+def quiet_libraries() -> None:
+    """Lightning and anomalib at WARNING, their known noise filtered (train, predict and SegAD's detector pass)."""
     import lightning.pytorch  # noqa: F401 - imported first: Lightning sets its loggers to INFO on import
 
     _ignore_known_noise()
@@ -199,11 +200,11 @@ def train_cell(
     from iadbench.models.dataset import loader
     from iadbench.params import TrainParams
 
-    _quiet()
+    quiet_libraries()
     get_entry(model)  # an unknown name is the first thing to report
     train = TrainParams.from_params(params)
     cfg = model_config(params, model, corrections)
-    rows = _rows(product, ("train",), every_product=train.unified)
+    rows = split_rows(product, ("train",), every_product=train.unified)
     progress = sys.stderr.isatty() if progress is None else progress
     seed_everything(train.seed, workers=True)
     module, weights, entry, requested = build_model(cfg)
@@ -224,7 +225,7 @@ def train_cell(
     if train.validation == "early_stopping":
         from iadbench.models.validation import ValidationEarlyStopping
 
-        held_out = _rows(product, ("validation",))
+        held_out = split_rows(product, ("validation",))
         stopping = ValidationEarlyStopping(
             loader(held_out, cfg.image_size, train.batch_size, False, train.seed, train.num_workers),
             (held_out["label"] == "anomalous").to_numpy(),
@@ -361,7 +362,7 @@ def infer(
     from iadbench.models.dataset import loader
     from iadbench.params import TrainParams
 
-    _quiet()
+    quiet_libraries()
     get_entry(model)
     train = TrainParams.from_params(params)
     cfg = model_config(params, model, corrections)
@@ -413,7 +414,7 @@ def predict_cell(
     get_entry(model)
     cfg = model_config(params, model, corrections)
     drift = test_drift.DriftParams.from_params(params)
-    rows = _rows(product, ("validation", "test"))
+    rows = split_rows(product, ("validation", "test"))
     plans = {  # test images only: thresholds are fitted on the clean validation split, as in production
         i: test_drift.plan(drift, i, cfg.image_size) for i in rows.loc[rows["split"] == "test", "image_id"]
     }

@@ -52,13 +52,13 @@ def detectors_of(setup: str, segad: SegadParams) -> list[str]:
 
 def features_cell(params: dict[str, Any], detector: str, product: str, progress: bool | None = None) -> dict:
     """Write ``data/segad/<detector>/<product>.npz`` (see the module docstring); return its summary."""
-    from iadbench.models.run import _rows, infer, model_config
+    from iadbench.models.run import infer, model_config, split_rows
 
     segad = SegadParams.from_params(params)
     if detector not in segad.detectors:
         raise IadbenchError(f"segad.detectors {list(segad.detectors)} does not name {detector!r}")
     size = model_config(params, detector).image_size
-    rows = _rows(product, ("brf", "validation", "test"))  # the split file's reader shared with train/predict
+    rows = split_rows(product, ("brf", "validation", "test"))  # the split file's reader shared with train/predict
     part = rows[rows["split"] == "brf"]
     if len(part) < 2:
         raise IadbenchError(

@@ -1,4 +1,5 @@
-"""An alignment probe with a known answer: small bright squares at known positions on a plain textured plate.
+"""A test fixture: an alignment probe with a known answer, small bright squares at known positions on a plain
+textured plate.
 
 A model fitted on the plates alone must score each square as the anomaly; where its map peaks, compared with the
 square's centre, is the map's misalignment. Squares have an odd side, so their centre is a pixel; positions avoid
