@@ -141,3 +141,22 @@ def test_options_the_builders_used_to_ignore_reach_the_model(tmp_path):
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), weights)
     module, *_ = build_model(_cfg("cfa", options={"weights": str(weights), "gamma_c": 3}))
     assert module.model.gamma_c == 3
+
+
+def test_a_model_is_registered_where_its_builder_is_defined(monkeypatch):
+    """``@register_model`` declares the entry on the builder (timm's pattern); a name twice is refused."""
+    import pytest
+
+    from iadbench.models import registry
+
+    monkeypatch.setattr(registry, "MODELS", dict(registry.MODELS))
+
+    @registry.register_model("toy", "test double", options={"k": 3}, pixel_maps=False)
+    def _toy(cfg, backbone, pretrained):
+        return None
+
+    entry = registry.MODELS["toy"]
+    assert (entry.build, entry.options, entry.pixel_maps, entry.family) == (_toy, {"k": 3}, False, "test double")
+    assert registry.effective_options("toy", None) == {"k": 3}
+    with pytest.raises(ValueError, match="'padim' is registered twice"):
+        registry.register_model("padim", "again")(_toy)

@@ -5,7 +5,8 @@ Every model is constructed with ``post_processor=False`` (raw anomaly maps and s
 iadbench on the validation split, never by anomalib's normalisation), ``evaluator=False`` and
 ``visualizer=False``, and with the model's own pre-processor at ``data.image_size`` (resize, no crop).
 
-To add a method: write a builder and add one :class:`ModelEntry` to :data:`MODELS`.
+To add a method: write its builder and decorate it with :func:`register_model` (name, family, options and
+defaults, what it outputs); :data:`MODELS` is filled by the decorators, in this file's order.
 """
 
 from __future__ import annotations
@@ -97,158 +98,21 @@ def _layer(cfg: ModelConfig) -> str:
     return str(cfg.layers[-1] if layer is None else layer)
 
 
-# ------------------------------------------------------------------------------------------------ builders
-def _ae(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from iadbench.models.ae import SsimAutoencoder
-
-    return SsimAutoencoder(
-        latent_dim=cfg.option("latent_dim"), base_channels=cfg.option("base_channels"), lr=cfg.option("lr"),
-        **_raw(SsimAutoencoder, cfg),
-    )  # fmt: skip
+MODELS: dict[str, ModelEntry] = {}  # filled by @register_model below, in registration order
 
 
-def _padim(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Padim
+def register_model(name: str, family: str, **entry: Any) -> Callable[[Builder], Builder]:
+    """Register the decorated builder as the method ``name`` (timm's ``@register_model``): its family, every option
+    it reads with its default (``options``) and the rest of :class:`ModelEntry`, declared where it is built.
+    """
 
-    return Padim(
-        backbone=backbone,
-        layers=_layers(cfg),
-        pre_trained=pretrained,
-        n_features=cfg.option("n_features"),
-        **_raw(Padim, cfg),
-    )
+    def register(build: Builder) -> Builder:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        MODELS[name] = ModelEntry(name, family, build, **entry)
+        return build
 
-
-def _patchcore(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Patchcore
-
-    return Patchcore(
-        backbone=backbone, layers=_layers(cfg), pre_trained=pretrained,
-        coreset_sampling_ratio=cfg.option("coreset_sampling_ratio"), num_neighbors=cfg.option("num_neighbors"),
-        **_raw(Patchcore, cfg, center_crop_size=None),
-    )  # fmt: skip
-
-
-def _stfpm(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Stfpm
-
-    return Stfpm(backbone=backbone, layers=_layers(cfg), **_raw(Stfpm, cfg))
-
-
-def _cflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Cflow
-
-    module = Cflow(
-        backbone=backbone, layers=_layers(cfg), pre_trained=pretrained,
-        fiber_batch_size=cfg.option("fiber_batch_size"), coupling_blocks=cfg.option("coupling_blocks"),
-        condition_vector=cfg.option("condition_vector"), lr=cfg.option("lr"),
-        **_raw(Cflow, cfg),
-    )  # fmt: skip
-    if cfg.corrections:
-        cflow.install(module)  # maps normalised by training maxima, not by the batch's (iadbench.models.cflow)
-    return module
-
-
-def _rd(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import ReverseDistillation
-
-    return ReverseDistillation(
-        backbone=backbone, layers=_layers(cfg), pre_trained=pretrained, **_raw(ReverseDistillation, cfg)
-    )
-
-
-def _fastflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Fastflow
-
-    return Fastflow(
-        backbone=backbone, pre_trained=pretrained, flow_steps=cfg.option("flow_steps"), **_raw(Fastflow, cfg)
-    )
-
-
-def _dfm(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Dfm
-
-    return Dfm(
-        backbone=backbone, layer=_layer(cfg), pre_trained=pretrained,
-        pooling_kernel_size=cfg.option("pooling_kernel_size"), pca_level=cfg.option("pca_level"), score_type="fre",
-        **_raw(Dfm, cfg),
-    )  # fmt: skip
-
-
-def _dfkde(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Dfkde
-
-    return Dfkde(
-        backbone=backbone, layers=[_layer(cfg)], pre_trained=pretrained,
-        n_pca_components=cfg.option("n_pca_components"), **_raw(Dfkde, cfg),
-    )  # fmt: skip
-
-
-def _fre(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    import timm
-    from anomalib.models import Fre
-
-    layer = _layer(cfg)
-    pool = cfg.option("pooling_kernel_size")
-    probe = timm.create_model(backbone, pretrained=False, features_only=True)
-    info = {i["module"]: i for i in probe.feature_info.info}[layer]
-    side = cfg.image_size // info["reduction"] // pool
-    return Fre(
-        backbone=backbone, layer=layer, pre_trained=pretrained, pooling_kernel_size=pool,
-        input_dim=info["num_chs"] * side * side, latent_dim=cfg.option("latent_dim"), **_raw(Fre, cfg),
-    )  # fmt: skip
-
-
-def _ganomaly(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Ganomaly
-
-    return Ganomaly(batch_size=cfg.option("batch_size"), n_features=cfg.option("n_features"), **_raw(Ganomaly, cfg))
-
-
-def _cfa(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Cfa
-
-    return Cfa(backbone=backbone, gamma_c=cfg.option("gamma_c"), **_raw(Cfa, cfg))
-
-
-def _csflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Csflow
-
-    return Csflow(n_coupling_blocks=cfg.option("n_coupling_blocks"), **_raw(Csflow, cfg))
-
-
-def _uflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Uflow
-
-    return Uflow(backbone="mcait", **_raw(Uflow, cfg))
-
-
-def _draem(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Draem
-
-    return Draem(dtd_dir=cfg.option("anomaly_source_dir"), **_raw(Draem, cfg))
-
-
-def _dsr(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Dsr
-
-    return Dsr(latent_anomaly_strength=cfg.option("latent_anomaly_strength"), **_raw(Dsr, cfg))
-
-
-def _efficient_ad(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import EfficientAd
-
-    return EfficientAd(
-        imagenet_dir=cfg.option("imagenet_dir"),
-        model_size=cfg.option("model_size"),
-        **_raw(EfficientAd, cfg),
-    )
-
-
-def _supersimplenet(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
-    from anomalib.models import Supersimplenet
-
-    return Supersimplenet(backbone=backbone, layers=_layers(cfg), **_raw(Supersimplenet, cfg))
+    return register
 
 
 def _pretrained_dir() -> Any:
@@ -280,170 +144,304 @@ def _efficient_ad_needs(cfg: ModelConfig) -> str | None:
     return "efficient_ad needs downloads that are not here: " + "; ".join(missing) if missing else None
 
 
-MODELS: dict[str, ModelEntry] = {
-    e.name: e
-    for e in [
-        ModelEntry(
-            "ae",
-            "reconstruction (AE, SSIM loss)",
-            _ae,
-            options={"latent_dim": 100, "base_channels": 32, "lr": 0.0002},
-            default_backbone="",
-            uses_layers=False,
-            size_multiple=32,
-            note="Bergmann et al. SSIM autoencoder; written for iadbench (anomalib has none)",
-        ),
-        ModelEntry(
-            "stfpm",
-            "knowledge distillation (KD)",
-            _stfpm,
-            options={"layers": None},
-            note="stands in for the multiresolution KD (MKD) of [Rethinking]: same teacher-student feature "
-            "regression on a pyramid of layers; anomalib 2.7 has no MKD",
-        ),
-        ModelEntry("padim", "memory bank / Gaussian", _padim, options={"layers": None, "n_features": 100}),
-        ModelEntry(
-            "cflow",
-            "normalizing flow",
-            _cflow,
-            options={
-                "layers": ["blocks.2", "blocks.4"],
-                "coupling_blocks": 4,
-                "fiber_batch_size": 64,
-                "condition_vector": 128,
-                "lr": 0.0001,
-            },
-            calibrate=cflow.calibrate,
-            note="coupling_blocks 4 (anomalib's default is 8) halves its CPU time; maps normalised with training "
-            "statistics, not the batch maximum (see docs/fidelity.md)",
-        ),
-        ModelEntry(
-            "patchcore",
-            "memory bank / nearest neighbour",
-            _patchcore,
-            options={"layers": ["blocks.2", "blocks.4"], "coreset_sampling_ratio": 0.1, "num_neighbors": 9},
-            image_score="model",
-        ),
-        ModelEntry(
-            "reverse_distillation",
-            "knowledge distillation",
-            _rd,
-            options={"backbone": "resnet18", "weights": "hub", "layers": ["layer1", "layer2", "layer3"]},
-            note="its decoder exists only for ResNet/Wide-ResNet backbones",
-        ),
-        ModelEntry(
-            "fastflow",
-            "normalizing flow",
-            _fastflow,
-            options={"backbone": "resnet18", "weights": "hub", "flow_steps": 8},
-            uses_layers=False,
-            note="supports resnet18, wide_resnet50_2, cait and deit backbones only",
-        ),
-        ModelEntry(
-            "dfm",
-            "feature modelling (PCA)",
-            _dfm,
-            options={"layer": None, "pooling_kernel_size": 4, "pca_level": 0.97},
-            uses_layers=False,
-            image_score="model",
-        ),
-        ModelEntry(
-            "dfkde",
-            "feature modelling (KDE)",
-            _dfkde,
-            options={"layer": None, "n_pca_components": 16},
-            pixel_maps=False,
-            uses_layers=False,
-            image_score="model",
-            min_train=lambda cfg: int(cfg.option("n_pca_components")),
-            note="its KDE silently stays unfitted with fewer train images than n_pca_components",
-        ),
-        ModelEntry(
-            "fre",
-            "feature reconstruction",
-            _fre,
-            options={"layer": None, "pooling_kernel_size": 2, "latent_dim": 220},
-            uses_layers=False,
-            image_score="model",
-        ),
-        ModelEntry(
-            "ganomaly",
-            "GAN reconstruction",
-            _ganomaly,
-            options={"batch_size": 16, "n_features": 64},
-            pixel_maps=False,
-            uses_layers=False,
-            image_score="model",
-            default_backbone="",
-        ),
-        ModelEntry(
-            "cfa",
-            "coupled hypersphere",
-            _cfa,
-            options={"backbone": "resnet18", "weights": "hub", "gamma_c": 1},
-            uses_layers=False,
-            note="supports vgg19_bn, resnet18, wide_resnet50_2 and efficientnet_b5 backbones only",
-        ),
-        ModelEntry(
-            "csflow",
-            "normalizing flow",
-            _csflow,
-            options={"weights": "hub", "n_coupling_blocks": 4},
-            default_backbone="tf_efficientnet_b5",
-            uses_layers=False,
-        ),
-        ModelEntry(
-            "uflow",
-            "normalizing flow (U-shaped)",
-            _uflow,
-            options={"weights": "hub"},
-            default_backbone="cait_m48_448",
-            uses_layers=False,
-            note="its 'mcait' extractor loads cait_m48_448 and cait_s24_224 and resizes to 448 px whatever the input",
-        ),
-        ModelEntry(
-            "draem",
-            "synthetic anomalies + reconstruction",
-            _draem,
-            options={"anomaly_source_dir": "data/raw/synthetic"},
-            default_backbone="",
-            uses_layers=False,
-            image_score="model",
-            note="model_options.draem.anomaly_source_dir: a folder of texture images (DTD)",
-        ),
-        ModelEntry(
-            "dsr",
-            "dual subspace re-projection",
-            _dsr,
-            options={"latent_anomaly_strength": 0.2},
-            default_backbone="",
-            uses_layers=False,
-            image_score="model",
-            precheck=_dsr_needs,
-        ),
-        ModelEntry(
-            "efficient_ad",
-            "student-teacher + AE",
-            _efficient_ad,
-            options={"imagenet_dir": "datasets/imagenette", "model_size": "small"},
-            default_backbone="",
-            uses_layers=False,
-            min_size=256,
-            precheck=_efficient_ad_needs,
-            image_score="model",
-        ),
-        ModelEntry(
-            "supersimplenet",
-            "synthetic anomalies + discriminator",
-            _supersimplenet,
-            options={"backbone": "wide_resnet50_2.tv_in1k", "weights": "hub", "layers": ["layer2", "layer3"]},
-            image_score="model",
-            min_size=72,
-            note="anomalib 2.x draws Perlin scales up to 32 on the feature grid padded to a power of two; a grid of "
-            "16 rows or fewer (data.image_size <= 64) gets an empty noise tensor and training fails at random",
-        ),
-    ]  # fmt: skip
-}
+# ------------------------------------------------------------------------------------------------ builders
+@register_model(
+    "ae",
+    "reconstruction (AE, SSIM loss)",
+    options={"latent_dim": 100, "base_channels": 32, "lr": 0.0002},
+    default_backbone="",
+    uses_layers=False,
+    size_multiple=32,
+    note="Bergmann et al. SSIM autoencoder; written for iadbench (anomalib has none)",
+)
+def _ae(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from iadbench.models.ae import SsimAutoencoder
+
+    return SsimAutoencoder(
+        latent_dim=cfg.option("latent_dim"), base_channels=cfg.option("base_channels"), lr=cfg.option("lr"),
+        **_raw(SsimAutoencoder, cfg),
+    )  # fmt: skip
+
+
+@register_model(
+    "stfpm",
+    "knowledge distillation (KD)",
+    options={"layers": None},
+    note="stands in for the multiresolution KD (MKD) of [Rethinking]: same teacher-student feature "
+    "regression on a pyramid of layers; anomalib 2.7 has no MKD",
+)
+def _stfpm(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Stfpm
+
+    return Stfpm(backbone=backbone, layers=_layers(cfg), **_raw(Stfpm, cfg))
+
+
+@register_model(
+    "padim",
+    "memory bank / Gaussian",
+    options={"layers": None, "n_features": 100},
+)
+def _padim(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Padim
+
+    return Padim(
+        backbone=backbone,
+        layers=_layers(cfg),
+        pre_trained=pretrained,
+        n_features=cfg.option("n_features"),
+        **_raw(Padim, cfg),
+    )
+
+
+@register_model(
+    "cflow",
+    "normalizing flow",
+    options={
+        "layers": ["blocks.2", "blocks.4"],
+        "coupling_blocks": 4,
+        "fiber_batch_size": 64,
+        "condition_vector": 128,
+        "lr": 0.0001,
+    },
+    calibrate=cflow.calibrate,
+    note="coupling_blocks 4 (anomalib's default is 8) halves its CPU time; maps normalised with training "
+    "statistics, not the batch maximum (see docs/fidelity.md)",
+)
+def _cflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Cflow
+
+    module = Cflow(
+        backbone=backbone, layers=_layers(cfg), pre_trained=pretrained,
+        fiber_batch_size=cfg.option("fiber_batch_size"), coupling_blocks=cfg.option("coupling_blocks"),
+        condition_vector=cfg.option("condition_vector"), lr=cfg.option("lr"),
+        **_raw(Cflow, cfg),
+    )  # fmt: skip
+    if cfg.corrections:
+        cflow.install(module)  # maps normalised by training maxima, not by the batch's (iadbench.models.cflow)
+    return module
+
+
+@register_model(
+    "patchcore",
+    "memory bank / nearest neighbour",
+    options={"layers": ["blocks.2", "blocks.4"], "coreset_sampling_ratio": 0.1, "num_neighbors": 9},
+    image_score="model",
+)
+def _patchcore(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Patchcore
+
+    return Patchcore(
+        backbone=backbone, layers=_layers(cfg), pre_trained=pretrained,
+        coreset_sampling_ratio=cfg.option("coreset_sampling_ratio"), num_neighbors=cfg.option("num_neighbors"),
+        **_raw(Patchcore, cfg, center_crop_size=None),
+    )  # fmt: skip
+
+
+@register_model(
+    "reverse_distillation",
+    "knowledge distillation",
+    options={"backbone": "resnet18", "weights": "hub", "layers": ["layer1", "layer2", "layer3"]},
+    note="its decoder exists only for ResNet/Wide-ResNet backbones",
+)
+def _rd(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import ReverseDistillation
+
+    return ReverseDistillation(
+        backbone=backbone, layers=_layers(cfg), pre_trained=pretrained, **_raw(ReverseDistillation, cfg)
+    )
+
+
+@register_model(
+    "fastflow",
+    "normalizing flow",
+    options={"backbone": "resnet18", "weights": "hub", "flow_steps": 8},
+    uses_layers=False,
+    note="supports resnet18, wide_resnet50_2, cait and deit backbones only",
+)
+def _fastflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Fastflow
+
+    return Fastflow(
+        backbone=backbone, pre_trained=pretrained, flow_steps=cfg.option("flow_steps"), **_raw(Fastflow, cfg)
+    )
+
+
+@register_model(
+    "dfm",
+    "feature modelling (PCA)",
+    options={"layer": None, "pooling_kernel_size": 4, "pca_level": 0.97},
+    uses_layers=False,
+    image_score="model",
+)
+def _dfm(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Dfm
+
+    return Dfm(
+        backbone=backbone, layer=_layer(cfg), pre_trained=pretrained,
+        pooling_kernel_size=cfg.option("pooling_kernel_size"), pca_level=cfg.option("pca_level"), score_type="fre",
+        **_raw(Dfm, cfg),
+    )  # fmt: skip
+
+
+@register_model(
+    "dfkde",
+    "feature modelling (KDE)",
+    options={"layer": None, "n_pca_components": 16},
+    pixel_maps=False,
+    uses_layers=False,
+    image_score="model",
+    min_train=lambda cfg: int(cfg.option("n_pca_components")),
+    note="its KDE silently stays unfitted with fewer train images than n_pca_components",
+)
+def _dfkde(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Dfkde
+
+    return Dfkde(
+        backbone=backbone, layers=[_layer(cfg)], pre_trained=pretrained,
+        n_pca_components=cfg.option("n_pca_components"), **_raw(Dfkde, cfg),
+    )  # fmt: skip
+
+
+@register_model(
+    "fre",
+    "feature reconstruction",
+    options={"layer": None, "pooling_kernel_size": 2, "latent_dim": 220},
+    uses_layers=False,
+    image_score="model",
+)
+def _fre(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    import timm
+    from anomalib.models import Fre
+
+    layer = _layer(cfg)
+    pool = cfg.option("pooling_kernel_size")
+    probe = timm.create_model(backbone, pretrained=False, features_only=True)
+    info = {i["module"]: i for i in probe.feature_info.info}[layer]
+    side = cfg.image_size // info["reduction"] // pool
+    return Fre(
+        backbone=backbone, layer=layer, pre_trained=pretrained, pooling_kernel_size=pool,
+        input_dim=info["num_chs"] * side * side, latent_dim=cfg.option("latent_dim"), **_raw(Fre, cfg),
+    )  # fmt: skip
+
+
+@register_model(
+    "ganomaly",
+    "GAN reconstruction",
+    options={"batch_size": 16, "n_features": 64},
+    pixel_maps=False,
+    uses_layers=False,
+    image_score="model",
+    default_backbone="",
+)
+def _ganomaly(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Ganomaly
+
+    return Ganomaly(batch_size=cfg.option("batch_size"), n_features=cfg.option("n_features"), **_raw(Ganomaly, cfg))
+
+
+@register_model(
+    "cfa",
+    "coupled hypersphere",
+    options={"backbone": "resnet18", "weights": "hub", "gamma_c": 1},
+    uses_layers=False,
+    note="supports vgg19_bn, resnet18, wide_resnet50_2 and efficientnet_b5 backbones only",
+)
+def _cfa(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Cfa
+
+    return Cfa(backbone=backbone, gamma_c=cfg.option("gamma_c"), **_raw(Cfa, cfg))
+
+
+@register_model(
+    "csflow",
+    "normalizing flow",
+    options={"weights": "hub", "n_coupling_blocks": 4},
+    default_backbone="tf_efficientnet_b5",
+    uses_layers=False,
+)
+def _csflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Csflow
+
+    return Csflow(n_coupling_blocks=cfg.option("n_coupling_blocks"), **_raw(Csflow, cfg))
+
+
+@register_model(
+    "uflow",
+    "normalizing flow (U-shaped)",
+    options={"weights": "hub"},
+    default_backbone="cait_m48_448",
+    uses_layers=False,
+    note="its 'mcait' extractor loads cait_m48_448 and cait_s24_224 and resizes to 448 px whatever the input",
+)
+def _uflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Uflow
+
+    return Uflow(backbone="mcait", **_raw(Uflow, cfg))
+
+
+@register_model(
+    "draem",
+    "synthetic anomalies + reconstruction",
+    options={"anomaly_source_dir": "data/raw/synthetic"},
+    default_backbone="",
+    uses_layers=False,
+    image_score="model",
+    note="model_options.draem.anomaly_source_dir: a folder of texture images (DTD)",
+)
+def _draem(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Draem
+
+    return Draem(dtd_dir=cfg.option("anomaly_source_dir"), **_raw(Draem, cfg))
+
+
+@register_model(
+    "dsr",
+    "dual subspace re-projection",
+    options={"latent_anomaly_strength": 0.2},
+    default_backbone="",
+    uses_layers=False,
+    image_score="model",
+    precheck=_dsr_needs,
+)
+def _dsr(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Dsr
+
+    return Dsr(latent_anomaly_strength=cfg.option("latent_anomaly_strength"), **_raw(Dsr, cfg))
+
+
+@register_model(
+    "efficient_ad",
+    "student-teacher + AE",
+    options={"imagenet_dir": "datasets/imagenette", "model_size": "small"},
+    default_backbone="",
+    uses_layers=False,
+    min_size=256,
+    precheck=_efficient_ad_needs,
+    image_score="model",
+)
+def _efficient_ad(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import EfficientAd
+
+    return EfficientAd(
+        imagenet_dir=cfg.option("imagenet_dir"),
+        model_size=cfg.option("model_size"),
+        **_raw(EfficientAd, cfg),
+    )
+
+
+@register_model(
+    "supersimplenet",
+    "synthetic anomalies + discriminator",
+    options={"backbone": "wide_resnet50_2.tv_in1k", "weights": "hub", "layers": ["layer2", "layer3"]},
+    image_score="model",
+    min_size=72,
+    note="anomalib 2.x draws Perlin scales up to 32 on the feature grid padded to a power of two; a grid of "
+    "16 rows or fewer (data.image_size <= 64) gets an empty noise tensor and training fails at random",
+)
+def _supersimplenet(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
+    from anomalib.models import Supersimplenet
+
+    return Supersimplenet(backbone=backbone, layers=_layers(cfg), **_raw(Supersimplenet, cfg))
 
 
 def _segad_setup(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
