@@ -4,6 +4,7 @@ module, and the library core does not reach up into the pipeline shell."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from iadbench import depsclosure as dc
@@ -92,3 +93,28 @@ def test_the_library_does_not_import_the_shell():
     found = {m: sorted(i for i in deps if i.startswith(("iadbench.stages", "iadbench.cli")))
              for m, deps in _graph().items() if not m.startswith(shell)}  # fmt: skip
     assert not {m: d for m, d in found.items() if d}
+
+
+REPO = SRC.parents[1]
+CITED = re.compile(
+    r"(?<![\w/.-])((?:src/iadbench|tests|benchmarks|tools|docs|gx)/[\w/.-]+?\.(?:py|md|json|yaml|html))\b"
+)
+
+
+def cited_paths(text: str) -> set[str]:
+    """Repository files a text names (``src/iadbench/...``, ``tests/...``, ``docs/...``; not generated outputs)."""
+    return {m.group(1) for m in CITED.finditer(text)}
+
+
+def test_the_citation_finder_finds_paths():
+    assert cited_paths("see ``tests/models/probe.py`` and docs/metrics.md, not data/split.csv") == {
+        "tests/models/probe.py", "docs/metrics.md"}  # fmt: skip
+
+
+def test_docstrings_and_docs_cite_files_that_exist():
+    """A docstring or a page that names a file of this repository names one that is there (renames leave none)."""
+    texts = [*SRC.rglob("*.py"), *(REPO / "tests").rglob("*.py"), *BENCHMARKS.glob("*.py"),
+             *(REPO / "docs").glob("*.md"), REPO / "README.md", REPO / "dvc.yaml"]  # fmt: skip
+    missing = sorted({f"{path} (in {text.relative_to(REPO)})" for text in texts
+                      for path in cited_paths(text.read_text()) if not (REPO / path).exists()})  # fmt: skip
+    assert not missing, missing

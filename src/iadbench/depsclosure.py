@@ -147,7 +147,7 @@ def exemptions(dvc_yaml: Path) -> dict[str, str]:
 
 
 def relative_file(module: str) -> str:
-    """``src/iadbench/x/y.py`` for ``iadbench.x.y``."""
+    """The file of a module relative to the repository (``iadbench.<x>.<y>`` is ``src/iadbench/<x>/<y>.py``)."""
     return module_file(module).relative_to(SRC.parent).as_posix()
 
 

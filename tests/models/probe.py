@@ -3,7 +3,7 @@ textured plate.
 
 A model fitted on the plates alone must score each square as the anomaly; where its map peaks, compared with the
 square's centre, is the map's misalignment. Squares have an odd side, so their centre is a pixel; positions avoid
-multiples of any stride, so a grid placed half a cell off cannot hide. Used by ``tests/models/test_alignment.py``
+multiples of any stride, so a grid placed half a cell off cannot hide. Used by ``tests/models/test_fidelity.py``
 (every registered model that runs offline) and ``benchmarks/alignment.py`` (the figures in docs/fidelity.md).
 """
 
