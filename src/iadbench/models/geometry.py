@@ -16,13 +16,14 @@ A convolutional feature map is a grid of cells; cell ``j`` of one axis is centre
 
 Library code upsamples feature grids with those assumptions, which moves every anomaly map against its image (the
 probe of ``tests/models/probe.py``, run by ``tests/models/test_fidelity.py``, measured +6 px for PaDiM, +3 px for
-STFPM and +8 px for PatchCore at 128 px before this module existed). :class:`GridPlacement` fixes it for every
-model at once, without editing any model: while a model runs (fit and predict), a :class:`torch.overrides.TorchFunctionMode` follows the grid of every
-spatial size from the image through each ``conv2d``, ``pad``, ``max_pool2d`` and ``avg_pool2d`` (the arithmetic
-above), and replaces each ``F.interpolate`` between two known grids by :func:`place`, a separable linear
-interpolation evaluated at the true cell centres (edge cells extended, no wrap). An interpolation to a size whose
-grid is unknown (a whole-image resize) runs unchanged and defines that size's grid; a size reached by two different
-grids is marked ambiguous and interpolations from it run unchanged (recorded in :attr:`GridPlacement.fallbacks`).
+STFPM and +8 px for PatchCore at 128 px before this module existed). :class:`GridPlacement` fixes it for every model
+at once, without editing any model: while a model runs (fit and predict), a
+:class:`torch.overrides.TorchFunctionMode` follows the grid of every spatial size from the image through each
+``conv2d``, ``pad``, ``max_pool2d`` and ``avg_pool2d`` (the arithmetic above), and replaces each ``F.interpolate``
+between two known grids by :func:`place`, a separable linear interpolation evaluated at the true cell centres (edge
+cells extended, no wrap). An interpolation to a size whose grid is unknown (a whole-image resize) runs unchanged and
+defines that size's grid; a size reached by two different grids is marked ambiguous and interpolations from it run
+unchanged (recorded in :attr:`GridPlacement.fallbacks`).
 
 Grids are keyed by spatial size: within one model every size that two layers share has the same geometry in every
 architecture this benchmark registers (conflicts are detected, not assumed away).
