@@ -15,7 +15,8 @@ from iadbench.data.split import ASSIGNMENT_COLUMNS
 from iadbench.errors import InputError
 from iadbench.evaluation import evaluate, tables, thresholds
 from iadbench.evaluation.cells import load_mask
-from iadbench.evaluation.report import write_figures, write_report
+from iadbench.evaluation.panels import write_figures
+from iadbench.evaluation.report import write_report
 from tests.conftest import TINY
 
 PRODUCTS = ["nut", "weave", "tiles"]

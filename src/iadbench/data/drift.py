@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from iadbench.data.images import resized_rgb
 from iadbench.params import DRIFT_CATEGORIES, DRIFT_CATEGORY_OF, DriftParams
 from iadbench.seeding import stream
 
@@ -182,15 +181,6 @@ def apply_mask(mask: np.ndarray, steps: list[dict[str, Any]]) -> np.ndarray:
     for step in geometric:
         out = _geometry(out, step, nearest=True)
     return out[0].numpy() > 0
-
-
-def model_input(path: str, size: int, steps: list[dict[str, Any]] | None = None) -> torch.Tensor:
-    """The image a model sees: :func:`iadbench.data.images.resized_rgb` in [0, 1], then the plan."""
-    import torch
-    from torchvision.transforms.v2.functional import to_dtype, to_image
-
-    image = to_dtype(to_image(resized_rgb(path, size)), torch.float32, scale=True)
-    return apply_image(image, steps) if steps else image
 
 
 def encode(steps: list[dict[str, Any]]) -> str:

@@ -1,4 +1,5 @@
-"""The one place image files are opened: camera orientation applied, 16-bit scaled by its depth, bombs refused.
+"""The one place image files are opened and made into a model's input: camera orientation applied, 16-bit scaled by
+its depth, bombs refused; then RGB, resized, in [0, 1] (:func:`model_input`).
 
 - **EXIF orientation** (phone and camera JPEGs store the pixels sideways plus a tag): applied with
   :func:`PIL.ImageOps.exif_transpose`, so the image is the one an annotator saw in a browser (which honours the tag)
@@ -13,9 +14,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    import torch
 
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # "I": 32-bit ints, as PIL opens some 16-bit PNGs
 
@@ -42,3 +47,13 @@ def resized_rgb(path: str | Path, size: int) -> np.ndarray:
     """The image file as RGB (grey repeated), bilinear-resized to ``size`` × ``size`` (no crop): H × W × 3 uint8."""
     image = open_image(path)
     return np.array(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))  # writable: torch takes it
+
+
+def model_input(path: str | Path, size: int) -> torch.Tensor:
+    """The image a model sees: :func:`resized_rgb` as a float 3 × ``size`` × ``size`` tensor in [0, 1] (a test-time
+    drift plan is applied to it by :func:`iadbench.data.drift.apply_image`).
+    """
+    import torch
+    from torchvision.transforms.v2.functional import to_dtype, to_image
+
+    return to_dtype(to_image(resized_rgb(path, size)), torch.float32, scale=True)

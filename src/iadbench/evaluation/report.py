@@ -13,19 +13,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from iadbench.data.drift import DriftParams
 from iadbench.errors import InputError
-from iadbench.evaluation.cells import load_cell, load_mask, thresholds_path
-from iadbench.evaluation.evaluate import evaluate_path
-from iadbench.evaluation.figures import category_bars, drift_examples, overlays
-from iadbench.evaluation.records import EvaluateRecord, ThresholdsRecord
-from iadbench.evaluation.tables import pooled, with_categories
+from iadbench.evaluation.cells import thresholds_path
+from iadbench.evaluation.figures import category_bars
+from iadbench.evaluation.panels import drift_title, overlay_title
+from iadbench.evaluation.tables import pooled
 from iadbench.formatting import fmt
 from iadbench.metrics.registry import METRIC_TABLE, level_metrics
-from iadbench.metrics.rules import RULE_TABLE, headline_method, headline_rules, rule_label
+from iadbench.metrics.rules import RULE_TABLE, headline_method, rule_label
 from iadbench.params import DataParams, EvaluateParams, evaluated_models
 from iadbench.paths import (
     CATEGORIES,
@@ -35,7 +33,6 @@ from iadbench.paths import (
     GATE_DOCS,
     GATES_DIR,
     METRICS,
-    OVERLAYS_DIR,
     PRODUCT_TABLE,
     REPORT_HTML,
     REPORT_MD,
@@ -210,119 +207,6 @@ def segad_section(params: dict[str, Any], metrics: dict[str, Any]) -> tuple[str,
     return title, header, body
 
 
-def _shown_image(cell: Any, i: int) -> np.ndarray:
-    """The image the model saw (resized, drifted by its stored plan if any) as H × W × 3 uint8. Without a plan it is
-    :func:`iadbench.data.images.resized_rgb`, what the model's input is made from (no torch to import).
-    """
-    from iadbench.data.drift import decode
-    from iadbench.data.images import resized_rgb
-
-    plan = decode(cell.plans[i]) if cell.plans is not None else []
-    path, size = cell.rows["image_path"].iloc[i], cell.maps.shape[-1]
-    if not plan:
-        return resized_rgb(path, size)
-    from iadbench.data.drift import model_input
-
-    image = model_input(path, size, plan)
-    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
-def drift_panels(products: list[str], models: list[str], split: pd.DataFrame, per_product: int = 2) -> list:
-    """Drifted test examples (anomalous first) of each product, from the plans stored beside the first model's maps."""
-    from iadbench.data.drift import decode, describe, model_input
-
-    examples = []
-    for product in products:
-        cell = load_cell(models[0], product, split, "test")
-        if cell.plans is None or cell.maps is None:
-            continue
-        order = np.argsort(~cell.labels, kind="stable")[:per_product]
-        for i in order:
-            steps = decode(cell.plans[i])
-            path = cell.rows["image_path"].iloc[i]
-            size = cell.maps.shape[-1]
-            examples.append({
-                "image_id": cell.rows["image_id"].iloc[i],
-                "clean": model_input(path, size).permute(1, 2, 0).numpy(),
-                "drifted": model_input(path, size, steps).permute(1, 2, 0).numpy(),
-                "mask": load_mask(cell.rows["mask_path"].iloc[i], size),
-                "drifted_mask": cell.masks[i],
-                "label": describe(steps),
-            })  # fmt: skip
-    return examples
-
-
-def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method: str) -> list[dict[str, Any]]:
-    """Best and worst test image (per-image IoU at ``method``) of every defect category, across products."""
-    frames = []
-    for product in products:
-        csv = evaluate_path(model, product).with_suffix(".csv")
-        frames.append(pd.read_csv(csv))
-    table = with_categories(pd.concat(frames, ignore_index=True))
-    col = f"iou_{method}"
-    if col not in table:
-        return []
-    table = table[np.isfinite(table[col].astype(float))]
-    picks: list[tuple[str, str, pd.Series]] = []
-    for category in DEFECT_CATEGORIES:
-        rows = table[table["defect_categories"].fillna("").map(split_categories).map(lambda cs, c=category: c in cs)]
-        if rows.empty:
-            continue
-        ordered = rows.sort_values([col, "image_id"], ascending=[False, True])
-        picks.append((category, "best", ordered.iloc[0]))
-        if len(ordered) > 1:
-            picks.append((category, "worst", ordered.iloc[-1]))
-    panels, cells, positions = [], {}, {}
-    for category, which, row in picks:
-        product = row["product"]
-        if product not in cells:
-            cells[product] = load_cell(model, product, split, "test")
-            positions.update({k: i for i, k in enumerate(cells[product].rows["image_id"])})
-        cell = cells[product]
-        i = positions[row["image_id"]]
-        tp, fp, fn = (float(row[f"pix_{method}_{k}"]) for k in ("tp", "fp", "fn"))
-        negatives = float(row["pixels"]) - (tp + fn)
-        fitted = ThresholdsRecord.read(thresholds_path(model, product))
-        used = EvaluateRecord.read(evaluate_path(model, product)).rule_used["pixel"][method]
-        panels.append({
-            "image": _shown_image(cell, i), "mask": cell.masks[i], "map": cell.maps[i],
-            "threshold": fitted.level("pixel")[used]["threshold"],
-            "label": f"{category} · {which} · {row['image_id']}",
-            "iou": float(row[col]), "f1": 2 * tp / max(2 * tp + fp + fn, 1), "fpr": fp / max(negatives, 1),
-        })  # fmt: skip
-    return panels
-
-
-def _overlay_title(model: str, rule: str) -> str:
-    return f"{model}: best and worst test image per defect category ({rule_label(rule)})"
-
-
-def _drift_title(drift: DriftParams) -> str:
-    return f"Test-time drift ({', '.join(drift.transforms)}; seed {drift.seed}): examples, truth outlined"
-
-
-def write_figures(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
-    """The figures stage: what the maps and evaluations decide but ``threshold.method`` does not — the overlays at
-    every headline rule (``reports/overlays/<rule>/<model>.png``) and the drift examples — drawn once per evaluation,
-    so that a rule switch (metrics and report only) redraws none of them; the report picks the method's overlays.
-    """
-    data = DataParams.from_params(params)
-    models, products = evaluated_models(params), list(data.products)
-    for old in OVERLAYS_DIR.rglob("*.png") if OVERLAYS_DIR.is_dir() else []:
-        old.unlink()
-    written = []
-    for rule in headline_rules():
-        for model in models:
-            panels = overlay_panels(model, products, split, rule)
-            if panels:  # models with maps only
-                written.append(overlays(panels, _overlay_title(model, rule), overlay_path(rule, model)))
-    drift = DriftParams.from_params(params)
-    if drift.on and (examples := drift_panels(products, models, split)):
-        written.append(drift_examples(examples, _drift_title(drift), DRIFT_EXAMPLES))
-    OVERLAYS_DIR.mkdir(parents=True, exist_ok=True)  # an output even when no model writes maps
-    return written
-
-
 def gate_section() -> tuple[str, list[str], list[list[str]]]:
     """One row per validation gate (``reports/gates/<gate>.json``): expectations checked, failed, errors and
     warnings; its Great Expectations Data Docs are linked below the table.
@@ -365,10 +249,10 @@ def write_report(params: dict[str, Any]) -> list[Path]:
             figures.append((f"{model} / {product}: validation curves and fitted thresholds", curves))
     drift = DriftParams.from_params(params)
     if drift.on and DRIFT_EXAMPLES.is_file():
-        figures.append((_drift_title(drift), DRIFT_EXAMPLES))
+        figures.append((drift_title(drift), DRIFT_EXAMPLES))
     for model in models:  # drawn by the figures stage, one per headline rule
         if overlay_path(method, model).is_file():
-            figures.append((_overlay_title(model, method), overlay_path(method, model)))
+            figures.append((overlay_title(model, method), overlay_path(method, model)))
 
     t1 = table1(categories)
     detail = detail_table(categories, method)

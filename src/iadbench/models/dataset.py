@@ -9,7 +9,8 @@ import torch
 from anomalib.data import ImageBatch, ImageItem
 from torch.utils.data import DataLoader, Dataset
 
-from iadbench.data.drift import model_input
+from iadbench.data.drift import apply_image
+from iadbench.data.images import model_input
 
 
 class SplitDataset(Dataset):
@@ -37,7 +38,9 @@ class SplitDataset(Dataset):
 
     def __getitem__(self, index: int) -> ImageItem:
         row = self.rows.iloc[index]
-        image = model_input(row["image_path"], self.image_size, self.drift.get(str(row["image_id"])))
+        image = model_input(row["image_path"], self.image_size)
+        if steps := self.drift.get(str(row["image_id"])):
+            image = apply_image(image, steps)
         if (edit := self.edits.get(str(row["image_id"]))) is not None:
             image = edit(image)
         label = torch.tensor(int(row["label"] == "anomalous"))

@@ -16,7 +16,7 @@ IMPORTS = ("iadbench.evaluation.report",)  # what the verb imports before any wo
 def run(args: argparse.Namespace) -> None:
     """Draw the figures that threshold.method does not decide: overlays per headline rule, drift examples."""
     from iadbench.data.manifest import read_table
-    from iadbench.evaluation.report import write_figures
+    from iadbench.evaluation.panels import write_figures
     from iadbench.paths import OVERLAYS_DIR
 
     written = write_figures(read_params(args), read_table(ASSIGNMENT))
