@@ -26,7 +26,7 @@ from readme_blocks import PROJECT, replace_block
 from iadbench.formatting import fmt as _f
 from iadbench.metrics.rules import headline_rules, rule_label
 from iadbench.params import DataParams
-from iadbench.studies import experiments
+from iadbench.studies.dvc import experiments
 
 RULES = headline_rules()
 COLUMNS = ("mean_iou", "pooled_iou", "pixel_fpr_good", "image_f1", "image_false_alarm", "image_auroc", "pixel_aupro")

@@ -7,18 +7,9 @@ import math
 import pytest
 
 from iadbench.cli import main
-from iadbench.studies import (
-    STUDIES,
-    StudyError,
-    cell,
-    experiment_name,
-    get_study,
-    grid,
-    head,
-    mean_std,
-    render_markdown,
-    segad_pairs,
-)
+from iadbench.studies.dvc import head
+from iadbench.studies.grids import STUDIES, StudyError, experiment_name, get_study, grid
+from iadbench.studies.summary import cell, mean_std, render_markdown, segad_pairs
 
 
 def test_every_study_of_the_issue_is_registered():
@@ -104,7 +95,7 @@ def test_markdown_has_one_table_per_metric_and_lists_failures():
 
 
 def test_an_existing_experiment_with_other_params_is_an_error(monkeypatch):
-    from iadbench import studies
+    from iadbench.studies import run as studies
 
     existing = {"size-64-s0": {"rev": "abc", "params": {"data": {"image_size": 128}, "train": {"seed": 0}}}}
     monkeypatch.setattr(studies, "experiments", lambda rev=None: existing)
@@ -120,7 +111,7 @@ def test_an_existing_experiment_with_other_params_is_an_error(monkeypatch):
 
 
 def test_size_refuses_a_size_a_selected_model_cannot_take(tmp_path, monkeypatch):
-    from iadbench import studies
+    from iadbench.studies import run as studies
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("models: [padim, ae]\n")
@@ -134,7 +125,7 @@ def test_size_refuses_a_size_a_selected_model_cannot_take(tmp_path, monkeypatch)
 def test_wall_time_comes_from_the_recorded_runs_of_that_commit(tmp_path, monkeypatch):
     import json
 
-    from iadbench import studies
+    from iadbench.studies import summary as studies
 
     monkeypatch.chdir(tmp_path)
     studies.RUNS.parent.mkdir(parents=True)
@@ -200,14 +191,14 @@ def test_dvc_runs_with_the_interpreters_bin_first_on_path(monkeypatch):
     import sys
     from pathlib import Path
 
-    from iadbench.studies import _env
+    from iadbench.studies.dvc import dvc_env
 
     monkeypatch.setenv("PATH", "/usr/bin")
-    assert _env()["PATH"].split(os.pathsep) == [str(Path(sys.executable).parent), "/usr/bin"]
+    assert dvc_env()["PATH"].split(os.pathsep) == [str(Path(sys.executable).parent), "/usr/bin"]
 
 
 def test_queue_status_parses_experiments_and_workers():
-    from iadbench.studies import parse_queue_status
+    from iadbench.studies.dvc import parse_queue_status
 
     text = ("Task     Name            Created    Status\n4dd49aa  segad-0-s0      10:21 PM   Queued\n"
             "295f32b  drift-clean-s0  06:58 PM   Success\n\nWorker status: 0 active, 0 idle\n")  # fmt: skip
@@ -216,20 +207,20 @@ def test_queue_status_parses_experiments_and_workers():
 
 
 def test_a_queue_without_worker_is_an_error_not_a_hang(monkeypatch):
-    from iadbench import studies
+    from iadbench.studies import run as studies
 
     text = "Task Name Created Status\nabc  segad-0-s0  10:21 PM  Queued\n\nWorker status: 0 active, 0 idle\n"
-    monkeypatch.setattr(studies, "_dvc", lambda *a, **k: type("P", (), {"stdout": text})())
+    monkeypatch.setattr(studies, "dvc", lambda *a, **k: type("P", (), {"stdout": text})())
     monkeypatch.setattr(studies, "WORKER_GRACE_SECONDS", 0.0)
     monkeypatch.setattr(studies, "POLL_SECONDS", 0.01)
     with pytest.raises(StudyError, match="queued but no queue worker runs"):
-        studies._follow("segad", ["segad-0-s0"], 0.0, lambda _: None)
+        studies.follow("segad", ["segad-0-s0"], 0.0, lambda _: None)
 
 
 def test_unfinished_experiments_are_not_read(monkeypatch):
     import json
 
-    from iadbench import studies
+    from iadbench.studies import dvc as studies
 
     def rev(name, value):
         return {"name": name, "rev": name + "-rev", "data": {"params": {}, "metrics": {
@@ -240,5 +231,5 @@ def test_unfinished_experiments_are_not_read(monkeypatch):
         {"executor": {"state": "success"}, "name": "segad-0-s1", "revs": [rev("segad-0-s1", 0.9)]},
         {"executor": None, "name": "segad-0-s0", "revs": [rev("segad-0-s0", 0.8)]},
     ]}]  # fmt: skip
-    monkeypatch.setattr(studies, "_dvc", lambda *a, **k: type("P", (), {"stdout": json.dumps(shown)})())
+    monkeypatch.setattr(studies, "dvc", lambda *a, **k: type("P", (), {"stdout": json.dumps(shown)})())
     assert sorted(studies.experiments("abc")) == ["segad-0-s0", "segad-0-s1"]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from iadbench.evaluation.report import study_sections
-from iadbench.studies import mean_std
+from iadbench.studies.summary import mean_std
 
 
 def test_each_study_json_becomes_one_table(tmp_path, monkeypatch):

@@ -153,7 +153,7 @@ def study_sections() -> list[tuple[str, list[str], list[list[str]]]]:
     """Studies — one table per study (image AUROC and mean IoU, mean ± std over seeds, rows model, columns
     condition) from ``reports/studies/*.json`` written by ``iadbench study``; the full tables are in the ``.md``.
     """
-    from iadbench.studies import cell, segad_pairs
+    from iadbench.studies.summary import cell, segad_pairs
 
     out = []
     for path in sorted(STUDIES_DIR.glob("*.json")) if STUDIES_DIR.is_dir() else []:

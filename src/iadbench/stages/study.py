@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Queue, run and summarise a study (a grid of DVC experiments): reports/studies/NAME.{json,md}."""
-    from iadbench.studies import run_study
+    from iadbench.studies.run import run_study
 
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()] if args.conditions else None
     run_study(

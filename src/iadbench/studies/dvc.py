@@ -1,0 +1,98 @@
+"""What the studies ask DVC: the experiments and their params and metrics, the queue's state, a failed log."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from iadbench.studies.grids import StudyError
+
+
+def dvc_env() -> dict[str, str]:
+    """The environment with the interpreter's own bin folder first on PATH: DVC's queue worker starts ``dvc`` and
+    the stages start ``iadbench`` by name, which a study run as ``.venv/bin/iadbench`` (venv not activated) must
+    still find.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+
+
+def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``dvc ARGS`` with this interpreter's DVC (its output captured); a failure raises :class:`StudyError`."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=dvc_env())
+    if check and proc.returncode != 0:
+        raise StudyError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}".rstrip())
+    return proc
+
+
+def lookup(params: dict[str, Any], dotted: str) -> Any:
+    """``params["a"]["b"]`` for ``"a.b"`` (None where a part is missing)."""
+    value: Any = params
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def head(rev: str = "HEAD") -> str:
+    """The full hash of ``rev`` (default: the current commit, which queued experiments derive from)."""
+    proc = subprocess.run(["git", "rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StudyError(f"{rev}: not a commit of this repository (DVC experiments need one: git add -A && git commit)")
+    return proc.stdout.strip()
+
+
+def experiments(rev: str | None = None) -> dict[str, dict[str, Any]]:
+    """Finished experiments derived from ``rev`` (default HEAD) by name: ``rev``, ``params``, ``metrics`` (file ->
+    data). A running, queued or failed one is left out: ``dvc exp show`` lists it with its baseline's metrics.
+    """
+    shown = json.loads(dvc("exp", "show", "--json", *(["--rev", rev] if rev else [])).stdout or "[]")
+    out: dict[str, dict[str, Any]] = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            state = (exp.get("executor") or {}).get("state")
+            if state not in (None, "success"):  # running or queued: DVC shows the baseline's metrics for it
+                continue
+            for rev in exp.get("revs") or []:
+                name = rev.get("name") or exp.get("name")
+                data = rev.get("data") or {}
+                if not name or name in out or rev.get("error"):
+                    continue
+                out[name] = {
+                    "rev": rev.get("rev") or data.get("rev"),
+                    "params": ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {},
+                    "metrics": {k: (v or {}).get("data") or {} for k, v in (data.get("metrics") or {}).items()},
+                }
+    return out
+
+
+def parse_queue_status(text: str) -> tuple[dict[str, str], int | None]:
+    """``dvc queue status`` output -> (experiment name -> status, number of workers active or idle; None if absent)."""
+    out: dict[str, str] = {}
+    workers = None
+    for line in text.splitlines():
+        if match := re.match(r"Worker status: (\d+) active, (\d+) idle", line.strip()):
+            workers = int(match.group(1)) + int(match.group(2))
+            continue
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] != "Task":
+            out[parts[1]] = parts[-1]
+    return out, workers
+
+
+def queue_status() -> dict[str, str]:
+    """Experiment name -> status (Queued, Running, Success, Failed) from ``dvc queue status``."""
+    return parse_queue_status(dvc("queue", "status").stdout)[0]
+
+
+def log_tail(name: str, lines: int = 25) -> str:
+    """The last ``lines`` lines of a queued experiment's log (``dvc queue logs``)."""
+    proc = dvc("queue", "logs", name, check=False)
+    text = (proc.stdout + proc.stderr).strip().splitlines()
+    return "\n".join(text[-lines:])

@@ -1,0 +1,179 @@
+"""The studies' registry: each study's conditions, how a condition becomes params, and the experiment grid."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from iadbench.errors import IadbenchError
+from iadbench.params import VALIDATION_STRATEGIES
+from iadbench.paths import STUDIES_DIR
+
+RUNS = STUDIES_DIR / "runs.jsonl"  # one line per `iadbench study` run: what it ran, from which commit, how long
+METRICS = (
+    ("image_auroc", "image AUROC"),
+    ("pixel_aupro", "pixel AUPRO@0.3"),
+    ("pg2", "PG2 (TNR at 2 % FNR)"),
+    ("pb2", "PB2 (TPR at 2 % FPR)"),
+    ("mean_iou", "mean IoU at the headline rule"),
+)
+PG2_TITLE = "PG2 (TNR at 2 % FNR)"
+PRODUCT_METRICS = (("image_auroc", "image AUROC"), ("mean_iou@", "mean IoU at the headline rule"))
+POLL_SECONDS = 5.0
+WORKER_GRACE_SECONDS = 60.0  # queued experiments and no worker for this long: the worker did not start
+
+
+class StudyError(IadbenchError):
+    """A study cannot be queued or summarised as asked."""
+
+
+def yaml_value(value: Any) -> str:
+    """A value as ``dvc exp run -S`` reads it (YAML flow style)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+def _drift(condition: str) -> dict[str, Any]:
+    from iadbench.data.drift import CATEGORIES
+
+    pools = {"clean": [], "drift": [t for names in CATEGORIES.values() for t in names], **CATEGORIES}
+    if condition not in pools:
+        raise StudyError(f"study drift: unknown condition {condition!r}; valid: {sorted(pools)}")
+    return {"drift.transforms": list(pools[condition])}
+
+
+def _noise(condition: str) -> dict[str, Any]:
+    try:
+        fraction = float(condition)
+    except ValueError:
+        raise StudyError(f"study noise: condition must be a fraction, got {condition!r}") from None
+    if not 0.0 <= fraction < 1.0:
+        raise StudyError(f"study noise: the noise fraction must be in [0, 1), got {fraction}")
+    return {"split.train_noise": fraction}
+
+
+def _size(condition: str) -> dict[str, Any]:
+    if not condition.isdigit() or not 32 <= int(condition) <= 1024:
+        raise StudyError(f"study size: condition must be an image size in [32, 1024], got {condition!r}")
+    return {"data.image_size": int(condition)}
+
+
+def _size_fits_models(condition: str, params: dict[str, Any]) -> str | None:
+    from iadbench.models.registry import size_problem
+
+    problems = [p for m in params.get("models") or [] if (p := size_problem(m, int(condition)))]
+    return "; ".join(problems) or None
+
+
+def _segad(condition: str) -> dict[str, Any]:
+    """SegAD on every model of params.yaml that writes anomaly maps (and all+segad over them when there are two or
+    more), with ``condition`` = the number of real anomalous shots per product (0 = one-class).
+    """
+    from iadbench.models.registry import get_entry
+    from iadbench.params import load_params
+
+    if not condition.isdigit() or int(condition) > 64:
+        raise StudyError(
+            f"study segad: condition must be a number of shots in [0, 64] (0 = one-class), got {condition!r}"
+        )
+    detectors = [m for m in load_params().get("models") or [] if get_entry(m).pixel_maps]
+    if not detectors:
+        raise StudyError("study segad: no model of params.yaml writes anomaly maps (SegAD needs them)")
+    return {"segad.detectors": detectors, "segad.ensembles": ["all"] if len(detectors) > 1 else [],
+            "segad.shots": int(condition)}  # fmt: skip
+
+
+def _choice(key: str, values: dict[str, Any], study: str) -> Callable[[str], dict[str, Any]]:
+    def parse(condition: str) -> dict[str, Any]:
+        if condition not in values:
+            raise StudyError(f"study {study}: unknown condition {condition!r}; valid: {sorted(values)}")
+        return {key: values[condition]}
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study: its question, default conditions, condition → params, and the params a study seed sets."""
+
+    name: str
+    question: str
+    reference: str
+    conditions: tuple[str, ...]
+    params_of: Callable[[str], dict[str, Any]]
+    seed_keys: tuple[str, ...] = ("train.seed",)
+    extras: tuple[str, ...] = ()  # per-cell facts read from reports/predict (e.g. the epochs early stopping kept)
+    metrics: tuple[tuple[str, str], ...] = METRICS  # the keys of reports/metrics.json it tabulates
+    precheck: Callable[[str, dict[str, Any]], str | None] | None = None  # (condition, params.yaml) -> problem
+
+    def params(self, condition: str, seed: int) -> dict[str, Any]:
+        """Every ``-S`` override of one experiment."""
+        return {**self.params_of(condition), **dict.fromkeys(self.seed_keys, seed)}
+
+
+STUDIES: dict[str, Study] = {
+    s.name: s
+    for s in (
+        Study(
+            "seeds", "How far do the headline numbers move between training seeds (the spread a machine difference "
+            "must be read against)?", "iadbench: the README's headline, mean ± std over train.seed",
+            ("default",), _choice("train.seed", {"default": 0}, "seeds"),  # the study's seed then sets train.seed
+        ),
+        Study(
+            "drift", "How much does each method lose when test images drift (camera, lighting, position)?",
+            "Baitieva et al. 2025, Table 10 (transforms) and the drift results", ("clean", "drift"), _drift,
+            ("train.seed", "drift.seed"),
+        ),
+        Study(
+            "noise", "How much does each method lose when anomalous images hide among the training images?",
+            "Baitieva et al. 2025, noisy training labels (4 / 8 / 16 %)", ("0", "0.04", "0.08", "0.16"), _noise,
+            ("train.seed", "split.seed"),
+        ),
+        Study(
+            "size", "Which input size?", "Baitieva et al. 2025, input size (128 / 256 / 512)",
+            ("128", "256", "512"), _size, precheck=_size_fits_models,
+        ),
+        Study(
+            "validation", "Does early stopping on the validation split help?",
+            "Baitieva et al. 2025, Table 9 (validation strategy)", ("fixed", "early_stopping"),
+            _choice("train.validation", {v: v for v in VALIDATION_STRATEGIES}, "validation"),
+            extras=("epochs",),
+        ),
+        Study(
+            "unified", "Can one model per method serve every product?",
+            "IADBE's unified multi-class benchmark", ("per_product", "unified"),
+            _choice("train.unified", {"per_product": False, "unified": True}, "unified"),
+        ),
+        Study(
+            "segad", "How much does SegAD add to each detector (one-class, and with a few real defects)?",
+            "Baitieva et al., CVPR 2024, Table 2 (detector vs detector + SegAD)", ("0", "8"), _segad,
+            ("train.seed", "segad.seed"),
+            metrics=(("image_auroc", "image AUROC"), ("fpr_at_95tpr", "FPR@95TPR (image)"), ("pg2", PG2_TITLE)),
+        ),
+    )
+}  # fmt: skip
+
+
+def get_study(name: str) -> Study:
+    """The registered study, or a :class:`StudyError` naming the valid ones."""
+    if name not in STUDIES:
+        raise StudyError(f"unknown study {name!r}; valid: {', '.join(STUDIES)}")
+    return STUDIES[name]
+
+
+def experiment_name(study: str, condition: str, seed: int) -> str:
+    """``<study>-<condition>-s<seed>`` (a git ref name: characters outside ``[A-Za-z0-9_.-]`` become ``_``)."""
+    return f"{study}-{re.sub(r'[^A-Za-z0-9_.-]', '_', condition)}-s{seed}"
+
+
+def grid(study: Study, conditions: list[str] | None, seeds: int) -> list[tuple[str, str, int, dict[str, Any]]]:
+    """(experiment name, condition, seed, params) of every experiment; conditions are checked before anything runs."""
+    if seeds < 1:
+        raise StudyError(f"--seeds must be >= 1, got {seeds}")
+    chosen = list(conditions or study.conditions)
+    if len(set(chosen)) != len(chosen):
+        raise StudyError(f"study {study.name}: a condition is listed twice: {chosen}")
+    return [(experiment_name(study.name, c, s), c, s, study.params(c, s)) for c in chosen for s in range(seeds)]

@@ -1,0 +1,248 @@
+"""Summarising a study: mean ± std over seeds per model and condition, from the experiments' own files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+from iadbench.params import SEGAD_SUFFIX
+from iadbench.paths import STUDIES_DIR
+from iadbench.studies.dvc import experiments, head, lookup
+from iadbench.studies.grids import METRICS, PRODUCT_METRICS, RUNS, Study, StudyError, yaml_value
+
+
+def mean_std(values: list[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (n − 1; undefined for one value) of the finite values."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(finite)
+    mean = sum(finite) / n if n else None
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 and mean is not None else None
+    return {"mean": mean, "std": std, "n": n, "values": finite}
+
+
+def _git_show(rev: str, path: str) -> str | None:
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _dvc_read(rev: str, path: str) -> str | None:
+    """A DVC-tracked output of ``rev`` (an experiment's commit) from the local cache, or None when it is not there
+    (the predict records are cached outputs, so that DVC's run-cache can restore the predict stage).
+    """
+    import dvc.api
+
+    try:
+        return dvc.api.read(path, rev=rev)
+    except Exception:  # noqa: BLE001 - missing at that revision or not in the local cache
+        return None
+
+
+def _products(rev: str) -> list[dict[str, Any]]:
+    import io
+
+    import pandas as pd
+
+    text = _git_show(rev, "reports/tables/products.csv")
+    return [] if text is None else pd.read_csv(io.StringIO(text)).to_dict("records")
+
+
+def _extra(rev: str, params: dict[str, Any], key: str) -> dict[str, float]:
+    """Per model, the mean over products of one fact of the predict reports (e.g. the epochs kept)."""
+    out: dict[str, float] = {}
+    for model in params.get("models") or []:
+        values = []
+        for product in lookup(params, "data.products") or []:
+            text = _dvc_read(rev, f"reports/predict/{model}/{product}.json")
+            if text:
+                doc = json.loads(text)
+                values.append(doc.get("best_epoch", doc.get(key)) if key == "epochs" else doc.get(key))
+        values = [v for v in values if isinstance(v, int | float)]
+        if values:
+            out[model] = sum(values) / len(values)
+    return out
+
+
+def run_records(study: str, baseline: str) -> list[dict[str, Any]]:
+    """The recorded runs of a study on one baseline commit (``reports/studies/runs.jsonl``)."""
+    if not RUNS.is_file():
+        return []
+    records = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
+    return [r for r in records if r.get("study") == study and r.get("baseline") == baseline]
+
+
+def collect(
+    study: Study,
+    failed: dict[str, str] | None = None,
+    echo: Callable[[str], None] = print,
+    rev: str | None = None,
+) -> dict[str, Any]:
+    """Summarise every experiment of the study derived from ``rev`` into ``reports/studies/<study>.{json,md}``."""
+    pattern = re.compile(rf"^{re.escape(study.name)}-(.+)-s(\d+)$")
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    rev = head(rev or "HEAD")
+    found = experiments(rev)
+    for exp, info in sorted(found.items()):
+        match = pattern.match(exp)
+        if match and "reports/metrics.json" in info["metrics"]:
+            runs.setdefault(match.group(1), {})[int(match.group(2))] = {"name": exp, **info}
+    failed = dict(failed or {})
+    if not runs and not failed:
+        raise StudyError(
+            f"no experiment of study {study.name} derived from commit {rev[:7]} (dvc exp show --rev {rev[:7]}); "
+            "run the study first, or name the commit it ran on (--rev)"
+        )
+    order = [c for c in study.conditions if c in runs] + sorted(c for c in runs if c not in study.conditions)
+    models: list[str] = []
+    for condition in order:
+        for run in runs[condition].values():
+            models += [m for m in run["metrics"]["reports/metrics.json"] if m not in models]
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, _ in study.metrics:
+        table[key] = {
+            m: {c: mean_std([r["metrics"]["reports/metrics.json"].get(m, {}).get(key)
+                             for r in runs[c].values()]) for c in order}
+            for m in models
+        }  # fmt: skip
+    for extra in study.extras:
+        per_run = {c: [_extra(r["rev"], r["params"], extra) for r in runs[c].values()] for c in order}
+        table[extra] = {m: {c: mean_std([v.get(m) for v in per_run[c]]) for c in order} for m in models}
+    products: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, _ in PRODUCT_METRICS:
+        cells: dict[tuple[str, str], dict[str, list]] = {}
+        for condition in order:
+            for run in runs[condition].values():
+                rule = lookup(run["params"], "threshold.method") or "iou"
+                column = f"{key}{rule}" if key.endswith("@") else key
+                for row in _products(run["rev"]):
+                    cells.setdefault((row["model"], row["product"]), {}).setdefault(condition, []).append(
+                        row.get(column)
+                    )
+        products[key] = {
+            f"{m} / {p}": {c: mean_std(v.get(c, [])) for c in order} for (m, p), v in sorted(cells.items())
+        }
+    records = run_records(study.name, rev)
+    wall_seconds = sum(r["wall_seconds"] for r in records) if records else None  # a resumed study: every part
+    summary = {
+        "study": study.name,
+        "baseline": rev,
+        "question": study.question,
+        "reference": study.reference,
+        "conditions": order,
+        "params": {c: study.params_of(c) for c in order if _safe(study, c)},
+        "seed_keys": list(study.seed_keys),
+        "seeds": {c: sorted(runs[c]) for c in order},
+        "models": models,
+        "experiments": {runs[c][s]["name"]: runs[c][s]["rev"] for c in order for s in sorted(runs[c])},
+        "failed": failed,
+        "wall_seconds": None if wall_seconds is None else round(wall_seconds, 1),
+        "cpu_count": records[-1].get("cpu_count") if records else os.cpu_count(),
+        "runs": records,
+        "metric_titles": [list(m) for m in study.metrics],
+        "metrics": table,
+        "per_product": products,
+    }
+    STUDIES_DIR.mkdir(parents=True, exist_ok=True)
+    (STUDIES_DIR / f"{study.name}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (STUDIES_DIR / f"{study.name}.md").write_text(render_markdown(summary))
+    echo(f"wrote {STUDIES_DIR / study.name}.json and .md ({sum(len(v) for v in runs.values())} experiment(s))")
+    return summary
+
+
+def _safe(study: Study, condition: str) -> bool:
+    try:
+        study.params_of(condition)
+    except StudyError:
+        return False
+    return True
+
+
+def cell(stats: dict[str, Any], digits: int = 3) -> str:
+    """``mean ± std`` (``mean`` alone for one seed, ``–`` for none)."""
+    if stats["mean"] is None:
+        return "–"
+    if stats["std"] is None:
+        return f"{stats['mean']:.{digits}f}"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def _md_table(rows: dict[str, dict[str, dict[str, Any]]], conditions: list[str], first: str, digits: int) -> list:
+    lines = [f"| {first} | " + " | ".join(conditions) + " |", "| --- |" + " --- |" * len(conditions)]
+    for row, by_condition in rows.items():
+        lines.append(f"| {row} | " + " | ".join(cell(by_condition[c], digits) for c in conditions) + " |")
+    return lines
+
+
+def segad_pairs(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """Table 2 of Baitieva et al. (CVPR 2024): each detector beside the same detector + SegAD, per condition (image
+    AUROC and FPR@95TPR, mean ± std over seeds); ``all+segad`` beside the best single detector of the condition.
+    ``(header, rows)``, or None for a study without SegAD setups.
+    """
+    setups = [m for m in summary["models"] if m.endswith(SEGAD_SUFFIX)]
+    metrics = summary["metrics"]
+    if not setups or "fpr_at_95tpr" not in metrics:
+        return None
+    conditions = summary["conditions"]
+    header = ["detector", *(f"{name} · {c}: {side}" for c in conditions for name in ("AUROC", "FPR@95TPR")
+                            for side in ("detector", "+ SegAD"))]  # fmt: skip
+    detectors = [m for m in summary["models"] if not m.endswith(SEGAD_SUFFIX)]
+    rows = []
+    for setup in setups:
+        base = setup.removesuffix(SEGAD_SUFFIX)
+        cells = []
+        for c in conditions:
+            if base in detectors:
+                ref = base
+            else:  # all+segad: the best single detector of this condition
+                ref = max(detectors, key=lambda d: metrics["image_auroc"][d][c]["mean"] or -1.0)
+            for key in ("image_auroc", "fpr_at_95tpr"):
+                cells += [cell(metrics[key][ref][c]), cell(metrics[key][setup][c])]
+        name = base if base in detectors else f"all ({', '.join(detectors)}; detector columns: best single)"
+        rows.append([name, *cells])
+    return header, rows
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """The study's tables as Markdown: one table per metric, rows = models, columns = conditions."""
+    conditions = summary["conditions"]
+    seeds = sorted({s for c in conditions for s in summary["seeds"][c]})
+    wall = summary.get("wall_seconds")
+    lines = [
+        f"# Study: {summary['study']}",
+        "",
+        f"{summary['question']} ({summary['reference']}.)",
+        "",
+        f"Conditions: {', '.join(f'`{c}`' for c in conditions)}; seeds {seeds} (each sets "
+        f"{', '.join(f'`{k}`' for k in summary['seed_keys'])}); cells are mean ± sample std over seeds, measured on "
+        "the test split at thresholds fitted on the validation split. "
+        + (f"Wall time of the run that produced them: {wall / 60:.1f} min on {summary['cpu_count']} CPU core(s)."
+           if wall else ""),
+        "",
+        "Params per condition: " + "; ".join(
+            f"`{c}`: " + ", ".join(f"`{k}={yaml_value(v)}`" for k, v in p.items()) for c, p in summary["params"].items()
+        ) + ".",
+    ]  # fmt: skip
+    titles = [tuple(m) for m in summary.get("metric_titles") or METRICS]
+    extras = [(e, "epochs kept (mean over products)") for e in summary["metrics"] if e not in dict(titles)]
+    if pairs := segad_pairs(summary):
+        header, rows = pairs
+        lines += ["", "## Table 2 layout: detector vs detector + SegAD", "", "| " + " | ".join(header) + " |",
+                  "| --- |" + " --- |" * (len(header) - 1), *("| " + " | ".join(r) + " |" for r in rows)]  # fmt: skip
+    for key, title in (*titles, *extras):
+        digits = 1 if key == "epochs" else 3
+        lines += ["", f"## {title}", "", *_md_table(summary["metrics"][key], conditions, "model", digits)]
+    for key, title in PRODUCT_METRICS:
+        if summary["per_product"].get(key):
+            lines += ["", f"## Per product: {title}", "",
+                      *_md_table(summary["per_product"][key], conditions, "model / product", 3)]  # fmt: skip
+    base = f" (derived from commit `{summary['baseline'][:7]}`)" if summary.get("baseline") else ""
+    lines += ["", "## Experiments", "", f"{', '.join(f'`{n}`' for n in summary['experiments']) or 'none'}{base}"]
+    if summary["failed"]:
+        lines += ["", "## Failed (kept out of the means)", ""]
+        for exp, log in summary["failed"].items():
+            lines += [f"### {exp}", "", "```", log, "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
