@@ -167,6 +167,51 @@ def refuse_outside_links(source: Path) -> None:
                     )  # fmt: skip
 
 
+def _check_arguments(name: str, export: Path | None, defect_map: dict[str, str] | None, background: str | None,
+                     missing_masks: str) -> None:  # fmt: skip
+    """The command-line arguments' own rules, before any file is read."""
+    if not DATASET_NAME.match(name):
+        raise IadbenchError(f"--name must be a plain folder name (letters, digits, _ . -), got {name!r}")
+    if background is not None and background not in BACKGROUNDS:
+        raise IadbenchError(f"--background must be one of {list(BACKGROUNDS)}, got {background!r}")
+    if export is not None and (defect_map or background):
+        raise IadbenchError("give either --export or --defect-map/--background, not both")
+    if defect_map and background is None:
+        raise IadbenchError("--defect-map needs --background (with|without) so that every image gets one")
+    if missing_masks not in MISSING_MASK_POLICIES:
+        raise IadbenchError(f"--missing-masks must be one of {list(MISSING_MASK_POLICIES)}, got {missing_masks!r}")
+
+
+def _read_export(export: Path | None) -> list | None:
+    """The tasks of a Label Studio JSON export (None without one)."""
+    if export is None:
+        return None
+    try:
+        tasks = json.loads(export.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(export, "export is not a readable JSON file", str(exc)) from exc
+    if not isinstance(tasks, list):
+        raise InputError(export, "a Label Studio JSON export must be a list of tasks")
+    return tasks
+
+
+def _categories(tasks: list | None, staging: Path, dest: Path, source: Path, fmt: str,
+                defect_map: dict[str, str] | None, background: str | None, default_categories: bool,
+                notes: list[str]) -> list | None:  # fmt: skip
+    """The category tasks of the staged copy: the export's, else the defect map's, else the format's shipped map."""
+    if tasks is None and defect_map:
+        unmapped = sorted({d for _, d in _anomalous_counts(staging)} - set(defect_map))
+        if unmapped:
+            raise IadbenchError(f"--defect-map does not cover defect type(s) {unmapped} found in {source}")
+        tasks = mapped_export(staging, dest.as_posix(), lambda p, d: defect_map[d], lambda p: background or "")
+    elif tasks is None and default_categories:
+        cmap = _default_categories(fmt, staging, notes)
+        if cmap is not None:
+            tasks = mapped_export(staging, dest.as_posix(), lambda p, d: cmap.categories[(p, d)],
+                                  lambda p: cmap.backgrounds[p])  # fmt: skip
+    return tasks
+
+
 def import_dataset(
     source: Path,
     name: str,
@@ -180,23 +225,38 @@ def import_dataset(
     default_categories: bool = True,
     progress: bool = False,
 ) -> Imported:
-    """Copy ``source`` (format ``fmt``, detected when None) to ``data/raw/<name>`` in the MVTec AD layout and
-    ``dvc add`` it and its category export.
+    """Copy a dataset as it ships to ``data/raw/<name>`` in the MVTec AD layout and ``dvc add`` it and its export.
 
     Categories, in order: ``export`` (a Label Studio JSON export), ``defect_map`` + ``background`` (one category per
     defect type), the shipped map of the format (MVTec AD, BTAD) when it covers every defect type, else none (label
-    the dataset in Label Studio before the pipeline can run on it).
+    the dataset in Label Studio before the pipeline can run on it). The copy is staged beside the destination and
+    renamed into place only when complete; ``source`` is never written.
+
+    Args:
+        source: the dataset folder as it ships (read only).
+        name: the dataset's name, a plain folder name: ``data/raw/<name>``, an entry of ``data.datasets``.
+        export: a Label Studio JSON export with the dataset's categories (``annotation/exports/<name>.json``).
+        defect_map: provisional categories, defect type -> ``structural|surface|contamination|combined``.
+        background: with ``defect_map``: every image's background category, ``with`` or ``without``.
+        track: ``dvc add`` the copy and the export (False: copy only).
+        fmt: the source layout, a registered format (``mvtec``, ``btad``, ``visa``, ``mvtec3d``, ``folder``);
+            None: detected from the folder (the error lists what each format looks for).
+        options: format options (the ``folder`` format's product name and share of good test images).
+        missing_masks: anomalous images without a mask: ``error`` (refuse), ``empty`` (an empty mask: image-level
+            metrics only) or ``skip`` (left out).
+        default_categories: apply the format's shipped per-type category map (MVTec AD, BTAD) when no other is given.
+        progress: show a progress bar while writing.
+
+    Returns:
+        What was added (the dataset folder, and the export when one was written), the format and the import record
+        (``data/raw/<name>/import.json``: image count, notes, masks handled).
+
+    Raises:
+        IadbenchError: an argument breaks its rule (named), or the defect map misses a defect type.
+        InputError: the source (or export) breaks a layout rule, the destination exists, or they overlap.
+
     """
-    if not DATASET_NAME.match(name):
-        raise IadbenchError(f"--name must be a plain folder name (letters, digits, _ . -), got {name!r}")
-    if background is not None and background not in BACKGROUNDS:
-        raise IadbenchError(f"--background must be one of {list(BACKGROUNDS)}, got {background!r}")
-    if export is not None and (defect_map or background):
-        raise IadbenchError("give either --export or --defect-map/--background, not both")
-    if defect_map and background is None:
-        raise IadbenchError("--defect-map needs --background (with|without) so that every image gets one")
-    if missing_masks not in MISSING_MASK_POLICIES:
-        raise IadbenchError(f"--missing-masks must be one of {list(MISSING_MASK_POLICIES)}, got {missing_masks!r}")
+    _check_arguments(name, export, defect_map, background, missing_masks)
     refuse_outside_links(source)
     source = source.resolve()
     dest = dataset_root(name)
@@ -215,15 +275,7 @@ def import_dataset(
     if fmt == "mvtec":
         list_files(source)
         check_segments(source)  # and a product's segments.png (SegAD), if it has one
-
-    tasks = None
-    if export is not None:
-        try:
-            tasks = json.loads(export.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(export, "export is not a readable JSON file", str(exc)) from exc
-        if not isinstance(tasks, list):
-            raise InputError(export, "a Label Studio JSON export must be a list of tasks")
+    tasks = _read_export(export)
     export_dest = export_path(name)
     if export_dest.exists() and (export is not None or defect_map or (default_categories and fmt in MAP_FILES)):
         raise InputError(export_dest, "an export for this dataset already exists", "remove it first")
@@ -240,16 +292,7 @@ def import_dataset(
             record = write_items(collected, staging, missing_masks, progress=progress)
         list_files(staging)  # what the pipeline will read
         notes: list[str] = record["notes"]  # type: ignore[assignment]
-        if tasks is None and defect_map:
-            unmapped = sorted({d for _, d in _anomalous_counts(staging)} - set(defect_map))
-            if unmapped:
-                raise IadbenchError(f"--defect-map does not cover defect type(s) {unmapped} found in {source}")
-            tasks = mapped_export(staging, dest.as_posix(), lambda p, d: defect_map[d], lambda p: background or "")
-        elif tasks is None and default_categories:
-            cmap = _default_categories(fmt, staging, notes)
-            if cmap is not None:
-                tasks = mapped_export(staging, dest.as_posix(), lambda p, d: cmap.categories[(p, d)],
-                                      lambda p: cmap.backgrounds[p])  # fmt: skip
+        tasks = _categories(tasks, staging, dest, source, fmt, defect_map, background, default_categories, notes)
         if tasks is None and export is None:
             notes.append(f"no categories yet: label the anomalous images (iadbench annotate push --dataset {name}) "
                          "or import again with --defect-map/--export")  # fmt: skip
