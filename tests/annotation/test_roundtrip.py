@@ -59,6 +59,23 @@ def _run(cmd: list[str], repo: Path, env: dict, check: bool = True) -> subproces
     return proc
 
 
+def server_venv_cache(lock: Path) -> Path:
+    """The Label Studio server environment the tests use, kept across clones and runs under the user's cache and
+    keyed by the lock's content (``~/.cache/iadbench/label-studio-<sha256[:16]>``): a fresh clone on a machine that
+    ran the suite before does not reinstall it (a few minutes); another lock gets its own."""
+    import hashlib
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iadbench"
+    return cache / f"label-studio-{hashlib.sha256(lock.read_bytes()).hexdigest()[:16]}"
+
+
+def test_the_server_environment_is_keyed_by_its_lock(tmp_path):
+    a, b = tmp_path / "a.lock", tmp_path / "b.lock"
+    a.write_text("label-studio==1.0\n")
+    b.write_text("label-studio==1.1\n")
+    assert server_venv_cache(a) != server_venv_cache(b) and server_venv_cache(a).parent.name == "iadbench"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -96,8 +113,9 @@ def world(tmp_path_factory):
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "built"], repo, env)
 
-    server.ensure_environment(PROJECT / server.VENV, PROJECT / server.LOCK)
-    binary = server.server_binary(PROJECT / server.VENV)
+    venv = server_venv_cache(PROJECT / server.LOCK)
+    server.ensure_environment(venv, PROJECT / server.LOCK)
+    binary = server.server_binary(venv)
     log = (base / "server.log").open("w")
     with pytest.MonkeyPatch.context() as patch:  # the credentials leave os.environ with the module
         patch.setenv("LABEL_STUDIO_USERNAME", "admin@iadbench.invalid")
