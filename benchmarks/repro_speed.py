@@ -4,9 +4,10 @@
     python benchmarks/repro_speed.py --base REV     # REV in fresh processes vs HEAD warm
     python benchmarks/repro_speed.py --readme       # also write the README's block from the result
 
-For each run (the baseline: ``--base``, default HEAD, every stage a fresh interpreter; then HEAD with the warm worker
-of :mod:`iadbench.warm`, the default) it clones this repository into a temporary folder, runs the default
-`dvc repro` from nothing (the embedded synthetic dataset, this machine's CPU), then
+For each run (the baseline: ``--base``, default HEAD, every stage a fresh interpreter and every train cell measuring
+its receptive fields, ``IADBENCH_SHIFT_CACHE=off``; then HEAD with the warm worker of :mod:`iadbench.warm` and the
+shift cache, the defaults, the cache empty at the start) it clones this repository into a temporary folder, runs the
+default `dvc repro` from nothing (the embedded synthetic dataset, this machine's CPU), then
 `dvc exp run -S threshold.method=pr` (a rule switch), timing:
 
 - every stage process, through a shim named ``iadbench`` first on PATH that times the real command (the stages'
@@ -72,6 +73,9 @@ def _env(repo: Path, bin_dir: Path, warm: bool) -> dict[str, str]:
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{venv}{os.pathsep}{os.environ['PATH']}",
             "PYTHONPATH": str(repo / "src"), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
             "IADBENCH_WARM": "1" if warm else "0", "XDG_RUNTIME_DIR": str(bin_dir.parent),
+            # before: every train cell measures its receptive fields; after: once per backbone, weights and size
+            # (a cache of this run's own, empty at its start)
+            "IADBENCH_SHIFT_CACHE": str(bin_dir.parent / f"shifts-{repo.name}") if warm else "off",
             "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@invalid", "GIT_COMMITTER_NAME": "bench",
             "GIT_COMMITTER_EMAIL": "bench@invalid"}  # fmt: skip
 
@@ -166,8 +170,10 @@ def readme(result: dict) -> None:
         f"From `python benchmarks/repro_speed.py --readme` (`reports/bench/repro_speed.json`): the default "
         f"`dvc repro` in a fresh clone (an empty DVC cache: every cached output is rebuilt; a stage whose outputs are "
         f"all in git and still valid is skipped, as on a user's clone), then `dvc exp run -S threshold.method=pr`, "
-        f"in clones of `{before['rev']}` with every stage a fresh process (before, `IADBENCH_WARM=0`) and "
-        f"`{after['rev']}` with the warm worker (after, the default), one after the other on this machine "
+        f"in clones of `{before['rev']}` with every stage a fresh process and every train cell measuring its "
+        "receptive fields (before, `IADBENCH_WARM=0 IADBENCH_SHIFT_CACHE=off`) and "
+        f"`{after['rev']}` with the warm worker and receptive fields measured once per backbone and size (after, the "
+        "defaults; `IADBENCH_SHIFT_CACHE` empty at the start), one after the other on this machine "
         f"({os.cpu_count()} CPUs). Start-up = a fresh interpreter importing what that kind of stage imports, times "
         "its stages (what the warm worker spares all but the first of them); `–` = the stage did not run.",
         "",

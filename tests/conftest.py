@@ -169,19 +169,22 @@ def drawn_share(pixels) -> float:
 @pytest.fixture(scope="session", autouse=True)
 def _warm_workers(tmp_path_factory):
     """The warm workers the suite's `iadbench` commands start (``iadbench.warm``) get a socket folder of their own,
-    inherited by every subprocess, and are stopped when the session ends (else each idles out after 5 min)."""
+    inherited by every subprocess, and are stopped when the session ends (else each idles out after 5 min); the
+    measured receptive-field shifts (``iadbench.models.geometry``) a cache of the session's own."""
     import os
 
     runtime = tmp_path_factory.mktemp("runtime")
-    previous = os.environ.get("XDG_RUNTIME_DIR")
+    previous = {name: os.environ.get(name) for name in ("XDG_RUNTIME_DIR", "IADBENCH_SHIFT_CACHE")}
     os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    os.environ["IADBENCH_SHIFT_CACHE"] = str(runtime / "shifts")  # the suite's own, not the user's ~/.cache
     yield runtime
     for sock in runtime.glob("iadbench-warm-*/*.sock"):
         sock.unlink()
-    if previous is None:
-        os.environ.pop("XDG_RUNTIME_DIR", None)
-    else:
-        os.environ["XDG_RUNTIME_DIR"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def pytest_collection_modifyitems(config, items):

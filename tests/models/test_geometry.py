@@ -75,3 +75,36 @@ def test_measured_shift_moves_the_source_grid():
         F.avg_pool2d(input=coarse, kernel_size=2)  # keyword call (DFM's), and a head's pooling inherits the shift
     assert placement.effective_grid((32, 32)) == Grid((2.0, 2.0), (-3.0, 1.0))
     assert placement.effective_grid((16, 16)) == Grid((4.0, 4.0), (-2.0, 2.0))
+
+
+def test_receptive_field_shifts_are_measured_once_per_extractor_weights_and_size(tmp_path, monkeypatch):
+    """The cache returns the measured numbers; another size or another weight is measured again; ``off`` keeps none."""
+    from anomalib.models import Padim
+
+    from iadbench.models import geometry
+
+    monkeypatch.setenv("IADBENCH_SHIFT_CACHE", str(tmp_path / "cache"))
+    model = Padim(backbone="resnet18", layers=["layer1", "layer2"], pre_trained=False, n_features=10,
+                  post_processor=False, evaluator=False, visualizer=False)  # fmt: skip
+    measured = []
+    real = geometry._measure_shifts
+
+    def counting(*args):
+        measured.append(args[1:])
+        return real(*args)
+
+    monkeypatch.setattr(geometry, "_measure_shifts", counting)
+    first = geometry.receptive_field_shifts(model, 64, canvas=128)
+    assert geometry.receptive_field_shifts(model, 64, canvas=128) == first and len(measured) == 1
+    assert set(first) == {"16x16", "8x8"}
+    geometry.receptive_field_shifts(model, 96, canvas=128)
+    assert len(measured) == 2  # another size: measured
+    with torch.no_grad():
+        next(model.model.feature_extractor.parameters()).add_(0.5)
+    geometry.receptive_field_shifts(model, 64, canvas=128)
+    assert len(measured) == 3  # other weights: measured
+    monkeypatch.setenv("IADBENCH_SHIFT_CACHE", "off")
+    cached = len(list((tmp_path / "cache").glob("*.json")))
+    assert geometry.receptive_field_shifts(model, 64, canvas=128) == geometry._measure_shifts(
+        model.model.feature_extractor.feature_extractor, 64, 128, 0)  # fmt: skip
+    assert len(list((tmp_path / "cache").glob("*.json"))) == cached == 3

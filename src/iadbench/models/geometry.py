@@ -31,8 +31,12 @@ architecture this benchmark registers (conflicts are detected, not assumed away)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -257,10 +261,40 @@ def _frozen_extractor(module: torch.nn.Module) -> Any:
     return (frozen or found or [None])[0]
 
 
+def shift_cache_dir() -> Path | None:
+    """Where measured shifts are kept between processes: ``$IADBENCH_SHIFT_CACHE`` (``off`` for none), else
+    ``$XDG_CACHE_HOME/iadbench/receptive-field-shifts`` (``~/.cache`` without it).
+    """
+    value = os.environ.get("IADBENCH_SHIFT_CACHE", "")
+    if value.strip().lower() in {"0", "off", "no", "false"}:
+        return None
+    if value:
+        return Path(value)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iadbench" / "receptive-field-shifts"
+
+
+def shift_key(extractor: Any, image_size: int, canvas: int, seed: int) -> str:
+    """What a measurement depends on, hashed: this module's source (the measuring code), torch's version, the
+    extractor's architecture (``repr``), its selected layers and every weight and buffer, the size, canvas and seed.
+    """
+    net = extractor.feature_extractor
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(f"{torch.__version__}|{image_size}|{canvas}|{seed}|{getattr(extractor, 'layers', None)}".encode())
+    digest.update(repr(net).encode())
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode() + str(tensor.dtype).encode() + str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def receptive_field_shifts(
     module: torch.nn.Module, image_size: int, canvas: int = 512, seed: int = 0
 ) -> dict[str, list[float]]:
     """Per feature size at ``image_size``: where its cells look, minus where the padding arithmetic puts them.
+
+    Measured once per extractor, weights, layers and size (:func:`shift_key`) and kept in :func:`shift_cache_dir`,
+    so that the cells of one backbone do not measure it again (~3–5 s each on a CPU); the value is the same numbers
+    either way (it consumes no seeded random stream: the noise comes from a forked generator).
 
     Trained kernels need not be centred: in the TensorFlow-trained EfficientNet-Lite0 the stride-2 5×5 depthwise
     kernel of ``blocks.2.0`` carries its weight half a tap up-left (−2 px at its input stride), and such biases add
@@ -274,7 +308,21 @@ def receptive_field_shifts(
     extractor = _frozen_extractor(module)
     if extractor is None:
         return {}
-    net = extractor.feature_extractor
+    cache = shift_cache_dir()
+    cached = cache / f"{shift_key(extractor, image_size, canvas, seed)}.json" if cache is not None else None
+    if cached is not None and cached.is_file():
+        return json.loads(cached.read_text())
+    shifts = _measure_shifts(extractor.feature_extractor, image_size, canvas, seed)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(shifts))
+        os.replace(partial, cached)  # whole or not at all: another process may be reading it
+    return shifts
+
+
+def _measure_shifts(net: torch.nn.Module, image_size: int, canvas: int, seed: int) -> dict[str, list[float]]:
+    """The measurement of :func:`receptive_field_shifts` on a timm feature network."""
     was_training = net.training
     net.eval()
     shifts: dict[str, list[float]] = {}
