@@ -32,6 +32,16 @@ def read_params(args: argparse.Namespace) -> dict:
     return load_params(args.params)
 
 
+TORCH_LIBRARIES = ("torch", "lightning", "anomalib.engine")  # what a verb that runs a network imports first
+
+
+def add_cell_arguments(parser: argparse.ArgumentParser, unit: str = "--model",
+                       help_: str = "a registry name (iadbench models lists them)") -> None:  # fmt: skip
+    """A (unit, product) cell's two arguments: ``--model`` (or ``--detector``/``--setup``) and ``--product``."""
+    parser.add_argument(unit, required=True, help=help_)
+    parser.add_argument("--product", required=True)
+
+
 def verb_of(module_name: str) -> str:
     """``gate_docs`` → ``gate-docs``, ``import_`` → ``import``."""
     return module_name.rstrip("_").replace("_", "-")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 
 from iadbench.paths import ASSIGNMENT
-from iadbench.stages import read_params
+from iadbench.stages import add_cell_arguments, read_params
 
 HELP = "evaluate one cell on its test split at every fitted threshold"
-IMPORTS = ("iadbench.evaluation.evaluate",)  # what the verb imports before any work (the warm worker preloads it)
+IMPORTS = ("iadbench.evaluation.evaluate",)  # imported before any work: the warm worker preloads them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The verb's arguments."""
-    parser.add_argument("--model", required=True, help="a registry name (iadbench models lists them)")
-    parser.add_argument("--product", required=True)
+    """The verb's arguments: the cell."""
+    add_cell_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -10,7 +10,7 @@ from iadbench.paths import ASSIGNMENT
 from iadbench.stages import read_params
 
 HELP = "draw the overlays of every headline rule and the drift examples: reports/overlays"
-IMPORTS = ("iadbench.evaluation.report",)  # what the verb imports before any work (the warm worker preloads it)
+IMPORTS = ("iadbench.evaluation.panels",)  # imported before any work: the warm worker preloads them
 
 
 def run(args: argparse.Namespace) -> None:

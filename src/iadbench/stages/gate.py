@@ -12,7 +12,7 @@ from iadbench.paths import gate_result
 from iadbench.stages import read_params
 
 HELP = "run a Great Expectations validation gate; exit 1 on any error"
-IMPORTS = ("iadbench.gates",)  # what the verb imports before any work (the warm worker preloads it)
+IMPORTS = ("iadbench.gates",)  # imported before any work: the warm worker preloads them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 HELP = "render the gates' Great Expectations Data Docs, offline: reports/gates/docs"
-IMPORTS = ("iadbench.datadocs",)  # what the verb imports before any work (the warm worker preloads it)
+IMPORTS = ("iadbench.datadocs",)  # imported before any work: the warm worker preloads them
 
 
 def run(args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ import argparse
 from iadbench.stages import read_params
 
 HELP = "pool all cells into reports/metrics.json and reports/tables/ (params: threshold)"
-IMPORTS = ("iadbench.evaluation.tables",)  # what the verb imports before any work (the warm worker preloads it)
+IMPORTS = ("iadbench.evaluation.tables",)  # imported before any work: the warm worker preloads them
 
 
 def run(args: argparse.Namespace) -> None:

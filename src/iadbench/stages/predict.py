@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from iadbench.stages import read_params
+from iadbench.stages import TORCH_LIBRARIES, add_cell_arguments, read_params
 
 HELP = "write anomaly maps and scores of one (model, product) cell"
-IMPORTS = (
-    "torch",
-    "lightning",
-    "anomalib.engine",
-    "iadbench.models.run",
-)  # what the verb imports before any work (the warm worker preloads it)
+IMPORTS = (*TORCH_LIBRARIES, "iadbench.models.run")  # imported before any work: the warm worker preloads them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The verb's arguments."""
-    parser.add_argument("--model", required=True, help="a registry name (iadbench models lists them)")
-    parser.add_argument("--product", required=True)
+    """The verb's arguments: the cell."""
+    add_cell_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> None:

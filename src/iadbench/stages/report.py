@@ -7,7 +7,7 @@ import argparse
 from iadbench.stages import read_params
 
 HELP = "write reports/report.html and .md (tables, curves, overlays)"
-IMPORTS = ("iadbench.evaluation.report",)  # what the verb imports before any work (the warm worker preloads it)
+IMPORTS = ("iadbench.evaluation.report",)  # imported before any work: the warm worker preloads them
 
 
 def run(args: argparse.Namespace) -> None:

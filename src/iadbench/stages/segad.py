@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import argparse
 
-from iadbench.stages import read_params
+from iadbench.stages import add_cell_arguments, read_params
 
 HELP = "SegAD: fit one setup's boosted random forest and score its images"
-IMPORTS = ("xgboost", "iadbench.segad.stages")  # what the verb imports before any work (the warm worker preloads it)
+IMPORTS = ("xgboost", "iadbench.segad.stages")  # imported before any work: the warm worker preloads them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The verb's arguments."""
-    parser.add_argument("--setup", required=True, help="<detector>+segad or all+segad (params: segad)")
-    parser.add_argument("--product", required=True)
+    """The verb's arguments: the cell."""
+    add_cell_arguments(parser, "--setup", "<detector>+segad or all+segad (params: segad)")
 
 
 def run(args: argparse.Namespace) -> None:

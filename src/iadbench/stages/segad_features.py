@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import argparse
 
-from iadbench.stages import read_params
+from iadbench.stages import TORCH_LIBRARIES, add_cell_arguments, read_params
 
 HELP = "SegAD: segment statistics of one detector's maps (params: segad)"
-IMPORTS = (
-    "torch",
-    "lightning",
-    "anomalib.engine",
-    "iadbench.segad.stages",
-)  # what the verb imports before any work (the warm worker preloads it)
+IMPORTS = (*TORCH_LIBRARIES, "iadbench.segad.stages")  # imported before any work: the warm worker preloads them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The verb's arguments."""
-    parser.add_argument("--detector", required=True, help="one of segad.detectors")
-    parser.add_argument("--product", required=True)
+    """The verb's arguments: the cell."""
+    add_cell_arguments(parser, "--detector", "one of segad.detectors")
 
 
 def run(args: argparse.Namespace) -> None:

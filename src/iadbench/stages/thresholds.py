@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 
 from iadbench.paths import ASSIGNMENT
+from iadbench.stages import add_cell_arguments
 
 HELP = "fit ROC-T, IoU-T, PR-T and good_fpr1 of one cell on its validation split"
-IMPORTS = ("iadbench.evaluation.thresholds",)  # what the verb imports before any work (the warm worker preloads it)
+IMPORTS = ("iadbench.evaluation.thresholds",)  # imported before any work: the warm worker preloads them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The verb's arguments."""
-    parser.add_argument("--model", required=True, help="a registry name (iadbench models lists them)")
-    parser.add_argument("--product", required=True)
+    """The verb's arguments: the cell."""
+    add_cell_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> None:
