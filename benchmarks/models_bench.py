@@ -126,8 +126,9 @@ def bench_overhead(args: argparse.Namespace) -> dict:
     from anomalib.engine import Engine
 
     from iadbench.cli import main as iadbench
+    from iadbench.models.quiet import quiet_libraries
     from iadbench.models.registry import build_model
-    from iadbench.models.run import model_config, predict_cell, quiet_libraries, train_cell
+    from iadbench.models.run import model_config, predict_cell, train_cell
 
     quiet_libraries()
     params = _base_params()

@@ -108,12 +108,12 @@ def test_predict_without_a_trained_model(params):
 def test_git_repository_without_commit_is_a_clear_error(tmp_path, monkeypatch):
     import subprocess
 
-    from iadbench.models.run import _loss_curve
+    from iadbench.models.live import loss_curve
 
     monkeypatch.chdir(tmp_path)
     subprocess.run(["git", "init", "-q"], check=True)
     with pytest.raises(IadbenchError, match="no commit yet; DVCLive needs one"):
-        _loss_curve(tmp_path / "dvclive", has_loss=True)
+        loss_curve(tmp_path / "dvclive", has_loss=True)
 
 
 def test_dfkde_with_too_few_train_images_is_a_clear_error(params):
@@ -125,7 +125,7 @@ def test_dfkde_with_too_few_train_images_is_a_clear_error(params):
 def test_misleading_anomalib_notice_is_filtered():
     import logging
 
-    from iadbench.models.run import quiet_libraries
+    from iadbench.models.quiet import quiet_libraries
 
     quiet_libraries()
     quiet_libraries()  # idempotent: one filter, not one per call

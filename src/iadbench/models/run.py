@@ -27,6 +27,8 @@ import torch
 from iadbench import resources
 from iadbench.errors import IadbenchError
 from iadbench.models.geometry import receptive_field_shifts
+from iadbench.models.live import loss_curve
+from iadbench.models.quiet import ignore_known_noise, quiet_libraries
 from iadbench.models.registry import ModelConfig, build_model, effective_options, get_entry
 from iadbench.paths import ASSIGNMENT, MAPS_DIR, MODELS_DIR, PREDICT_REPORTS, train_report_dir
 
@@ -82,44 +84,7 @@ def split_rows(product: str, splits: tuple[str, ...], every_product: bool = Fals
 
 # Warnings that carry no information about a cell (library deprecations, Lightning's advice for multi-GPU or
 # worker settings that the protocol fixes on purpose). Everything else is kept: recorded in the cell's metadata.
-KNOWN_NOISE = (
-    r".*does not have many workers.*",
-    r".*is deprecated.*",
-    r".*deprecated and will be removed.*",
-    r".*GPU available but not used.*",
-    r".*torch.meshgrid: in an upcoming release.*",
-    r".*`training_step` returned `None`.*",
-    r".*Trying to infer the `batch_size`.*",
-    r".*The `srun` command is available.*",
-    r".*LightningModule.configure_optimizers` returned `None`.*",
-    r".*number of training batches .* is smaller than the logging interval.*",
-    r".*You are using `torch.load` with `weights_only=False`.*",
-    r".*Importing from timm.models.* is deprecated.*",
-    r".*You defined a `validation_step` but have no `val_dataloader`.*",  # no validation loop, by protocol
-    r".*module\(s\) in eval mode at the start of training.*",  # anomalib's frozen backbones, on purpose
-)
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-
-
-def _ignore_known_noise() -> None:
-    for pattern in KNOWN_NOISE:
-        warnings.filterwarnings("ignore", message=pattern)
-
-
-def quiet_libraries() -> None:
-    """Lightning and anomalib at WARNING, their known noise filtered (train, predict and SegAD's detector pass)."""
-    import lightning.pytorch  # noqa: F401 - imported first: Lightning sets its loggers to INFO on import
-
-    _ignore_known_noise()
-    for name in (
-        "lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning", "anomalib",
-        "lightning.pytorch.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
-    ):  # fmt: skip
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # iadbench loads the fitted state itself (load_state); anomalib's "weights will not be loaded" would mislead
-    engine_logger = logging.getLogger("anomalib.engine.engine")
-    if not any(isinstance(f, _NoCheckpointNotice) for f in engine_logger.filters):
-        engine_logger.addFilter(_NoCheckpointNotice())
 
 
 @contextlib.contextmanager
@@ -136,7 +101,7 @@ def fidelity(cfg: ModelConfig, shifts: dict[str, list[float]] | None = None) -> 
     placement = GridPlacement(size, parse_shifts(shifts or {})) if cfg.corrections else contextlib.nullcontext()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # every occurrence counted, then the noise taken out again
-        _ignore_known_noise()
+        ignore_known_noise()
         with placement:
             yield record
     counts: dict[tuple[str, str], int] = {}
@@ -150,11 +115,6 @@ def fidelity(cfg: ModelConfig, shifts: dict[str, list[float]] | None = None) -> 
         record["grid_placement"] = {"placed": placement.placed, "left_as_written": placement.fallbacks}
     else:
         record["grid_placement"] = "off (anomalib's own interpolation)"
-
-
-class _NoCheckpointNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "ckpt_path is not provided" not in record.getMessage()
 
 
 def _engine(
@@ -217,7 +177,7 @@ def train_cell(
     out.mkdir(parents=True, exist_ok=True)
     from anomalib.models.components import MemoryBankMixin
 
-    curve = _loss_curve(train_report_dir(model, product), has_loss=not isinstance(module, MemoryBankMixin))
+    curve = loss_curve(train_report_dir(model, product), has_loss=not isinstance(module, MemoryBankMixin))
     calibration: dict[str, Any] = {}
     shifts = receptive_field_shifts(module, cfg.image_size) if cfg.corrections else {}
     ordered = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers)
@@ -269,66 +229,6 @@ def _regime(train: Any, rows: pd.DataFrame) -> dict[str, Any]:
     if anomalous:
         out["n_train_anomalous"] = anomalous  # split.train_noise: noisy training labels
     return out
-
-
-def _git_has_no_commit() -> bool:
-    import subprocess
-
-    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True)
-    if inside.returncode != 0 or inside.stdout.strip() != "true":
-        return False
-    return subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True).returncode != 0
-
-
-TRAIN_LOSS = "train_loss"  # the one training metric every cell's metrics.json and curve carry
-
-
-def _loss_curve(directory: Path, has_loss: bool) -> Any:
-    """A Lightning callback that logs each epoch's mean training loss with DVCLive into ``directory``.
-
-    One name for every model (anomalib's models log ``train_loss``, ``train/loss`` or ``train/epoch/loss``):
-    ``metrics.json`` holds the final ``train_loss`` and ``epochs`` (what ``dvc exp show`` lists per cell) and
-    ``plots/metrics/train_loss.tsv`` the curve, step = epoch (what ``dvc plots diff`` overlays). A memory-bank
-    model (PaDiM, PatchCore) has no loss — anomalib returns a constant placeholder — so its curve file holds
-    the header only: DVC needs every declared output to exist, and an empty curve says "no loss" truthfully.
-    No timestamps are logged, so the files are the same bytes on every rebuild of a deterministic model.
-    """
-    from dvclive import Live
-    from lightning.pytorch.callbacks import Callback
-
-    if _git_has_no_commit():
-        # DVCLive 3.49 asks git for HEAD before checking that one exists, and crashes deep inside Lightning.
-        raise IadbenchError("this git repository has no commit yet; DVCLive needs one: git add -A && git commit")
-
-    class LossCurve(Callback):
-        def __init__(self) -> None:
-            # dvcyaml=None: the curves are declared in the project's dvc.yaml (metrics and plots of the train stage)
-            self.live = Live(dir=str(directory), save_dvc_exp=False, dvcyaml=None, report=None)
-            self.total, self.batches, self.epochs = 0.0, 0, 0
-
-        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-            if has_loss and isinstance(loss, torch.Tensor):
-                self.total += float(loss.detach().float().cpu())
-                self.batches += 1
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            if has_loss and self.batches:
-                self.live.log_metric(TRAIN_LOSS, self.total / self.batches)
-                self.live.next_step()
-            self.total, self.batches, self.epochs = 0.0, 0, self.epochs + 1
-
-        def finish(self, epochs: int) -> None:
-            """Write the summary (the epochs kept, after early stopping) and the empty curve of a loss-free model."""
-            self.live.summary["epochs"] = epochs
-            self.live.make_summary()
-            curve = Path(self.live.plots_dir) / "metrics" / f"{TRAIN_LOSS}.tsv"
-            if not curve.is_file():
-                curve.parent.mkdir(parents=True, exist_ok=True)
-                curve.write_text(f"step\t{TRAIN_LOSS}\n")
-            self.live.end()
-
-    return LossCurve()
 
 
 def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
