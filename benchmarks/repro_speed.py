@@ -146,18 +146,34 @@ def measure(rev: str, root: Path, warm: bool) -> dict:
     }
 
 
+def _outputs(lock: dict) -> dict[tuple[str, str], str]:
+    return {(st, o["path"]): o.get("md5") for st, s in lock["stages"].items() for o in s.get("outs", [])}
+
+
+def _clone_lock(repo: Path) -> dict[tuple[str, str], str]:
+    """The output hashes of a clone's rebuilt lock (its commit after `dvc repro`)."""
+    text = subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=repo, capture_output=True, text=True, check=True)
+    return _outputs(yaml.safe_load(text.stdout))
+
+
+def clones_agree(before: Path, after: Path) -> dict:
+    """The two clones' rebuilt locks against each other (the same code: fresh processes vs the warm worker)."""
+    a, b = _clone_lock(before), _clone_lock(after)
+    compared = [k for k in a if not k[1].startswith(VOLATILE)]
+    return {
+        "outputs_compared": len(compared),
+        "differ": sorted(f"{s}: {p}" for s, p in compared if a[(s, p)] != b.get((s, p))),
+    }
+
+
 def lock_check(rebuilt: Path) -> dict:
     """Output hashes of the rebuilt clone's lock against the committed lock (volatile files excluded)."""
-
-    def outputs(lock: dict) -> dict[tuple[str, str], str]:
-        return {(st, o["path"]): o.get("md5") for st, s in lock["stages"].items() for o in s.get("outs", [])}
-
-    committed = outputs(yaml.safe_load((PROJECT / "dvc.lock").read_text()))
-    ours = outputs(yaml.safe_load(subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=rebuilt, capture_output=True,
-                                                 text=True, check=True).stdout))  # fmt: skip
+    committed = _outputs(yaml.safe_load((PROJECT / "dvc.lock").read_text()))
+    ours = _clone_lock(rebuilt)
     compared = [k for k in committed if not k[1].startswith(VOLATILE)]
     differ = sorted(f"{s}: {p}" for s, p in compared if ours.get((s, p)) != committed[(s, p)])
-    return {"outputs_compared": len(compared), "differ": differ,
+    stages = sorted({s.split("@")[0] for s, _ in compared})
+    return {"outputs_compared": len(compared), "differ": differ, "stages": stages,
             "volatile_excluded": len(committed) - len(compared)}  # fmt: skip
 
 
@@ -191,10 +207,17 @@ def readme(result: dict) -> None:
         f"| **rule switch, wall** ({', '.join(after['rule_switch_stages'])}) | | {before['rule_switch_seconds']} | "
         f"{after['rule_switch_seconds']} | {after['rule_switch_seconds'] / before['rule_switch_seconds']:.2f} | |",
     ]  # fmt: skip
-    lock = result["lock"]
+    lock, clones = result["lock"], result.get("clones")
+    if clones is not None:
+        same = "every one" if not clones["differ"] else f"all but {len(clones['differ'])}"
+        lines += ["", f"Fresh and warm: the two clones' rebuilt `dvc.lock` have the same hash for {same} of "
+                  f"{clones['outputs_compared']} outputs (volatile timing files excluded)."]  # fmt: skip
     if lock["differ"]:
-        lines += ["", f"Lock stability: {len(lock['differ'])} output(s) differ from the committed `dvc.lock`: "
-                  + ", ".join(lock["differ"][:10])]  # fmt: skip
+        differ = sorted({d.split(":")[0].split("@")[0] for d in lock["differ"]})
+        same = sorted(set(lock.get("stages", [])) - set(differ))
+        lines += ["", f"Against the committed `dvc.lock` (built earlier, possibly on another machine): "
+                  f"{len(lock['differ'])} of {lock['outputs_compared']} outputs differ, in the stages "
+                  f"{', '.join(differ)}; identical in {', '.join(same) or 'none'}."]  # fmt: skip
     else:
         lines += [
             "",
@@ -221,7 +244,8 @@ def main() -> None:
         print(json.dumps({k: v for k, v in before.items() if k != "by_kind"}), flush=True)
         after = measure("HEAD", root, warm=True)
         print(json.dumps({k: v for k, v in after.items() if k != "by_kind"}), flush=True)
-        result = {"before": before, "after": after, "lock": lock_check(Path(after["repo"]))}
+        result = {"before": before, "after": after, "lock": lock_check(Path(after["repo"])),
+                  "clones": clones_agree(Path(before["repo"]), Path(after["repo"]))}  # fmt: skip
         save_result("repro_speed", result, Path.cwd())
         print(json.dumps(result["lock"]))
         if args.readme:
