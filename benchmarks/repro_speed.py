@@ -130,8 +130,8 @@ def measure(rev: str, root: Path, warm: bool) -> dict:
         k["import_each"] = round(_import_seconds(repo, env, statement), 2)
         k["import_total"] = round(k["import_each"] * k["n"], 1)
         k["seconds"] = round(k["seconds"], 1)
-    for sock in root.glob("iadbench-warm-*/*.sock"):  # stop the clone's workers
-        sock.unlink()
+    for folder in root.glob("iadbench-warm-*"):  # stop the clone's workers
+        warm.stop(folder)
     return {
         "rev": short.strip(),  # the revision measured (before the clone's own commit of its rebuilt lock)
         "processes": "warm worker" if warm else "fresh",

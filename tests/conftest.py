@@ -178,8 +178,10 @@ def _warm_workers(tmp_path_factory):
     os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     os.environ["IADBENCH_SHIFT_CACHE"] = str(runtime / "shifts")  # the suite's own, not the user's ~/.cache
     yield runtime
-    for sock in runtime.glob("iadbench-warm-*/*.sock"):
-        sock.unlink()
+    from iadbench.warm import stop
+
+    for folder in runtime.glob("iadbench-warm-*"):
+        stop(folder)
     for name, value in previous.items():
         if value is None:
             os.environ.pop(name, None)

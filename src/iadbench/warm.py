@@ -327,9 +327,11 @@ def _watch(conn: socket.socket) -> None:
         os.kill(os.getpid(), data[0])
 
 
-def stop() -> int:
-    """Stop this user's workers (each ends within a second of its socket being removed); how many there were."""
-    folder = socket_dir()
+def stop(folder: Path | None = None) -> int:
+    """Stop the workers of ``folder`` (default: this user's socket folder); each ends within a second of its socket
+    being removed. How many there were.
+    """
+    folder = socket_dir() if folder is None else folder
     sockets = list(folder.glob("*.sock"))
     for path in sockets:
         path.unlink(missing_ok=True)
