@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from iadbench.params import GateParams, SplitParams, SynthesizeParams
 from iadbench.synth.generate import generate
@@ -97,6 +101,48 @@ def copy_gx(root: Path) -> Path:
     """The project's Great Expectations suites as committed (``gx/`` without GX's scratch) into ``root``: what the
     gates read, as in a user's repository."""
     return Path(shutil.copytree(REPO / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted")))
+
+
+def run_in(cmd: list[str], repo: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in ``repo``; with ``check``, a failure raises with both output streams."""
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_repo(root: Path, params: dict) -> tuple[Path, dict]:
+    """A committed copy of this repository's tracked files at ``root`` with ``params`` as params.yaml, and an env to
+    run its commands in (an empty HOME, this interpreter's bin first on PATH, offline).
+
+    The committed ``dvc.lock`` is left out: it records the default configuration's 78 stages, none of which a tiny
+    configuration can reuse, and DVC parses and rewrites the whole lock after every stage it runs
+    (``benchmarks/dvc_yaml.py``), so the stale entries made every stage of a test repository ~2 s slower."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    for name in filter(None, files):
+        if name != "dvc.lock" and (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    home = root.parent / "home"  # an empty HOME: no global git identity or DVC config from this machine
+    home.mkdir()
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+    }  # fmt: skip
+    run_in(["git", "init", "-q"], root, env)
+    run_in(["git", "config", "user.name", "iadbench test"], root, env)
+    run_in(["git", "config", "user.email", "test@iadbench.invalid"], root, env)
+    run_in(["git", "add", "-A"], root, env)
+    run_in(["git", "commit", "-qm", "tiny"], root, env)
+    return root, env
 
 
 @pytest.fixture(scope="session")

@@ -67,3 +67,31 @@ def test_the_console_script_is_a_root_of_every_stage(tmp_path):
     lifted = tmp_path / "dvc.yaml"
     lifted.write_text(DVC_YAML.read_text().replace("# deps-exempt: iadbench.warm", "# iadbench.warm"))
     assert "src/iadbench/warm.py" in dc.stage_report(lifted)["metrics"]["missing"]
+
+
+def test_bytecode_beside_a_source_folder_dep_changes_nothing(tmp_path, monkeypatch):
+    """A stage that depends on a source folder stays up to date when Python writes ``__pycache__`` into it (as it
+    does on every machine without PYTHONDONTWRITEBYTECODE): the project's ``.dvcignore`` leaves bytecode out.
+    Without those lines the status names the folder (checked by writing the ignore file without them)."""
+    from dvc.repo import Repo
+
+    def status_after_bytecode(ignore: str, root: Path) -> dict:
+        root.mkdir()
+        monkeypatch.chdir(root)  # DVC resolves a repository's targets from the working directory
+        repo = Repo.init(root, no_scm=True)
+        (root / ".dvcignore").write_text(ignore)
+        (root / "pkg").mkdir()
+        (root / "pkg" / "mod.py").write_text("X = 1\n")
+        (root / "dvc.yaml").write_text(
+            "stages:\n  s:\n    cmd: echo ran > out.txt\n    deps: [pkg]\n    outs: [out.txt]\n"
+        )
+        repo.reproduce()
+        cache = root / "pkg" / "__pycache__"
+        cache.mkdir()
+        (cache / "mod.cpython-311.pyc").write_bytes(b"\x00bytecode")
+        return Repo(root).status()
+
+    project_ignore = (PROJECT / ".dvcignore").read_text()
+    assert status_after_bytecode(project_ignore, tmp_path / "project") == {}
+    without = "\n".join(line for line in project_ignore.splitlines() if "py" not in line)
+    assert status_after_bytecode(without, tmp_path / "without") == {"s": [{"changed deps": {"pkg": "modified"}}]}

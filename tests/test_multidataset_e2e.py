@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 
 from iadbench.synth.generate import generate
-from tests.conftest import TINY, tiny_synth
-from tests.test_pipeline_e2e import _run, _set_params, _stages_run, make_repo
+from tests.conftest import TINY, make_repo, tiny_synth
+from tests.conftest import run_in as _run
+from tests.test_pipeline_e2e import _set_params, _stages_run
 
 pytestmark = pytest.mark.slow
 

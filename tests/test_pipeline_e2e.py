@@ -8,7 +8,6 @@ must stop at its gate.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,17 +20,11 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from tests.conftest import TINY, chromium_screenshot, drawn_share, tree_digest
+from tests.conftest import TINY, chromium_screenshot, drawn_share, make_repo, tree_digest
+from tests.conftest import run_in as _run
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-def _run(cmd: list[str], repo: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def _stages_run(output: str) -> set[str]:
@@ -47,35 +40,6 @@ def _set_params(repo: Path, **sections) -> None:
     for section, values in sections.items():
         params[section].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def make_repo(root: Path, params: dict) -> tuple[Path, dict]:
-    """A committed copy of this repository's tracked files at ``root`` with ``params`` as params.yaml."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=PROJECT, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")  # fmt: skip
-    for name in filter(None, files):
-        if (PROJECT / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT / name, root / name)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    home = root.parent / "home"  # an empty HOME: no global git identity or DVC config from this machine
-    home.mkdir()
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "HF_HUB_OFFLINE": "1",
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-    }  # fmt: skip
-    _run(["git", "init", "-q"], root, env)
-    _run(["git", "config", "user.name", "iadbench test"], root, env)
-    _run(["git", "config", "user.email", "test@iadbench.invalid"], root, env)
-    _run(["git", "add", "-A"], root, env)
-    _run(["git", "commit", "-qm", "tiny"], root, env)
-    return root, env
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import TINY, tree_digest
-from tests.test_pipeline_e2e import _run, _stages_run, make_repo
+from tests.conftest import TINY, make_repo, tree_digest
+from tests.conftest import run_in as _run
+from tests.test_pipeline_e2e import _stages_run
 
 pytestmark = pytest.mark.slow
 SETUPS = ("padim+segad", "ae+segad", "all+segad")

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import TINY
-from tests.test_pipeline_e2e import _run, make_repo
+from tests.conftest import TINY, make_repo
+from tests.conftest import run_in as _run
 
 pytestmark = pytest.mark.slow
 

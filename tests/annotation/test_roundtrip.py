@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from iadbench.annotation import server
 from iadbench.synth.generate import generate
-from tests.conftest import TINY, tiny_synth, tree_digest
+from tests.conftest import TINY, make_repo, tiny_synth, tree_digest
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[2]
@@ -86,23 +83,8 @@ def _free_port() -> int:
 def world(tmp_path_factory):
     """(repo, env, client, url): a repo on the imported tiny dataset 'tinyreal', built, and a running server."""
     base = tmp_path_factory.mktemp("roundtrip")
-    repo = base / "iadbench"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=PROJECT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")  # fmt: skip
-    for name in filter(None, files):
-        if (PROJECT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT / name, repo / name)
     params = {**TINY, "data": {**TINY["data"], "datasets": ["tinyreal"]}, "models": ["padim"]}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    home = base / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
-        _run(cmd, repo, env)
+    repo, env = make_repo(base / "iadbench", params)
     source = base / "source"
     images = source / "data/raw/synthetic"  # export paths are relative to `source`, as to a repository root
     generate(tiny_synth(), images, source / "export.json", source, progress=False)
