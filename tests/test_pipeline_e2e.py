@@ -300,3 +300,42 @@ def test_bad_dataset_stops_at_its_gate_and_damages_nothing(repo, first_build, tm
     cache_after = tree_digest(root / ".dvc/cache")
     assert all(cache_after.get(k) == v for k, v in cache_before.items()), "the DVC cache must never change"
     _run(["git", "checkout", "--", "params.yaml"], root, env)
+
+
+def test_recommend_ranks_the_built_cells_and_reads_a_commit(repo, first_build):
+    """`iadbench recommend` on the tiny build: its best candidate's mean IoU recomputed from the per-image rows and
+    the categories with pandas; the same answer from a commit of the build (--rev, read through DVC); a request it
+    cannot answer exits 2 with the reason."""
+    root, env = repo
+    _restore(root, env)
+    cats = pd.read_csv(root / "data/categories.csv", keep_default_na=False)
+    rows = pd.concat([pd.read_csv(root / f"reports/evaluate/{m}/nut.csv") for m in ("padim", "ae")])
+    rows = rows.merge(cats[["image_id", "defect_categories", "background"]], on="image_id")
+    background = rows["background"].iloc[0]
+    every = "structural,surface,contamination,combined"
+    ask = ["iadbench", "recommend", "--background", background, "--defects", every]
+    ranked = json.loads(_run([*ask, "--json"], root, env).stdout)
+    assert {(c["model"], c["rule"]) for c in ranked} == {(m, r) for m in ("padim", "ae")
+                                                          for r in ("roc", "iou", "pr", "good_fpr1")}  # fmt: skip
+    best = ranked[0]
+    mine = rows[(rows["model"] == best["model"]) & (rows["label"] == "anomalous") & (rows["background"] == background)]
+    assert best["n_images"] == mine[f"iou_{best['rule']}"].notna().sum()
+    assert best["mean_iou"] == pytest.approx(mine[f"iou_{best['rule']}"].mean())
+    assert best["mean_iou"] == max(c["mean_iou"] for c in ranked)
+    assert best["threshold"]["nut"]["pixel"] is not None and "verdict" in best
+    text = _run(ask, root, env).stdout
+    assert "too few images to decide" in text and f"{best['model']}  {best['rule']}" in text
+    _run(["git", "add", "-A"], root, env)
+    _run(["git", "commit", "-qm", "built, for recommend --rev"], root, env)
+    from_commit = json.loads(_run([*ask, "--json", "--rev", "HEAD", "--no-workspace"], root, env).stdout)
+    assert from_commit == ranked
+    twice = _run([*ask, "--rev", "HEAD"], root, env, check=False)
+    assert twice.returncode == 2 and "workspace and HEAD both evaluate" in twice.stderr
+    missing = _run([*ask, "--rev", "no-such-experiment"], root, env, check=False)
+    assert (
+        missing.returncode == 2 and "--rev no-such-experiment: no commit, branch, tag or experiment" in missing.stderr
+    )
+    impossible = _run([*ask, "--max-false-alarm", "-1"], root, env, check=False)
+    assert (
+        impossible.returncode == 2 and "false alarm" in impossible.stderr and "(--max-false-alarm)" in impossible.stderr
+    )

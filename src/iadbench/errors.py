@@ -41,3 +41,9 @@ class ParamsError(IadbenchError):
 
 class GateFailed(IadbenchError):
     """A gate found error-severity violations (already printed); the command exits 1."""
+
+
+class UsageError(IadbenchError):
+    """A command-line request that cannot be answered as asked (an unknown category, a profile without images,
+    constraints no candidate meets); the message says what exists or what excluded what.
+    """

@@ -14,7 +14,7 @@ from iadbench.cli import build_parser, main
 from iadbench.depsclosure import parse_command
 
 PROJECT = Path(__file__).resolve().parents[2]
-USER_VERBS = {"annotate", "import", "models", "study"}
+USER_VERBS = {"annotate", "import", "models", "recommend", "study"}
 
 
 def test_every_dvc_stage_command_is_a_discovered_verb_and_every_verb_is_a_stage_or_a_user_verb():

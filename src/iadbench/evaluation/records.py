@@ -27,8 +27,15 @@ class _Record:
         """The record in ``path``; an :class:`InputError` names the file when it is absent, not JSON or incomplete."""
         if not path.is_file():
             raise InputError(path, f"{cls.KIND} file not found", "run its stage first (dvc repro)")
+        return cls.parse(path.read_text(), path)
+
+    @classmethod
+    def parse(cls: type[R], text: str, path: Path | str) -> R:
+        """The record in ``text`` (read from ``path``, which the errors name: a file of the workspace or of a
+        commit).
+        """
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(path, "not valid JSON", str(exc)) from exc
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
 """One module per ``iadbench`` verb: the pipeline shell (each `dvc.yaml` stage's ``cmd`` is one of these verbs;
-``annotate``, ``import``, ``models`` and ``study`` are the user's own).
+``annotate``, ``import``, ``models``, ``recommend`` and ``study`` are the user's own).
 
 A verb's module is the code between the command line and the library: it reads ``params.yaml`` (:func:`read_params`),
 resolves the artifact paths (:mod:`iadbench.paths`), calls the library (``models``, ``metrics``, ``data``,
