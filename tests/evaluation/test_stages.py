@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +96,23 @@ def test_whole_chain_and_its_numbers(repo):
     page = Path("reports/report.html").read_text()
     assert "Table 1" in page and "https://" not in page and "http://" not in page
     assert Path("reports/overlays/iou/good.png").is_file() and Path("reports/thresholds/noisy/tiles.png").is_file()
-    assert "| category | dataset | n |" in Path("reports/report.md").read_text()
+    md = Path("reports/report.md").read_text()
+    assert "| category | dataset | n |" in md
     assert written[0].is_file()
+    # "Which detector for which product": one row per (background, category) present; the near-perfect maps win each
+    section = md.split("## Which detector for which product")[1].split("\n## ")[0]
+    profiles = re.findall(r"^\| (with|without) \| (\w+) \| (\d+) \| \w+ / \w+ \| ([0-9.]+) ", section, re.MULTILINE)
+    both = pd.concat([pd.read_csv(f"reports/evaluate/{m}/{p}.csv") for m in ("good", "noisy") for p in PRODUCTS])
+    joined = tables.with_categories(both[both["label"] == "anomalous"])
+    carries = joined["defect_categories"].str.split("|")
+    expected = {}  # (background, category) -> (n images, the best mean IoU of any (model, fitted rule)), by pandas
+    for (b, c), _ in Counter(zip(joined["background"], carries.map(tuple), strict=True)).items():
+        for cat in c:
+            mine = joined[(joined["background"] == b) & carries.map(lambda cs, cat=cat: cat in cs)]
+            best = max(mine.loc[mine["model"] == m, f"iou_{r}"].mean() for m in ("good", "noisy")
+                       for r in ("roc", "iou", "pr", "good_fpr1"))  # fmt: skip
+            expected[(b, cat)] = (mine["image_id"].nunique(), f"{best:.3f}")
+    assert {(b, c): (int(n), miou) for b, c, n, miou in profiles} == expected, section
 
 
 def test_tables_are_deterministic(repo):

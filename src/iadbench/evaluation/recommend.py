@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from iadbench.errors import InputError, UsageError
+from iadbench.formatting import fmt
 from iadbench.metrics.curves import ratio
 from iadbench.metrics.rules import RULE_TABLE, level_rules
 from iadbench.params import EvaluateParams
@@ -171,7 +172,9 @@ def _thresholds(docs: dict[tuple[str, str, str], Any], model: str, rule: str) ->
     return out
 
 
-def _cost(costs: dict[str, Any], model: str) -> dict[str, float | None]:
+def _cost(costs: dict[str, Any] | None, model: str) -> dict[str, float | None]:
+    if costs is None:  # not read (the report: no timing inside a cached artifact)
+        return {"fit_seconds": None, "ms_per_image": None, "peak_memory_mib": None}
     block = costs.get(model)
     if block is None:
         raise InputError(COSTS, f"no entry for model {model!r}", "rebuild it with the costs stage (dvc repro)")
@@ -253,7 +256,7 @@ def _verdict(rec: Recommendation) -> str:
 def recommend(
     table: pd.DataFrame,
     docs: dict[tuple[str, str, str], Any],
-    costs: dict[str, Any],
+    costs: dict[str, Any] | None,
     profile: Profile,
     p: EvaluateParams,
     constraints: Constraints | None = None,
@@ -264,7 +267,8 @@ def recommend(
         table: one row per (source, model, test image) as the evaluate stage writes them, joined with the
             categories (``background``, ``defect_categories``) and a ``source`` column (the run it came from).
         docs: (source, model, product) -> the cell's :class:`~iadbench.evaluation.records.EvaluateRecord`.
-        costs: ``reports/costs.json`` (model -> fit seconds, images per second, peak memory).
+        costs: ``reports/costs.json`` (model -> fit seconds, images per second, peak memory); ``None``: costs not
+            read (their fields are None and a cost constraint excludes every candidate).
         profile: background and defect categories.
         p: bootstrap resamples, confidence and seed.
         constraints: limits on false alarms, recall, time and memory.
@@ -300,3 +304,39 @@ def recommend(
         rec.comparison = paired_difference(anomalous, admissible[0], runner_up, p)
     rec.verdict = _verdict(rec)
     return rec
+
+
+REPORT_HEADER = ["background", "defect category", "n", "best (model / rule)", "mean IoU [95 % CI]", "runner-up",
+                 "difference [95 % CI]", "verdict"]  # fmt: skip
+
+
+def profile_rows(table: pd.DataFrame, docs: dict[tuple[str, str, str], Any], p: EvaluateParams) -> list[list[str]]:
+    """The report's "Which detector for which product": one row per (background, defect category) present, the
+    recommendation of :func:`recommend` without costs (timings stay outside cached artifacts: ``iadbench recommend``
+    adds them).
+    """
+    rows = []
+    for (background, category), n in profiles_present(table).items():
+        rec = recommend(table, docs, None, Profile(background, (category,)), p)
+        best, comp = rec.candidates[0], rec.comparison
+        other = f"{comp['runner_up']['model']} / {comp['runner_up']['rule']}" if comp else "–"
+        diff = f"{fmt(comp['difference'])} [{fmt(comp['ci'][0])}, {fmt(comp['ci'][1])}]" if comp else "–"
+        if n < MIN_IMAGES:
+            verdict = f"too few images (< {MIN_IMAGES})"
+        elif comp and comp["indistinguishable"]:
+            verdict = "indistinguishable"
+        else:
+            verdict = "best"
+        rows.append(
+            [
+                background,
+                category,
+                str(n),
+                f"{best['model']} / {best['rule']}",
+                f"{fmt(best['mean_iou'])} [{fmt(best['ci'][0])}, {fmt(best['ci'][1])}]",
+                other,
+                diff,
+                verdict,
+            ]
+        )
+    return rows

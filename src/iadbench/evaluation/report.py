@@ -20,7 +20,8 @@ from iadbench.errors import InputError
 from iadbench.evaluation.cells import thresholds_path
 from iadbench.evaluation.figures import category_bars
 from iadbench.evaluation.panels import drift_title, overlay_title
-from iadbench.evaluation.tables import pooled
+from iadbench.evaluation.recommend import REPORT_HEADER, profile_rows
+from iadbench.evaluation.tables import pooled, read_cells
 from iadbench.formatting import fmt
 from iadbench.metrics.registry import METRIC_TABLE, level_metrics
 from iadbench.metrics.rules import RULE_TABLE, headline_method, rule_label
@@ -225,6 +226,15 @@ def gate_section() -> tuple[str, list[str], list[list[str]]]:
     return "Validation gates", ["gate", "status", "rules", "rules failed", "errors", "warnings"], rows
 
 
+def recommendation_rows(params: dict[str, Any]) -> list[list[str]]:
+    """The recommendation of every (background, defect category) present (:func:`profile_rows`)."""
+    data = DataParams.from_params(params)
+    table, docs = read_cells(evaluated_models(params), list(data.products))
+    table["dataset"], table["source"] = table["product"].map(data.dataset_of), "workspace"
+    keyed = {("workspace", model, product): doc for (model, product), doc in docs.items()}
+    return profile_rows(table, keyed, EvaluateParams.from_params(params))
+
+
 def write_report(params: dict[str, Any]) -> list[Path]:
     """Render ``report.md`` and ``report.html`` from the pipeline's artifacts; the only figure drawn here is the one
     ``threshold.method`` decides (mean IoU per category); the others come from the thresholds and figures stages.
@@ -277,6 +287,11 @@ def write_report(params: dict[str, Any]) -> list[Path]:
         ("Table 1 — mean per-image IoU by category × dataset (columns: model × threshold rule)", *t1),
         (f"Per category at {rule_label(method)}", *detail),
         ("Per product", *prod),
+        (
+            "Which detector for which product (iadbench recommend: with costs, constraints and several defects)",
+            REPORT_HEADER,
+            recommendation_rows(params),
+        ),
         *([section] if (section := segad_section(params, metrics)) else []),
         *annotation_sections(pd.read_csv(CATEGORIES, keep_default_na=False)),
         *study_sections(),
