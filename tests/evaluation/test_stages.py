@@ -97,6 +97,13 @@ def test_whole_chain_and_its_numbers(repo):
     assert "Table 1" in page and "https://" not in page and "http://" not in page
     assert Path("reports/overlays/iou/good.png").is_file() and Path("reports/thresholds/noisy/tiles.png").is_file()
     md = Path("reports/report.md").read_text()
+    # the threshold values are in the products table (the fitted ones: this cell had anomalous validation images)
+    row = pd.read_csv("reports/tables/products.csv").set_index(["model", "product"]).loc[("good", "nut")]
+    fitted = json.loads(Path("reports/thresholds/good/nut.json").read_text())
+    for rule in ("roc", "iou", "pr", "good_fpr1"):
+        for level in ("pixel", "image"):
+            assert row[f"{level}_threshold@{rule}"] == pytest.approx(fitted[level][rule]["threshold"], rel=1e-5)
+    assert "pixel / image threshold" in md
     assert "| category | dataset | n |" in md
     assert written[0].is_file()
     # "Which detector for which product": one row per (background, category) present; the near-perfect maps win each

@@ -117,19 +117,21 @@ def detail_table(categories: pd.DataFrame, method: str) -> tuple[list[str], list
 
 def product_rows(products: pd.DataFrame, method: str, aupro_fpr_limit: float) -> tuple[list[str], list[list[str]]]:
     """Per product and model: counts, the threshold-free metrics of the registry (image AUROC with its interval),
-    figures at the headline rule.
+    figures and the fitted threshold values (pixel / image) at the headline rule.
     """
     free = [m for level in ("image", "pixel") for m in level_metrics(level)]
     labels = [m.label.format(limit=f"{aupro_fpr_limit:g}") for m in free]
     header = ["model", "product", "test good/anomalous",
               *[f"{x} [95 % CI]" if m.headline_key == "image_auroc" else x for m, x in zip(free, labels, strict=True)],
-              f"mean IoU ({method})", f"image F1 ({method})", "rule used", "image score"]  # fmt: skip
+              f"mean IoU ({method})", f"image F1 ({method})", "rule used", "pixel / image threshold",
+              "image score"]  # fmt: skip
     body = []
     for r in products.to_dict("records"):
         values = [f"{fmt(r['image_auroc'])} [{fmt(r['image_auroc_lo'])}, {fmt(r['image_auroc_hi'])}]"
                   if m.headline_key == "image_auroc" else fmt(r[f"{m.level}_{m.name}"]) for m in free]  # fmt: skip
         body.append([r["model"], r["product"], f"{r['n_good']}/{r['n_anomalous']}", *values,
                      fmt(r.get(f"mean_iou@{method}")), fmt(r.get(f"image_f1@{method}")), str(r["rule_used"]),
+                     f"{fmt(r.get(f'pixel_threshold@{method}'), 4)} / {fmt(r.get(f'image_threshold@{method}'), 4)}",
                      str(r["image_score"])])  # fmt: skip
     return header, body
 

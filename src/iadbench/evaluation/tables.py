@@ -28,7 +28,7 @@ from iadbench.evaluation.records import EvaluateRecord
 from iadbench.metrics.counts import confusion_counts, safe_divide
 from iadbench.metrics.curves import auroc, ratio
 from iadbench.metrics.registry import level_metrics
-from iadbench.metrics.rules import RULE_TABLE, good_only_rule, headline_rules
+from iadbench.metrics.rules import RULE_TABLE, good_only_rule, headline_rules, level_rules
 from iadbench.params import EvaluateParams, evaluated_models
 from iadbench.paths import CATEGORIES, CATEGORY_TABLE, METRICS, PRODUCT_TABLE, TABLES_DIR
 from iadbench.seeding import stream
@@ -176,10 +176,24 @@ def category_table(table: pd.DataFrame, datasets: list[str], p: EvaluateParams) 
     return pd.DataFrame.from_records(records)
 
 
+def applied_thresholds(doc: EvaluateRecord) -> dict[str, float | None]:
+    """``pixel_threshold@<rule>`` and ``image_threshold@<rule>`` of every rule fitted on validation: the value applied
+    on test (the good-only rule's where it stood in; None where a level has no maps or the rule could not be fitted).
+    """
+    out: dict[str, float | None] = {}
+    for level in ("pixel", "image"):
+        at = (getattr(doc, level) or {}).get("at") or {}
+        for rule in (r for r in level_rules(level) if r != ORACLE):
+            out[f"{level}_threshold@{rule}"] = (at.get(rule) or {}).get("threshold")
+    return out
+
+
 def product_table(
     docs: dict[tuple[str, str], EvaluateRecord], table: pd.DataFrame, method: str, p: EvaluateParams
 ) -> pd.DataFrame:
-    """One row per (model, product): counts, threshold-free metrics, figures at the headline rule."""
+    """One row per (model, product): counts, threshold-free metrics, figures at the headline rule, the threshold
+    values of every rule (:func:`applied_thresholds`).
+    """
     records = []
     for (model, product), doc in docs.items():
         rows = table[(table["model"] == model) & (table["product"] == product)]
@@ -195,6 +209,7 @@ def product_table(
         rec["_auroc_replicates"] = reps
         rec.update({f"{k}@{method}": v for k, v in group_metrics(rows, method, p, f"{model}:{product}:{method}").items()
                     if k.startswith(("mean_iou", "pooled_iou", "pixel_fpr", "image_f1", "image_false"))})  # fmt: skip
+        rec.update(applied_thresholds(doc))
         rec["rule_used"] = doc.used(method)
         rec["notes"] = "; ".join(doc.notes)
         records.append(rec)
