@@ -163,7 +163,9 @@ def test_a_bad_file_names_the_file_and_the_key(tmp_path, changes, message):
         ({"model_options__padim": {"n_featurs": 10}}, r"model_options.padim has unknown option\(s\) \['n_featurs'\]"),
         ({"model_options__padimm": {}}, r"model_options: \['padimm'\] are not registered models"),
         ({"models": ["padim", "padimm"]}, r"models: \['padimm'\] are not registered"),
-        ({"threshold__method": "best"}, r"threshold.method must be one of \['roc', 'iou', 'pr'\], got 'best'"),
+        ({"threshold__method": "best"},
+         r"threshold.method must be one of \['roc', 'iou', 'pr', 'good_fpr'\], got 'best'"),
+        ({"threshold__good_fpr": 1.5}, r"threshold.good_fpr must be strictly between 0 and 1, got 1.5"),
     ],
 )  # fmt: skip
 def test_iadbench_check_names_what_a_model_would_refuse_late(tmp_path, changes, capsys, message):

@@ -316,7 +316,7 @@ def test_recommend_ranks_the_built_cells_and_reads_a_commit(repo, first_build):
     ask = ["iadbench", "recommend", "--background", background, "--defects", every]
     ranked = json.loads(_run([*ask, "--json"], root, env).stdout)
     assert {(c["model"], c["rule"]) for c in ranked} == {(m, r) for m in ("padim", "ae")
-                                                          for r in ("roc", "iou", "pr", "good_fpr1")}  # fmt: skip
+                                                          for r in ("roc", "iou", "pr", "good_fpr")}  # fmt: skip
     best = ranked[0]
     mine = rows[(rows["model"] == best["model"]) & (rows["label"] == "anomalous") & (rows["background"] == background)]
     assert best["n_images"] == mine[f"iou_{best['rule']}"].notna().sum()

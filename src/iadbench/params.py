@@ -319,7 +319,8 @@ class TrainParams(Section):
 
 
 class ThresholdParams(Section):
-    """``threshold``: the rule behind the headline numbers (every rule is fitted and reported regardless).
+    """``threshold``: the rule behind the headline numbers (every rule is fitted and reported regardless) and the
+    good-only rule's budget ``good_fpr`` (the thresholds stage reads only that key).
 
     The valid names are the headline rules of :mod:`iadbench.metrics.rules` (checked by ``iadbench check``
     and by the stages that read it, so that this module stays a leaf).
@@ -328,6 +329,7 @@ class ThresholdParams(Section):
     section: ClassVar[str] = "threshold"
     optional: ClassVar[bool] = False
     method: StrictStr
+    good_fpr: Fraction = 0.01  # the good-only rule's false-alarm budget (share of good validation images or pixels)
 
 
 class EvaluateParams(Section):

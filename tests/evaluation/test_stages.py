@@ -100,7 +100,7 @@ def test_whole_chain_and_its_numbers(repo):
     # the threshold values are in the products table (the fitted ones: this cell had anomalous validation images)
     row = pd.read_csv("reports/tables/products.csv").set_index(["model", "product"]).loc[("good", "nut")]
     fitted = json.loads(Path("reports/thresholds/good/nut.json").read_text())
-    for rule in ("roc", "iou", "pr", "good_fpr1"):
+    for rule in ("roc", "iou", "pr", "good_fpr"):
         for level in ("pixel", "image"):
             assert row[f"{level}_threshold@{rule}"] == pytest.approx(fitted[level][rule]["threshold"], rel=1e-5)
     assert "pixel / image threshold" in md
@@ -117,7 +117,7 @@ def test_whole_chain_and_its_numbers(repo):
         for cat in c:
             mine = joined[(joined["background"] == b) & carries.map(lambda cs, cat=cat: cat in cs)]
             best = max(mine.loc[mine["model"] == m, f"iou_{r}"].mean() for m in ("good", "noisy")
-                       for r in ("roc", "iou", "pr", "good_fpr1"))  # fmt: skip
+                       for r in ("roc", "iou", "pr", "good_fpr"))  # fmt: skip
             expected[(b, cat)] = (mine["image_id"].nunique(), f"{best:.3f}")
     assert {(b, c): (int(n), miou) for b, c, n, miou in profiles} == expected, section
 
@@ -136,15 +136,15 @@ def test_product_without_anomalous_validation_uses_the_good_only_rule(repo):
     write_split(split)
     write_maps(split)
     doc = thresholds.write_cell("good", "weave", split, "synthetic")
-    assert set(doc["pixel"]) == set(doc["image"]) == {"good_fpr1"}
-    assert any("good_fpr1 used in their place" in n for n in doc["pixel_notes"])
+    assert set(doc["pixel"]) == set(doc["image"]) == {"good_fpr"}
+    assert any("good_fpr used in their place" in n for n in doc["pixel_notes"])
     assert main(["thresholds", "--model", "good", "--product", "weave"]) == 0
     metrics = run_all(repo)
     cell = json.loads(Path("reports/evaluate/good/weave.json").read_text())
-    assert cell["rule_used"]["pixel"]["iou"] == "good_fpr1" and cell["rule_used"]["image"]["roc"] == "good_fpr1"
+    assert cell["rule_used"]["pixel"]["iou"] == "good_fpr" and cell["rule_used"]["image"]["roc"] == "good_fpr"
     assert metrics["good"]["n_good_only_products"] == 1
     products = pd.read_csv("reports/tables/products.csv")
-    assert "good_fpr1 used" in products.set_index(["model", "product"]).loc[("good", "weave"), "notes"]
+    assert "good_fpr used" in products.set_index(["model", "product"]).loc[("good", "weave"), "notes"]
 
 
 def test_category_without_test_images_is_absent_not_zero(repo):

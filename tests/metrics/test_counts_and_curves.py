@@ -96,7 +96,7 @@ def test_edge_cases():
     assert len(constant.thresholds) == 1 and auroc(constant) == pytest.approx(0.5)
     all_good = confusion_counts(np.arange(5.0), np.zeros(5, bool))
     assert np.isnan(auroc(all_good)) and np.isnan(average_precision(all_good)) and np.isnan(f1_max(all_good)[0])
-    with pytest.raises(ValueError, match="needs anomalous validation samples; use 'good_fpr1'"):
+    with pytest.raises(ValueError, match="needs anomalous validation samples; use 'good_fpr'"):
         fit_threshold(all_good, "roc")
     good_only = fit_threshold(confusion_counts(np.arange(200.0), np.zeros(200, bool)), GOOD_ONLY_RULE)
     assert good_only.threshold == 198.0 and good_only.fpr == pytest.approx(0.01)

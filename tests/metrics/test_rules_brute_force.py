@@ -31,7 +31,7 @@ def brute_force(scores: np.ndarray, labels: np.ndarray, rule: str, fpr_budget: f
     """The threshold ``rule`` picks, by trying every candidate."""
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     candidates = np.unique(scores.astype(np.float64))[::-1]  # highest first
-    if rule == "good_fpr1":
+    if rule == "good_fpr":
         within = [t for t in candidates if ((scores >= t) & ~labels).sum() / n_neg <= fpr_budget + 1e-12]
         return float(within[-1]) if within else float(np.nextafter(candidates[0], np.inf))
     best, best_t = -1.0, None
@@ -71,4 +71,32 @@ def test_each_rule_equals_brute_force(rule):
 
 
 def test_the_rules_are_the_ones_this_file_knows():
-    assert set(fitted_rules()) == {"roc", "iou", "pr", "good_fpr1"}  # a new rule needs its reference here
+    assert set(fitted_rules()) == {"roc", "iou", "pr", "good_fpr"}  # a new rule needs its reference here
+
+
+@pytest.mark.parametrize("budget", [0.01, 0.05, 0.2])
+def test_the_good_only_budget_is_a_setting(budget):
+    for i, scores, labels in _cases():
+        fitted = fit_threshold(confusion_counts(scores, labels), "good_fpr", {"good_fpr": budget})
+        assert fitted.threshold == brute_force(scores.astype(np.float64), labels, "good_fpr", budget), (budget, i)
+
+
+def test_at_pixel_level_the_budget_counts_the_good_images_pixels_only():
+    """The thresholds stage fits good_fpr on the good images' pixels (not on every normal pixel of the validation
+    split) and writes the pooled counts at that threshold; the normal pixels of anomalous images here score higher,
+    so a budget on all normal pixels would pick a higher threshold."""
+    from iadbench.evaluation.thresholds import fit_all
+
+    rng = np.random.default_rng(7)
+    good_pixels = rng.normal(0, 1, 5000)
+    scores = np.r_[good_pixels, rng.normal(1.5, 1, 3000), rng.normal(3, 1, 500)]  # good, normal of anomalous, defect
+    labels = np.r_[np.zeros(8000, bool), np.ones(500, bool)]
+    pooled = confusion_counts(scores, labels)
+    fitted, notes = fit_all(pooled, confusion_counts(good_pixels, np.zeros(5000, bool)), {"good_fpr": 0.01})
+    rec = fitted["good_fpr"]
+    assert rec["threshold"] == brute_force(good_pixels, np.zeros(5000, bool), "good_fpr", 0.01) and not notes
+    assert rec["objective"] == pytest.approx((good_pixels >= rec["threshold"]).mean()) and rec["objective"] <= 0.01
+    assert rec["threshold"] < fit_threshold(pooled, "good_fpr", {"good_fpr": 0.01}).threshold
+    pred = scores >= rec["threshold"]
+    assert (rec["tp"], rec["fp"]) == (float((pred & labels).sum()), float((pred & ~labels).sum()))
+    assert rec["fpr"] == pytest.approx((pred & ~labels).sum() / 8000)

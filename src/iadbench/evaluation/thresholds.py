@@ -2,8 +2,9 @@
 
 Pixel level pools all validation pixels of the product (good images and anomalous images with a mask); image level
 pools the validation image scores. ROC-T, IoU-T and PR-T need anomalous validation samples; the good-only rule
-``good_fpr1`` (the lowest threshold that flags at most 1 % of good samples) is always fitted too, and takes their
-place — under its own name, with a note — when a product's validation split has no anomalous image.
+``good_fpr`` (the lowest threshold that flags at most ``threshold.good_fpr`` of the good validation images, or of
+their pixels) is fitted on the good images alone, always, and takes the others' place — under its own name, with a
+note — when a product's validation split has no anomalous image.
 """
 
 from __future__ import annotations
@@ -18,24 +19,35 @@ from iadbench.evaluation.records import ThresholdsRecord
 from iadbench.metrics.counts import Counts, confusion_counts
 from iadbench.metrics.curves import rates
 from iadbench.metrics.maps import pixel_curves
-from iadbench.metrics.rules import anomalous_rules, fit_threshold, good_only_rule
+from iadbench.metrics.rules import (
+    DEFAULT_GOOD_FPR,
+    Options,
+    anomalous_rules,
+    describe_at,
+    fit_threshold,
+    good_only_rule,
+)
 
 CURVE_POINTS = 400  # points per level kept in the curve CSV (the chosen thresholds are always kept)
 
 
-def fit_all(c: Counts) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Fit every rule that the counts allow; notes say which could not be fitted and why."""
+def fit_all(c: Counts, good: Counts, options: Options) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Fit every rule that the counts allow: the rules that need anomalous samples on the pooled counts ``c``, the
+    good-only rule on ``good`` (the good images' samples alone) and described on ``c``; notes say which could not be
+    fitted and why.
+    """
     fitted: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     rules, good_only = anomalous_rules(), good_only_rule()
     if c.n_pos > 0:
-        fitted.update({rule: fit_threshold(c, rule).to_dict() for rule in rules})
+        fitted.update({rule: fit_threshold(c, rule, options).to_dict() for rule in rules})
     else:
         notes.append(f"no anomalous validation sample: {'/'.join(rules)} not fitted, {good_only} used in their place")
-    if c.n_neg > 0:
-        fitted[good_only] = fit_threshold(c, good_only).to_dict()
+    if good.n_neg > 0:
+        on_good = fit_threshold(good, good_only, options)
+        fitted[good_only] = describe_at(c, good_only, on_good.threshold, on_good.objective).to_dict()
     else:
-        notes.append(f"no good validation sample: {good_only} not fitted")
+        notes.append(f"no good validation image: {good_only} not fitted")
     return fitted, notes
 
 
@@ -78,24 +90,30 @@ def curve_table(c: Counts, level: str, fitted: dict[str, dict[str, Any]]) -> pd.
 
 
 def fit_cell(
-    model: str, product: str, split: pd.DataFrame, dataset: str | None = None
+    model: str, product: str, split: pd.DataFrame, dataset: str | None = None, options: Options | None = None
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Fit the thresholds of one cell; returns the thresholds document and the curve table (``dataset``: the
-    cell's dataset, read from the split rows when not given).
+    cell's dataset, read from the split rows when not given; ``options``: the rules' settings, e.g. the good-only
+    budget ``{"good_fpr": 0.01}``).
     """
+    options = {"good_fpr": DEFAULT_GOOD_FPR, **(options or {})}
     cell = load_cell(model, product, split, "validation")
     if dataset is None:
         dataset = str(split.loc[split["product"] == product, "dataset"].iloc[0])
     labels = cell.labels
-    image_counts = confusion_counts(cell.scores.astype(np.float64), labels)
-    image_fits, image_notes = fit_all(image_counts)
+    scores = cell.scores.astype(np.float64)
+    image_counts = confusion_counts(scores, labels)
+    image_fits, image_notes = fit_all(image_counts, confusion_counts(scores[~labels], labels[~labels]), options)
     validation = {"images": int(len(labels)), "good": int((~labels).sum()), "anomalous": int(labels.sum())}
     pixel_fits, pixel_notes = None, ["model writes no anomaly maps: image level only"]
     curves = [curve_table(image_counts, "image", image_fits)]
     if cell.maps is not None:
         keep = cell.pixel_rows
         pixel = pixel_curves(cell.maps[keep], cell.masks[keep], with_pro=False).pixels
-        pixel_fits, pixel_notes = fit_all(pixel)
+        good_rows = ~labels
+        good_pixels = (pixel_curves(cell.maps[good_rows], cell.masks[good_rows], with_pro=False).pixels
+                       if good_rows.any() else confusion_counts(np.empty(0), np.empty(0, bool)))  # fmt: skip
+        pixel_fits, pixel_notes = fit_all(pixel, good_pixels, options)
         excluded = int((~keep).sum())
         if excluded:
             pixel_notes.append(f"{excluded} anomalous validation image(s) with an empty mask left out of pixel level")
@@ -107,7 +125,9 @@ def fit_cell(
     return record.to_json(), pd.concat([c for c in curves if not c.empty], ignore_index=True)
 
 
-def write_cell(model: str, product: str, split: pd.DataFrame, dataset: str | None = None) -> dict[str, Any]:
+def write_cell(
+    model: str, product: str, split: pd.DataFrame, dataset: str | None = None, options: Options | None = None
+) -> dict[str, Any]:
     """Write ``reports/thresholds/<model>/<product>.json``, its ``.curves.csv`` (a DVC plot) and the report's figure
     of the curves, ``.png``: drawn here, by the stage whose outputs decide it, so that switching
     ``threshold.method`` (which reruns only metrics and report) redraws none of them.
@@ -115,7 +135,7 @@ def write_cell(model: str, product: str, split: pd.DataFrame, dataset: str | Non
     from iadbench.evaluation.figures import threshold_curves
 
     path = thresholds_path(model, product)
-    doc, curves = fit_cell(model, product, split, dataset)
+    doc, curves = fit_cell(model, product, split, dataset, options)
     write_cell_files(path, doc, curves, ".curves.csv")
     title = f"{model} / {product}: validation curves and fitted thresholds"
     threshold_curves(curves, doc, title, path.with_suffix(".png"))

@@ -3,7 +3,7 @@
 Definitions (``s ≥ t`` is anomalous; counts over pixels or images):
 TPR = TP/(TP+FN), FPR = FP/(FP+TN), precision = TP/(TP+FP), F1 = 2TP/(2TP+FP+FN), IoU = TP/(TP+FP+FN).
 
-The threshold rules (ROC-T, IoU-T, PR-T, good-FPR1), their objectives and :func:`~iadbench.metrics.rules.fit_threshold`
+The threshold rules (ROC-T, IoU-T, PR-T, good-FPR), their objectives and :func:`~iadbench.metrics.rules.fit_threshold`
 are in :mod:`iadbench.metrics.rules`. Undefined values (a rate whose denominator is 0, AUROC without both classes)
 are NaN, never 0.
 

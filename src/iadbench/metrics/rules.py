@@ -7,8 +7,10 @@ Rules, fitted on the validation split only (``s ≥ t`` is anomalous; rates as i
 
 - **ROC-T**: argmax_t √(TPR·(1−FPR)); **IoU-T**: argmax_t √(IoU·(1−FPR)); **PR-T**: argmax_t F1 — the three rules
   of [Rethinking] (docs/references.md), which need anomalous validation samples;
-- **good-FPR1** (good-only): the lowest threshold that flags at most 1 % of the good samples; fitted always, and
-  standing in for the others on a product whose validation split has no anomalous sample;
+- **good-FPR** (good-only, a false-alarm budget): the lowest threshold that flags at most a share b of the *good*
+  validation samples — good images (image level) or the pixels of the good images (pixel level) — with b =
+  ``threshold.good_fpr`` (1 % by default); fitted always, usable as ``threshold.method``, and standing in for the
+  others on a product whose validation split has no anomalous sample;
 - **oracle**: the test-optimal pixel threshold (maximum mean per-image IoU on the test images themselves) — an
   upper bound reported beside the rules, never a result.
 
@@ -31,10 +33,15 @@ _div = safe_divide
 Rates = dict[str, np.ndarray]
 
 
-def argmax_rule(goal: Callable[[Rates], np.ndarray]) -> Callable[[Rates], tuple[int, float]]:
+Options = dict[str, float]  # a rule's settings from params.yaml's ``threshold`` section (e.g. the budget good_fpr)
+DEFAULT_GOOD_FPR = 0.01  # threshold.good_fpr when not given: the good-only rule's budget before it was a param
+Select = Callable[[Rates, Options], tuple[int, float]]
+
+
+def argmax_rule(goal: Callable[[Rates], np.ndarray]) -> Select:
     """A rule that maximises ``goal`` over thresholds (NaN rates count as 0; ties: the highest threshold)."""
 
-    def select(r: Rates) -> tuple[int, float]:
+    def select(r: Rates, options: Options) -> tuple[int, float]:
         values = goal({k: np.nan_to_num(v) for k, v in r.items()})
         k = int(np.argmax(values))
         return k, float(values[k])
@@ -42,10 +49,13 @@ def argmax_rule(goal: Callable[[Rates], np.ndarray]) -> Callable[[Rates], tuple[
     return select
 
 
-def lowest_within_fpr(limit: float) -> Callable[[Rates], tuple[int, float]]:
-    """The lowest threshold whose FPR ≤ ``limit``; index -1 (above every score) when even the top one exceeds it."""
+def lowest_within_budget(option: str) -> Select:
+    """The lowest threshold whose FPR ≤ ``options[option]`` (the budget); index -1 (above every score) when even the
+    top one exceeds it.
+    """
 
-    def select(r: Rates) -> tuple[int, float]:
+    def select(r: Rates, options: Options) -> tuple[int, float]:
+        limit = options[option]
         ok = np.flatnonzero(r["fpr"] <= limit + 1e-12)
         k = int(ok[-1]) if len(ok) else -1
         return k, float(r["fpr"][k]) if k >= 0 else 0.0
@@ -60,8 +70,8 @@ class Rule:
     name: str  # key in the thresholds/evaluate files, the tables and threshold.method
     label: str  # how tables and figures name it
     objective: str  # the formula, for docs and the thresholds file's readers
-    select: Callable[[Rates], tuple[int, float]] | None  # rates per threshold -> (index, objective); None: oracle
-    needs_anomalous: bool = True  # False: fitted on good samples alone
+    select: Select | None  # (rates per threshold, options) -> (index, objective); None: oracle
+    needs_anomalous: bool = True  # False: fitted on good samples alone (the counts of the good samples only)
     headline: bool = True  # may be threshold.method
     levels: tuple[str, ...] = ("image", "pixel")
     marker: str = "d"  # matplotlib marker and colour of its point on the report's curves
@@ -76,8 +86,8 @@ RULE_TABLE: dict[str, Rule] = {
         Rule("iou", "IoU-T", "argmax √(IoU·(1−FPR))", argmax_rule(lambda r: np.sqrt(r["iou"] * (1 - r["fpr"]))),
              marker="s", color="tab:orange"),
         Rule("pr", "PR-T", "argmax F1", argmax_rule(lambda r: r["f1"]), marker="^", color="tab:green"),
-        Rule("good_fpr1", "good-FPR1 (good only)", "lowest t with FPR ≤ 1 %", lowest_within_fpr(0.01),
-             needs_anomalous=False, headline=False, marker="x", color="tab:red"),
+        Rule("good_fpr", "good-FPR (good only)", "lowest t flagging ≤ threshold.good_fpr of the good samples",
+             lowest_within_budget("good_fpr"), needs_anomalous=False, marker="x", color="tab:red"),
         Rule("oracle", "oracle (upper bound)", "argmax mean per-image IoU on test", None, headline=False,
              levels=("pixel",), marker="*", color="tab:purple"),
     )
@@ -150,11 +160,15 @@ class FittedThreshold:
         return asdict(self)
 
 
-def fit_threshold(c: Counts, rule: str) -> FittedThreshold:
-    """Fit ``rule`` (a validation rule of :data:`RULE_TABLE`) on validation counts ``c``.
+def fit_threshold(c: Counts, rule: str, options: Options | None = None) -> FittedThreshold:
+    """Fit ``rule`` (a validation rule of :data:`RULE_TABLE`) on validation counts ``c``, with ``options`` (default:
+    ``{"good_fpr": DEFAULT_GOOD_FPR}``).
 
-    Rules that need anomalous samples refuse counts without them (a ``ValueError`` names the good-only rule).
+    A good-only rule is meant for the counts of the good samples alone (:func:`describe_at` then gives the pooled
+    counts at its threshold). Rules that need anomalous samples refuse counts without them (a ``ValueError`` names
+    the good-only rule).
     """
+    options = {"good_fpr": DEFAULT_GOOD_FPR, **(options or {})}
     if not len(c.thresholds):
         raise ValueError("no validation samples to fit a threshold on")
     if rule not in fitted_rules():
@@ -164,12 +178,18 @@ def fit_threshold(c: Counts, rule: str) -> FittedThreshold:
         raise ValueError(f"rule {rule!r} needs anomalous validation samples; use {good_only_rule()!r}")
     if not spec.needs_anomalous and c.n_neg == 0:
         raise ValueError(f"{rule} needs good validation samples")
-    k, objective = spec.select(rates(c))
-    if k < 0:
-        threshold = float(np.nextafter(c.thresholds[0], np.inf))
-        tp = fp = 0.0
-    else:
-        threshold, tp, fp = float(c.thresholds[k]), float(c.tp[k]), float(c.fp[k])
+    k, objective = spec.select(rates(c), options)
+    threshold = float(np.nextafter(c.thresholds[0], np.inf)) if k < 0 else float(c.thresholds[k])
+    return describe_at(c, rule, threshold, objective)
+
+
+def describe_at(c: Counts, rule: str, threshold: float, objective: float) -> FittedThreshold:
+    """The counts and rates of ``c`` at ``threshold`` (samples with score ≥ threshold are flagged), for the
+    thresholds file: a good-only rule fitted on the good samples is described on the pooled validation counts.
+    """
+    # the last index with thresholds[k] ≥ threshold (they are in descending order); -1: none
+    k = int(np.searchsorted(-c.thresholds, -threshold, side="right")) - 1
+    tp, fp = (float(c.tp[k]), float(c.fp[k])) if k >= 0 else (0.0, 0.0)
     fn, tn = c.n_pos - tp, c.n_neg - fp
     return FittedThreshold(
         rule, threshold, objective, tp, fp, fn, tn,
