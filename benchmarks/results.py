@@ -4,6 +4,7 @@
     python benchmarks/results.py rules      # dvc exp run -S threshold.method={roc,iou,pr}; dvc exp show -> README
     python benchmarks/results.py study drift  # reports/studies/drift.md (iadbench study drift) -> README
     python benchmarks/results.py category-maps  # the shipped category maps' counts vs the paper -> docs/datasets.md
+    python benchmarks/results.py recommend  # iadbench recommend on two profiles of the built workspace -> README
 
 ``rules`` runs one experiment per threshold rule on the current commit (only the metrics and report stages rerun),
 reads ``dvc exp show --json`` and writes the three rows side by side; it then puts params.yaml back and restores the
@@ -147,16 +148,31 @@ def category_maps() -> None:
         raise SystemExit("docs/datasets.md has no category-maps block")
 
 
+RECOMMEND_ASKS = (  # two profiles of the embedded dataset: an object on a background, a texture
+    ["--background", "with", "--defects", "surface,contamination"],
+    ["--background", "without", "--defects", "structural", "--max-false-alarm", "0.1"],
+)
+
+
+def recommend() -> None:
+    """``iadbench recommend``'s output on the built workspace, verbatim, for :data:`RECOMMEND_ASKS`."""
+    lines = ["From the built workspace (`make demo`, then `python benchmarks/results.py recommend`):", ""]
+    for ask in RECOMMEND_ASKS:
+        out = subprocess.run(["iadbench", "recommend", *ask], cwd=PROJECT, capture_output=True, text=True, check=True)
+        lines += ["```console", f"$ iadbench recommend {' '.join(ask)}", *out.stdout.rstrip().splitlines(), "```", ""]
+    replace_block("recommend", lines[:-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["headline", "rules", "study", "category-maps"])
+    parser.add_argument("what", choices=["headline", "rules", "study", "category-maps", "recommend"])
     parser.add_argument("name", nargs="?", default="drift", help="study: which study's tables (default drift)")
     args = parser.parse_args()
     os.chdir(PROJECT)  # dvc and git read the project's repository
     if args.what == "study":
         study(args.name)
     else:
-        {"headline": headline, "rules": rules, "category-maps": category_maps}[args.what]()
+        {"headline": headline, "rules": rules, "category-maps": category_maps, "recommend": recommend}[args.what]()
 
 
 if __name__ == "__main__":
