@@ -31,7 +31,7 @@ TINY = {
     },
     "split": {"seed": 0, "val_fraction": 0.3, "train_noise": 0.0},
     "gates": {"empty_mask": "warn"},
-    "threshold": {"method": "iou"},
+    "threshold": {"method": "iou", "good_fpr": 0.01},
     "evaluate": {"aupro_fpr_limit": 0.3, "bootstrap": 200, "confidence": 0.95, "seed": 0},
     "models": ["padim", "ae"],
     "backbone": {"name": "tf_efficientnet_lite0", "weights": "package", "layers": ["blocks.1", "blocks.2", "blocks.4"]},

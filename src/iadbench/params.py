@@ -329,7 +329,7 @@ class ThresholdParams(Section):
     section: ClassVar[str] = "threshold"
     optional: ClassVar[bool] = False
     method: StrictStr
-    good_fpr: Fraction = 0.01  # the good-only rule's false-alarm budget (share of good validation images or pixels)
+    good_fpr: Fraction  # the good-only rule's false-alarm budget (share of good validation images or pixels)
 
 
 class EvaluateParams(Section):

@@ -208,7 +208,7 @@ def test_a_new_threshold_rule_is_one_registry_entry(repo, monkeypatch):
     youden = rules.Rule("youden", "Youden-T", "argmax TPR − FPR", rules.argmax_rule(lambda r: r["tpr"] - r["fpr"]),
                            marker="v", color="tab:brown")  # fmt: skip
     monkeypatch.setitem(rules.RULE_TABLE, "youden", youden)
-    params = {**repo, "threshold": {"method": "youden"}}
+    params = {**repo, "threshold": {"method": "youden", "good_fpr": 0.01}}
     Path("params.yaml").write_text(yaml.safe_dump(params))
     metrics = run_all(params)
     fitted = json.loads(Path("reports/thresholds/good/nut.json").read_text())
