@@ -35,21 +35,22 @@ def _rows(model: str, iou: np.ndarray, roc: np.ndarray, good_flagged: int) -> li
         rows.append({"image_id": f"p/test/good/{i:03d}.png", "label": "good", "background": "with",
                      "defect_categories": "", "iou_iou": np.nan, "iou_roc": np.nan,
                      "img_iou_pred": int(i < good_flagged), "img_roc_pred": 0})  # fmt: skip
-    for row in rows:
-        row.update(model=model, product="p", dataset="d", source="workspace")
+    for row in rows:  # product q holds the images without background
+        product = "q" if row["background"] == "without" else "p"
+        row.update(model=model, product=product, dataset="d", source="workspace")
     return rows
 
 
-def _doc(model: str) -> EvaluateRecord:
+def _doc(model: str, product: str = "p") -> EvaluateRecord:
     pixel = {"at": {"iou": {"threshold": 0.5}, "roc": {"threshold": 0.25}}}
     image = {"at": {"iou": {"threshold": 7.0}, "roc": {"threshold": 6.0}}}
     used = {"pixel": {"iou": "iou", "roc": "roc"}, "image": {}}
-    return EvaluateRecord(model, "p", "d", "f", "map_max", {}, used, [], image, pixel, {}, {})
+    return EvaluateRecord(model, product, "d", "f", "map_max", {}, used, [], image, pixel, {}, {})
 
 
 def _world(*models: tuple[str, np.ndarray, np.ndarray, int]) -> tuple[pd.DataFrame, dict]:
     table = pd.DataFrame([row for m in models for row in _rows(*m)])
-    return table, {("workspace", m[0], "p"): _doc(m[0]) for m in models}
+    return table, {("workspace", m[0], product): _doc(m[0], product) for m in models for product in ("p", "q")}
 
 
 SURFACE_OR_CONTAMINATION = Profile("with", ("surface", "contamination"))
@@ -67,7 +68,9 @@ def test_ranking_means_thresholds_and_a_clear_winner():
     assert best["mean_iou_by_category"] == pytest.approx({"surface": 0.65, "contamination": 0.15})
     assert best["image_recall"] == pytest.approx(8 / 10)  # images 3 and 7 of the ten (i % 4 == 3) are missed
     assert best["false_alarm"] == 0.0
-    assert best["thresholds"] == {"p": {"pixel": 0.5, "image": 7.0, "rule_used": "iou"}}
+    assert best["thresholds"] == {"p": {"pixel": 0.5, "image": 7.0, "rule_used": "iou"}}  # q has no image "with"
+    texture = recommend(table, docs, COSTS, Profile("without", ("surface",)), P).candidates[0]
+    assert set(texture["thresholds"]) == {"q"} and texture["n_images"] == 3
     assert best["ms_per_image"] == pytest.approx(50.0) and best["peak_memory_mib"] == 900.0
     comp = rec.comparison
     assert comp["runner_up"] == {"model": "b", "rule": "iou"} and comp["n_images"] == 10

@@ -157,13 +157,16 @@ def _mean_ci(values: np.ndarray, p: EvaluateParams, key: str) -> tuple[float, fl
     return mean, float(lo), float(hi)
 
 
-def _thresholds(docs: dict[tuple[str, str, str], Any], model: str, rule: str) -> dict[str, dict[str, Any]]:
+def _thresholds(
+    docs: dict[tuple[str, str, str], Any], model: str, rule: str, products: set[tuple[str, str]]
+) -> dict[str, dict[str, Any]]:
     """The thresholds of ``model`` at ``rule``, per product: ``{"pixel": t, "image": t, "rule_used": r}`` (the
-    stand-in rule's values where the product had no anomalous validation image).
+    stand-in rule's values where the product had no anomalous validation image), for the ``products`` ((source,
+    product) pairs) whose test images the profile holds.
     """
     out: dict[str, dict[str, Any]] = {}
     for (source, name, product), doc in docs.items():
-        if name != model:
+        if name != model or (source, product) not in products:
             continue
         pixel = ((doc.pixel or {}).get("at") or {}).get(rule) or {}
         image = (doc.image.get("at") or {}).get(rule) or {}
@@ -284,12 +287,14 @@ def recommend(
     if n_images == 0:
         present = ", ".join(f"{c} on background {b} ({n})" for (b, c), n in profiles_present(table).items())
         raise UsageError(f"no test image is {profile.label}; profiles present (anomalous test images): {present}")
+    rows = pd.concat([anomalous, good])
+    in_profile = set(zip(rows["source"], rows["product"], strict=True))
     scored = []
     for model in table["model"].drop_duplicates():
         cost = _cost(costs, str(model))
         for rule in candidate_rules(table):
             candidate = score_candidate(anomalous, good, str(model), rule, profile, p)
-            scored.append({**candidate, "thresholds": _thresholds(docs, str(model), rule), **cost})
+            scored.append({**candidate, "thresholds": _thresholds(docs, str(model), rule, in_profile), **cost})
     admissible = [c for c in scored if not constraints.violations(c)]
     excluded = [{**c, "excluded_by": constraints.violations(c)} for c in scored if constraints.violations(c)]
     admissible.sort(key=lambda c: (-np.nan_to_num(c["mean_iou"], nan=-1.0), -np.nan_to_num(c["image_recall"]),
