@@ -1,6 +1,6 @@
 """What DVC spends reading and rewriting this project's ``dvc.lock``, with and without ruamel.yaml's C loader.
 
-    python benchmarks/dvc_yaml.py [--repeat 5]
+    python benchmarks/dvc_yaml.py [--repeat 5] [--readme]
 
 DVC reads ``dvc.yaml``/``dvc.lock`` with ``ruamel.yaml`` (``YAML(typ="safe")``) on every command and, after each
 stage of a ``dvc repro``, parses the lock again in round-trip mode and dumps it whole
@@ -10,7 +10,7 @@ pure Python either way, so its cost grows with the lock: the committed full lock
 tiny configuration (its stages only; the stages of ``tests/conftest.py``'s TINY).
 
 Baseline: the pure-Python safe load (``pure=True``) of the same text in the same run. Prints the median seconds
-of each and the ratios; nothing is written.
+of each and the ratios, writes ``reports/bench/dvc_yaml.json``; ``--readme`` renders the README's ``dvc-yaml`` block.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import argparse
 import statistics
 import time
 from io import StringIO
+from pathlib import Path
 
-from readme_blocks import PROJECT
+from readme_blocks import PROJECT, replace_block, save_result
 from ruamel.yaml import YAML
 
 
@@ -57,6 +58,7 @@ def _tiny(text: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--readme", action="store_true", help="render the README's dvc-yaml block")
     args = parser.parse_args()
     full = (PROJECT / "dvc.lock").read_text()
     texts = {"full": full, "tiny": _tiny(full)}
@@ -65,14 +67,26 @@ def main() -> None:
         from ruamel.yaml import CParser  # noqa: F401  (present only with ruamel.yaml.clib)
     except ImportError as err:
         raise SystemExit(f"ruamel.yaml.clib is not installed ({err}): `make env` installs it") from err
-    print(f"{'lock':<5} {'lines':>6} {'safe, pure (s)':>15} {'safe, C (s)':>12} {'C / pure':>9} "
-          f"{'round trip (s)':>15} {'rt / pure':>10}")  # fmt: skip
+    rows = {}
     for name, text in texts.items():
         pure = _median(lambda t=text: YAML(typ="safe", pure=True).load(t), args.repeat)
         clib = _median(lambda t=text: YAML(typ="safe").load(t), args.repeat)
         rt = _median(lambda t=text: _round_trip(t), args.repeat)
-        lines = text.count("\n")
-        print(f"{name:<5} {lines:>6} {pure:>15.3f} {clib:>12.3f} {clib / pure:>9.2f} {rt:>15.3f} {rt / pure:>10.2f}")
+        rows[name] = {"lines": text.count("\n"), "safe_pure_s": round(pure, 4), "safe_c_s": round(clib, 4),
+                      "round_trip_s": round(rt, 4)}  # fmt: skip
+    header = "| lock | lines | safe load, pure Python (s) | safe load, C (s) | C / pure | round trip (s) |"
+    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['lines']} | {r['safe_pure_s']:.3f} | {r['safe_c_s']:.3f} | "
+                     f"{r['safe_c_s'] / r['safe_pure_s']:.2f} | {r['round_trip_s']:.3f} |")  # fmt: skip
+    print("\n".join(lines))
+    save_result("dvc_yaml", {"repeat": args.repeat, "locks": rows}, Path.cwd())
+    if args.readme:
+        intro = (f"From `python benchmarks/dvc_yaml.py --readme` (`reports/bench/dvc_yaml.json`, median of "
+                 f"{args.repeat}): what DVC spends reading this project's `dvc.lock` (every command) and "
+                 "round-tripping it (after every stage of a `dvc repro`), the committed lock (`full`) and the lock of "
+                 "the tests' tiny configuration (`tiny`).")  # fmt: skip
+        replace_block("dvc-yaml", [intro, "", *lines])
 
 
 if __name__ == "__main__":
