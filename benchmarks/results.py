@@ -1,7 +1,7 @@
 """README results, rendered from the pipeline's artifacts (never typed).
 
     python benchmarks/results.py headline   # reports/metrics.json + reports/tables/categories.csv -> README
-    python benchmarks/results.py rules      # dvc exp run -S threshold.method={roc,iou,pr,good_fpr}; dvc exp show -> README
+    python benchmarks/results.py rules      # dvc exp run -S threshold.method=RULE per rule; dvc exp show -> README
     python benchmarks/results.py study drift  # reports/studies/drift.md (iadbench study drift) -> README
     python benchmarks/results.py category-maps  # the shipped category maps' counts vs the paper -> docs/datasets.md
     python benchmarks/results.py recommend  # iadbench recommend on two profiles of the built workspace -> README
