@@ -181,3 +181,14 @@ def test_iadbench_check_names_what_a_model_would_refuse_late(tmp_path, changes, 
     err = capsys.readouterr().err
     assert re.search(message, err), err
     assert str(path) in err
+
+
+def test_a_missing_good_only_budget_is_named(tmp_path, capsys):
+    """threshold.good_fpr is required: the thresholds stages declare it, and DVC refuses a stage param missing from
+    params.yaml, so `iadbench check` names it first."""
+    from iadbench.cli import main
+
+    path = _file(tmp_path, threshold={"method": "iou"})
+    assert main(["--params", str(path), "check"]) == 2
+    err = capsys.readouterr().err
+    assert "threshold.good_fpr" in err and str(path) in err, err
