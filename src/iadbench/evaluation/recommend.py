@@ -34,12 +34,11 @@ import numpy as np
 import pandas as pd
 
 from iadbench.errors import InputError, UsageError
-from iadbench.formatting import fmt
+from iadbench.evaluation.tables import ratio_ci
 from iadbench.metrics.curves import ratio
 from iadbench.metrics.rules import RULE_TABLE, level_rules
 from iadbench.params import EvaluateParams
 from iadbench.paths import COSTS
-from iadbench.seeding import stream
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, split_categories
 
 ORACLE = next(n for n, r in RULE_TABLE.items() if r.select is None)  # test-optimal: never a candidate
@@ -93,11 +92,6 @@ class Constraints:
                 out.append(f"{what} {_fmt(value)} {op} {limit:g} ({flag})")
         return out
 
-    def any(self) -> bool:
-        """Whether a limit is set."""
-        return any(v is not None for v in (self.max_false_alarm, self.min_recall, self.max_ms_per_image,
-                                           self.max_memory_mib))  # fmt: skip
-
 
 @dataclass
 class Recommendation:
@@ -145,16 +139,13 @@ def candidate_rules(table: pd.DataFrame) -> list[str]:
 
 
 def _mean_ci(values: np.ndarray, p: EvaluateParams, key: str) -> tuple[float, float, float]:
-    """Mean of ``values`` and its percentile bootstrap interval (NaNs when empty or without resamples)."""
+    """Mean of ``values`` and its percentile bootstrap interval: the tables' interval of a mean (:func:`ratio_ci`
+    with unit weights); NaNs when empty or without resamples.
+    """
     if not len(values):
         return float("nan"), float("nan"), float("nan")
-    mean = float(values.mean())
-    if p.bootstrap == 0:
-        return mean, float("nan"), float("nan")
-    idx = stream(p.seed, key).integers(0, len(values), size=(p.bootstrap, len(values)))
-    alpha = (1 - p.confidence) / 2
-    lo, hi = np.quantile(values[idx].mean(axis=1), [alpha, 1 - alpha])
-    return mean, float(lo), float(hi)
+    lo, hi = ratio_ci(values, np.ones(len(values)), p, key)
+    return float(values.mean()), lo, hi
 
 
 def _thresholds(
@@ -309,39 +300,3 @@ def recommend(
         rec.comparison = paired_difference(anomalous, admissible[0], runner_up, p)
     rec.verdict = _verdict(rec)
     return rec
-
-
-REPORT_HEADER = ["background", "defect category", "n", "best (model / rule)", "mean IoU [95 % CI]", "runner-up",
-                 "difference [95 % CI]", "verdict"]  # fmt: skip
-
-
-def profile_rows(table: pd.DataFrame, docs: dict[tuple[str, str, str], Any], p: EvaluateParams) -> list[list[str]]:
-    """The report's "Which detector for which product": one row per (background, defect category) present, the
-    recommendation of :func:`recommend` without costs (timings stay outside cached artifacts: ``iadbench recommend``
-    adds them).
-    """
-    rows = []
-    for (background, category), n in profiles_present(table).items():
-        rec = recommend(table, docs, None, Profile(background, (category,)), p)
-        best, comp = rec.candidates[0], rec.comparison
-        other = f"{comp['runner_up']['model']} / {comp['runner_up']['rule']}" if comp else "–"
-        diff = f"{fmt(comp['difference'])} [{fmt(comp['ci'][0])}, {fmt(comp['ci'][1])}]" if comp else "–"
-        if n < MIN_IMAGES:
-            verdict = f"too few images (< {MIN_IMAGES})"
-        elif comp and comp["indistinguishable"]:
-            verdict = "indistinguishable"
-        else:
-            verdict = "best"
-        rows.append(
-            [
-                background,
-                category,
-                str(n),
-                f"{best['model']} / {best['rule']}",
-                f"{fmt(best['mean_iou'])} [{fmt(best['ci'][0])}, {fmt(best['ci'][1])}]",
-                other,
-                diff,
-                verdict,
-            ]
-        )
-    return rows

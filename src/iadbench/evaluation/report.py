@@ -20,7 +20,7 @@ from iadbench.errors import InputError
 from iadbench.evaluation.cells import thresholds_path
 from iadbench.evaluation.figures import category_bars
 from iadbench.evaluation.panels import drift_title, overlay_title
-from iadbench.evaluation.recommend import REPORT_HEADER, profile_rows
+from iadbench.evaluation.recommend import MIN_IMAGES, Profile, profiles_present, recommend
 from iadbench.evaluation.tables import pooled, read_cells
 from iadbench.formatting import fmt
 from iadbench.metrics.registry import METRIC_TABLE, level_metrics
@@ -228,13 +228,35 @@ def gate_section() -> tuple[str, list[str], list[list[str]]]:
     return "Validation gates", ["gate", "status", "rules", "rules failed", "errors", "warnings"], rows
 
 
+RECOMMEND_HEADER = ["background", "defect category", "n", "best (model / rule)", "mean IoU [95 % CI]", "runner-up",
+                    "difference [95 % CI]", "verdict"]  # fmt: skip
+
+
 def recommendation_rows(params: dict[str, Any]) -> list[list[str]]:
-    """The recommendation of every (background, defect category) present (:func:`profile_rows`)."""
+    """The section "Which detector for which product": one row per (background, defect category) present, the
+    recommendation of :func:`~iadbench.evaluation.recommend.recommend` without costs (timings stay outside cached
+    artifacts: ``iadbench recommend`` adds them).
+    """
     data = DataParams.from_params(params)
     table, docs = read_cells(evaluated_models(params), list(data.products))
     table["dataset"], table["source"] = table["product"].map(data.dataset_of), "workspace"
     keyed = {("workspace", model, product): doc for (model, product), doc in docs.items()}
-    return profile_rows(table, keyed, EvaluateParams.from_params(params))
+    p = EvaluateParams.from_params(params)
+    rows = []
+    for (background, category), n in profiles_present(table).items():
+        rec = recommend(table, keyed, None, Profile(background, (category,)), p)
+        best, comp = rec.candidates[0], rec.comparison
+        other = f"{comp['runner_up']['model']} / {comp['runner_up']['rule']}" if comp else "–"
+        diff = f"{fmt(comp['difference'])} [{fmt(comp['ci'][0])}, {fmt(comp['ci'][1])}]" if comp else "–"
+        if n < MIN_IMAGES:
+            verdict = f"too few images (< {MIN_IMAGES})"
+        elif comp and comp["indistinguishable"]:
+            verdict = "indistinguishable"
+        else:
+            verdict = "best"
+        interval = f"{fmt(best['mean_iou'])} [{fmt(best['ci'][0])}, {fmt(best['ci'][1])}]"
+        rows.append([background, category, str(n), f"{best['model']} / {best['rule']}", interval, other, diff, verdict])
+    return rows
 
 
 def write_report(params: dict[str, Any]) -> list[Path]:
@@ -291,7 +313,7 @@ def write_report(params: dict[str, Any]) -> list[Path]:
         ("Per product", *prod),
         (
             "Which detector for which product (iadbench recommend: with costs, constraints and several defects)",
-            REPORT_HEADER,
+            RECOMMEND_HEADER,
             recommendation_rows(params),
         ),
         *([section] if (section := segad_section(params, metrics)) else []),

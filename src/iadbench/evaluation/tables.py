@@ -14,6 +14,7 @@ macro-averaged over products, as scores of different products are not on one sca
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,24 @@ def with_categories(table: pd.DataFrame, categories: Path = CATEGORIES) -> pd.Da
 
     The evaluate stage does not read annotations, so relabelling reruns only this stage and the report.
     """
-    cats = pd.read_csv(categories, keep_default_na=False, dtype={"defect_categories": str})
+    return attach_categories(table, read_categories(categories.read_text()), categories)
+
+
+def read_categories(text: str) -> pd.DataFrame:
+    """``data/categories.csv`` from its text (the workspace's, or a commit's): categories kept as strings."""
+    return pd.read_csv(io.StringIO(text), keep_default_na=False, dtype={"defect_categories": str})
+
+
+def attach_categories(table: pd.DataFrame, cats: pd.DataFrame, where: str | Path) -> pd.DataFrame:
+    """``table`` with the ``defect_categories`` and ``background`` of each ``image_id`` from ``cats``; an evaluated
+    image without a row is an :class:`InputError` naming ``where``.
+    """
     cats = cats[["image_id", "defect_categories", "background"]]
     out = table.drop(columns=["defect_categories", "background"], errors="ignore")
     out = out.merge(cats, on="image_id", how="left")
     missing = out.loc[out["background"].isna(), "image_id"]
     if len(missing):
-        raise InputError(categories, "every evaluated image needs a row", f"missing {missing.iloc[0]}")
+        raise InputError(where, "every evaluated image needs a row", f"missing {missing.iloc[0]}")
     return out
 
 

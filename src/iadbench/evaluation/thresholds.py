@@ -20,7 +20,6 @@ from iadbench.metrics.counts import Counts, confusion_counts
 from iadbench.metrics.curves import rates
 from iadbench.metrics.maps import pixel_curves
 from iadbench.metrics.rules import (
-    DEFAULT_GOOD_FPR,
     Options,
     anomalous_rules,
     describe_at,
@@ -31,7 +30,7 @@ from iadbench.metrics.rules import (
 CURVE_POINTS = 400  # points per level kept in the curve CSV (the chosen thresholds are always kept)
 
 
-def fit_all(c: Counts, good: Counts, options: Options) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def fit_all(c: Counts, good: Counts, options: Options | None = None) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Fit every rule that the counts allow: the rules that need anomalous samples on the pooled counts ``c``, the
     good-only rule on ``good`` (the good images' samples alone) and described on ``c``; notes say which could not be
     fitted and why.
@@ -94,9 +93,8 @@ def fit_cell(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Fit the thresholds of one cell; returns the thresholds document and the curve table (``dataset``: the
     cell's dataset, read from the split rows when not given; ``options``: the rules' settings, e.g. the good-only
-    budget ``{"good_fpr": 0.01}``).
+    budget ``{"good_fpr": 0.05}``; :func:`~iadbench.metrics.rules.fit_threshold` fills in the defaults).
     """
-    options = {"good_fpr": DEFAULT_GOOD_FPR, **(options or {})}
     cell = load_cell(model, product, split, "validation")
     if dataset is None:
         dataset = str(split.loc[split["product"] == product, "dataset"].iloc[0])

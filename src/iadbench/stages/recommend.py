@@ -76,6 +76,7 @@ def _load(source: str, read: Callable[[str], str]) -> tuple[Any, dict, dict]:
     from iadbench.errors import InputError
     from iadbench.evaluation.evaluate import evaluate_path
     from iadbench.evaluation.records import EvaluateRecord
+    from iadbench.evaluation.tables import attach_categories, read_categories
     from iadbench.params import DataParams, evaluated_models
     from iadbench.paths import CATEGORIES, COSTS
 
@@ -90,11 +91,7 @@ def _load(source: str, read: Callable[[str], str]) -> tuple[Any, dict, dict]:
             rows["dataset"] = data.dataset_of(product)
             frames.append(rows)
     table = pd.concat(frames, ignore_index=True)
-    cats = pd.read_csv(io.StringIO(read(str(CATEGORIES))), keep_default_na=False, dtype={"defect_categories": str})
-    table = table.merge(cats[["image_id", "defect_categories", "background"]], on="image_id", how="left")
-    if table["background"].isna().any():
-        missing = table.loc[table["background"].isna(), "image_id"].iloc[0]
-        raise InputError(f"{CATEGORIES} ({source})", "every evaluated image needs a row", f"missing {missing}")
+    table = attach_categories(table, read_categories(read(str(CATEGORIES))), f"{CATEGORIES} ({source})")
     table["source"] = source
     try:
         costs = json.loads(read(str(COSTS)))
@@ -129,6 +126,7 @@ def run(args: argparse.Namespace) -> None:
     from iadbench.errors import UsageError
     from iadbench.evaluation.recommend import Constraints, Profile, recommend
     from iadbench.params import EvaluateParams
+    from iadbench.stages import read_params
 
     profile = Profile(args.background, tuple(d.strip() for d in args.defects.split(",") if d.strip()))
     constraints = Constraints(args.max_false_alarm, args.min_recall, args.max_ms_per_image, args.max_memory_mib)
@@ -137,18 +135,11 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError("--no-workspace needs at least one --rev")
     runs = [_load(*_reader(rev)) for rev in revs]
     table, docs, costs = _pool(runs)
-    rec = recommend(table, docs, costs, profile, EvaluateParams.from_params(_params(args)), constraints)
+    rec = recommend(table, docs, costs, profile, EvaluateParams.from_params(read_params(args)), constraints)
     if args.json:
         print(json.dumps(_as_json(rec), indent=1))
     else:
         print(render(rec))
-
-
-def _params(args: argparse.Namespace) -> dict:
-    """The workspace's params (bootstrap resamples, confidence, seed of the intervals)."""
-    from iadbench.stages import read_params
-
-    return read_params(args)
 
 
 def _as_json(rec: Any) -> list[dict[str, Any]]:
