@@ -217,6 +217,20 @@ def test_a_queue_without_worker_is_an_error_not_a_hang(monkeypatch):
         studies.follow("segad", ["segad-0-s0"], 0.0, lambda _: None)
 
 
+def test_a_running_experiment_without_worker_fails_instead_of_hanging(monkeypatch):
+    """Seen in a suite run: DVC's worker shut down "due to empty queue" with the task it had taken, and `dvc queue
+    status` reported it Running with no worker until the test's 600 s timeout."""
+    from iadbench.studies import run as studies
+
+    text = ("Task Name Created Status\nabc  size-32-s0  10:21 PM  Running\ndef  size-64-s0  10:20 PM  Success\n\n"
+            "Worker status: 0 active, 0 idle\n")  # fmt: skip
+    monkeypatch.setattr(studies, "dvc", lambda *a, **k: type("P", (), {"stdout": text})())
+    monkeypatch.setattr(studies, "WORKER_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(studies, "POLL_SECONDS", 0.01)
+    failed = studies.follow("size", ["size-32-s0", "size-64-s0"], 0.0, lambda _: None)
+    assert list(failed) == ["size-32-s0"] and "no queue worker runs" in failed["size-32-s0"]
+
+
 def test_unfinished_experiments_are_not_read(monkeypatch):
     import json
 

@@ -112,7 +112,7 @@ def follow(study: str, names: list[str], start: float, echo: Callable[[str], Non
     seen = ""
     reported: set[str] = set()
     failed: dict[str, str] = {}
-    idle_since = None
+    idle_since = orphan_since = None
     while True:
         status, workers = parse_queue_status(dvc("queue", "status").stdout)
         states = {n: status.get(n, "Unknown") for n in names}
@@ -138,6 +138,14 @@ def follow(study: str, names: list[str], start: float, echo: Callable[[str], Non
                 "0 active, 0 idle); its log: .dvc/tmp/exps/celery/dvc-exp-worker-1.out. Start one with "
                 "`dvc queue start`, then `iadbench study NAME --collect` when they are done"
             )
+        orphan_since = (orphan_since or time.perf_counter()) if running and workers == 0 else None
+        if orphan_since is not None and time.perf_counter() - orphan_since > WORKER_GRACE_SECONDS:
+            # DVC's Celery worker can stop ("shutting down due to empty queue") with a task it had taken: the queue
+            # then reports it Running forever; waiting would hang the study, so it fails with what is known
+            for n in running:
+                failed[n] = ("dvc queue status reports it Running but no queue worker runs (0 active, 0 idle): the "
+                             "worker stopped under it; its log: .dvc/tmp/exps/celery/dvc-exp-worker-1.out")  # fmt: skip
+            return failed
         if not running and not [n for n, s in states.items() if s == "Queued"]:
             lost = [n for n, s in states.items() if s not in {"Success", "Failed"}]
             if lost and elapsed > 60:
