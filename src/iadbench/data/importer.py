@@ -20,11 +20,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from iadbench.data.category_maps import MAP_FILES, CategoryMap, default_map
 from iadbench.data.formats import (
     MISSING_MASK_POLICIES,
+    Collected,
     Options,
     collect,
     detect_format,
@@ -259,28 +261,65 @@ def import_dataset(
     _check_arguments(name, export, defect_map, background, missing_masks)
     refuse_outside_links(source)
     source = source.resolve()
+    dest = _destination(source, name)
+    fmt = fmt or detect_format(source)
+    collected = _collect_checked(source, name, fmt, options or Options(), missing_masks)
+    tasks = _read_export(export)
+    export_dest = export_path(name)
+    if export_dest.exists() and (export is not None or defect_map or (default_categories and fmt in MAP_FILES)):
+        raise InputError(export_dest, "an export for this dataset already exists", "remove it first")
+    categorise = partial(_categories, source=source, fmt=fmt, defect_map=defect_map, background=background,
+                         default_categories=default_categories)  # fmt: skip
+    record, tasks = _write_staged(collected, source, dest, fmt, missing_masks, tasks, categorise, export, progress)
+    added = [dest]
+    if tasks is not None:
+        export_dest.parent.mkdir(parents=True, exist_ok=True)
+        export_dest.write_text(json.dumps(tasks, indent=1, sort_keys=True) + "\n")
+        added.append(export_dest)
+    if track:
+        _dvc_add(*added)
+    return Imported(added=added, fmt=fmt, record=record)
+
+
+def _destination(source: Path, name: str) -> Path:
+    """``data/raw/<name>``, refused when it (or its .dvc file) exists or overlaps the source."""
     dest = dataset_root(name)
     if dest.exists() or dest.with_suffix(".dvc").exists():
         raise InputError(dest, "dataset already imported", f"to replace it: dvc remove {dest}.dvc && rm -rf {dest}")
     if dest.resolve() == source or dest.resolve() in source.parents or source in dest.resolve().parents:
         raise InputError(source, "source and destination overlap")
-    fmt = fmt or detect_format(source)
-    options = options or Options()
+    return dest
+
+
+def _collect_checked(source: Path, name: str, fmt: str, options: Options, missing_masks: str) -> Collected:
+    """The source's images in ``fmt``, every layout rule checked before anything is copied."""
     options = replace(options, product=options.product or name)
     if fmt == "folder" and not DATASET_NAME.match(options.product):
         raise IadbenchError(f"--product must be a plain folder name, got {options.product!r}")
-    collected = collect(source, fmt, options)  # layout errors before anything is copied
+    collected = collect(source, fmt, options)
     if missing_masks == "error":
         refuse_missing_masks(collected)
     if fmt == "mvtec":
         list_files(source)
         check_segments(source)  # and a product's segments.png (SegAD), if it has one
-    tasks = _read_export(export)
-    export_dest = export_path(name)
-    if export_dest.exists() and (export is not None or defect_map or (default_categories and fmt in MAP_FILES)):
-        raise InputError(export_dest, "an export for this dataset already exists", "remove it first")
+    return collected
 
-    staging = dest.with_name(f".{name}.importing")
+
+def _write_staged(
+    collected: Collected,
+    source: Path,
+    dest: Path,
+    fmt: str,
+    missing_masks: str,
+    tasks: list[dict] | None,
+    categorise: Callable[..., list[dict] | None],
+    export: Path | None,
+    progress: bool,
+) -> tuple[dict[str, object], list[dict] | None]:
+    """Write the dataset beside ``dest`` (``.<name>.importing``), its categories and import record, and rename it
+    into place only when complete; the record and the categories' tasks.
+    """
+    staging = dest.with_name(f".{dest.name}.importing")
     if staging.exists():
         shutil.rmtree(staging)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -292,21 +331,14 @@ def import_dataset(
             record = write_items(collected, staging, missing_masks, progress=progress)
         list_files(staging)  # what the pipeline will read
         notes: list[str] = record["notes"]  # type: ignore[assignment]
-        tasks = _categories(tasks, staging, dest, source, fmt, defect_map, background, default_categories, notes)
+        tasks = categorise(tasks, staging, dest, notes=notes)
         if tasks is None and export is None:
-            notes.append(f"no categories yet: label the anomalous images (iadbench annotate push --dataset {name}) "
-                         "or import again with --defect-map/--export")  # fmt: skip
+            notes.append(f"no categories yet: label the anomalous images (iadbench annotate push --dataset "
+                         f"{dest.name}) or import again with --defect-map/--export")  # fmt: skip
         record = {"format": fmt, "source": source.as_posix(), **record}
         (staging / IMPORT_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         staging.rename(dest)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    added = [dest]
-    if tasks is not None:
-        export_dest.parent.mkdir(parents=True, exist_ok=True)
-        export_dest.write_text(json.dumps(tasks, indent=1, sort_keys=True) + "\n")
-        added.append(export_dest)
-    if track:
-        _dvc_add(*added)
-    return Imported(added=added, fmt=fmt, record=record)
+    return record, tasks

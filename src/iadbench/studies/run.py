@@ -12,7 +12,16 @@ from typing import Any
 
 from iadbench.paths import STUDIES_DIR
 from iadbench.studies.dvc import dvc, dvc_env, experiments, head, log_tail, lookup, parse_queue_status, queue_status
-from iadbench.studies.grids import POLL_SECONDS, RUNS, WORKER_GRACE_SECONDS, StudyError, get_study, grid, yaml_value
+from iadbench.studies.grids import (
+    POLL_SECONDS,
+    RUNS,
+    WORKER_GRACE_SECONDS,
+    Study,
+    StudyError,
+    get_study,
+    grid,
+    yaml_value,
+)
 from iadbench.studies.summary import collect
 
 
@@ -36,22 +45,64 @@ def run_study(
 
     The experiments derive from the current commit; the summary is read from the experiments of that commit even if
     HEAD moves while they run. ``collect_only`` reads those of ``rev`` (default HEAD) instead of running anything.
+
+    Args:
+        name: a registered study (``iadbench study --list``).
+        seeds: training seeds per condition (``train.seed`` 0 .. seeds-1).
+        jobs: DVC queue workers to start.
+        conditions: a subset of the study's conditions (default: all of them).
+        dry_run: print what would be queued, run nothing.
+        collect_only: summarise the experiments already run, queue nothing.
+        echo: where progress lines go.
+        rev: the commit whose experiments ``collect_only`` reads.
+
     """
     study = get_study(name)
     if jobs < 1:
         raise StudyError(f"--jobs must be >= 1, got {jobs}")
     points = grid(study, conditions, seeds)
-    if study.precheck is not None and not collect_only:
-        from iadbench.params import load_params
-
-        params = load_params()
-        for condition in dict.fromkeys(c for _, c, _, _ in points):
-            if problem := study.precheck(condition, params):
-                raise StudyError(f"study {name}: condition {condition!r}: {problem} (models in params.yaml)")
     if collect_only:
         return collect(study, echo=echo, rev=head(rev or "HEAD"))
+    _precheck(study, points)
     baseline = head()
-    existing = experiments(baseline)
+    todo = _missing(points, experiments(baseline), echo)
+    sets = {exp: [f"{k}={yaml_value(v)}" for k, v in params.items()] for exp, params in todo}
+    for exp, _ in todo:
+        echo(f"{'would queue' if dry_run else 'queue'} {exp}: " + " ".join(f"-S {s}" for s in sets[exp]))
+    if dry_run:
+        echo(f"{len(points)} experiment(s) in study {name}: {len(todo)} to run, {len(points) - len(todo)} done")
+        return {"study": name, "planned": [e for e, _ in todo], "done": len(points) - len(todo)}
+    failed: dict[str, str] = {}
+    if todo:
+        start = time.perf_counter()
+        _queue_and_start(sets, jobs, echo)
+        failed = follow(study.name, list(sets), start, echo)
+        _record_run(name, baseline, jobs, list(sets), failed, time.perf_counter() - start)
+    summary = collect(study, failed=failed, echo=echo, rev=baseline)
+    if failed:
+        raise StudyError(
+            f"study {name}: {len(failed)} experiment(s) failed ({', '.join(sorted(failed))}); completed ones are "
+            f"kept and summarised in {STUDIES_DIR / name}.md; logs: dvc queue logs NAME"
+        )
+    return summary
+
+
+def _precheck(study: Study, points: list[tuple[str, str, int, dict[str, Any]]]) -> None:
+    """The study's own check of each condition against params.yaml (e.g. the models a size needs), before queueing."""
+    if study.precheck is None:
+        return
+    from iadbench.params import load_params
+
+    params = load_params()
+    for condition in dict.fromkeys(c for _, c, _, _ in points):
+        if problem := study.precheck(condition, params):
+            raise StudyError(f"study {study.name}: condition {condition!r}: {problem} (models in params.yaml)")
+
+
+def _missing(
+    points: list[tuple[str, str, int, dict[str, Any]]], existing: dict[str, Any], echo: Callable[[str], None]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The grid points without an experiment of the baseline; one that exists with other params is refused."""
     todo = []
     for exp, _condition, _seed, params in points:
         if exp in existing:
@@ -64,47 +115,37 @@ def run_study(
             echo(f"skip {exp}: done already with the same params")
             continue
         todo.append((exp, params))
-    sets = {exp: [f"{k}={yaml_value(v)}" for k, v in params.items()] for exp, params in todo}
-    for exp, _ in todo:
-        echo(f"{'would queue' if dry_run else 'queue'} {exp}: " + " ".join(f"-S {s}" for s in sets[exp]))
-    if dry_run:
-        echo(f"{len(points)} experiment(s) in study {name}: {len(todo)} to run, {len(points) - len(todo)} done")
-        return {"study": name, "planned": [e for e, _ in todo], "done": len(points) - len(todo)}
-    start = time.perf_counter()
-    failed: dict[str, str] = {}
-    if todo:
-        before = queue_status()
-        stale = [exp for exp, _ in todo if before.get(exp) in {"Failed", "Success"}]
-        if stale:  # an earlier failed attempt under the same name: its record would shadow the new run
-            dvc("queue", "remove", *stale, check=False)
-        for exp, _ in todo:
-            dvc("exp", "run", "--queue", "-n", exp, *[a for s in sets[exp] for a in ("-S", s)])
-        echo(f"starting {jobs} queue worker(s): dvc queue start --jobs {jobs}")
-        # the worker outlives this call and inherits its output: a captured pipe would wait for the whole queue
-        started = subprocess.run(
-            [sys.executable, "-m", "dvc", "queue", "start", "--jobs", str(jobs)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dvc_env(),
-        )  # fmt: skip
-        if started.returncode != 0:
-            raise StudyError(f"dvc queue start --jobs {jobs} failed ({started.returncode}); try it by hand")
-        failed = follow(study.name, [e for e, _ in todo], start, echo)
-    wall = time.perf_counter() - start
-    if todo:
-        record = {
-            "study": name, "baseline": baseline, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "wall_seconds": round(wall, 1), "cpu_count": os.cpu_count(), "jobs": jobs,
-            "experiments": [e for e, _ in todo], "failed": sorted(failed),
-        }  # fmt: skip
-        RUNS.parent.mkdir(parents=True, exist_ok=True)
-        with RUNS.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-    summary = collect(study, failed=failed, echo=echo, rev=baseline)
-    if failed:
-        raise StudyError(
-            f"study {name}: {len(failed)} experiment(s) failed ({', '.join(sorted(failed))}); completed ones are "
-            f"kept and summarised in {STUDIES_DIR / name}.md; logs: dvc queue logs NAME"
-        )
-    return summary
+    return todo
+
+
+def _queue_and_start(sets: dict[str, list[str]], jobs: int, echo: Callable[[str], None]) -> None:
+    """Queue each experiment (``dvc exp run --queue -S ...``) and start ``jobs`` queue workers."""
+    before = queue_status()
+    stale = [exp for exp in sets if before.get(exp) in {"Failed", "Success"}]
+    if stale:  # an earlier failed attempt under the same name: its record would shadow the new run
+        dvc("queue", "remove", *stale, check=False)
+    for exp, assignments in sets.items():
+        dvc("exp", "run", "--queue", "-n", exp, *[a for s in assignments for a in ("-S", s)])
+    echo(f"starting {jobs} queue worker(s): dvc queue start --jobs {jobs}")
+    # the worker outlives this call and inherits its output: a captured pipe would wait for the whole queue
+    started = subprocess.run(
+        [sys.executable, "-m", "dvc", "queue", "start", "--jobs", str(jobs)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dvc_env(),
+    )  # fmt: skip
+    if started.returncode != 0:
+        raise StudyError(f"dvc queue start --jobs {jobs} failed ({started.returncode}); try it by hand")
+
+
+def _record_run(name: str, baseline: str, jobs: int, names: list[str], failed: dict[str, str], wall: float) -> None:
+    """One line per study run in ``reports/studies/runs.jsonl`` (wall time and host: kept out of the summaries)."""
+    record = {
+        "study": name, "baseline": baseline, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_seconds": round(wall, 1), "cpu_count": os.cpu_count(), "jobs": jobs,
+        "experiments": names, "failed": sorted(failed),
+    }  # fmt: skip
+    RUNS.parent.mkdir(parents=True, exist_ok=True)
+    with RUNS.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
 
 
 def follow(study: str, names: list[str], start: float, echo: Callable[[str], None]) -> dict[str, str]:
