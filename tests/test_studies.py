@@ -247,3 +247,17 @@ def test_unfinished_experiments_are_not_read(monkeypatch):
     ]}]  # fmt: skip
     monkeypatch.setattr(studies, "dvc", lambda *a, **k: type("P", (), {"stdout": json.dumps(shown)})())
     assert sorted(studies.experiments("abc")) == ["segad-0-s0", "segad-0-s1"]
+
+
+def test_experiments_are_grouped_by_condition_and_seed_from_their_names():
+    from iadbench.studies.summary import _runs_of
+
+    done = {"metrics": {"reports/metrics.json": {"ae": {}}}}
+    found = {
+        "drift-clean-s0": done, "drift-clean-s1": done, "drift-drift-s10": done,
+        "drift-drift-s2": {"metrics": {}},  # failed before its metrics: left out
+        "noise-0.04-s0": done, "drift-clean": done, "drift-clean-sx": done,  # another study, not a grid name
+    }  # fmt: skip
+    runs = _runs_of(get_study("drift"), found)
+    assert {c: sorted(v) for c, v in runs.items()} == {"clean": [0, 1], "drift": [10]}
+    assert runs["drift"][10]["name"] == "drift-drift-s10"

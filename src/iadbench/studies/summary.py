@@ -82,14 +82,8 @@ def collect(
     rev: str | None = None,
 ) -> dict[str, Any]:
     """Summarise every experiment of the study derived from ``rev`` into ``reports/studies/<study>.{json,md}``."""
-    pattern = re.compile(rf"^{re.escape(study.name)}-(.+)-s(\d+)$")
-    runs: dict[str, dict[int, dict[str, Any]]] = {}
     rev = head(rev or "HEAD")
-    found = experiments(rev)
-    for exp, info in sorted(found.items()):
-        match = pattern.match(exp)
-        if match and "reports/metrics.json" in info["metrics"]:
-            runs.setdefault(match.group(1), {})[int(match.group(2))] = {"name": exp, **info}
+    runs = _runs_of(study, experiments(rev))
     failed = dict(failed or {})
     if not runs and not failed:
         raise StudyError(
@@ -101,30 +95,8 @@ def collect(
     for condition in order:
         for run in runs[condition].values():
             models += [m for m in run["metrics"]["reports/metrics.json"] if m not in models]
-    table: dict[str, dict[str, dict[str, Any]]] = {}
-    for key, _ in study.metrics:
-        table[key] = {
-            m: {c: mean_std([r["metrics"]["reports/metrics.json"].get(m, {}).get(key)
-                             for r in runs[c].values()]) for c in order}
-            for m in models
-        }  # fmt: skip
-    for extra in study.extras:
-        per_run = {c: [_extra(r["rev"], r["params"], extra) for r in runs[c].values()] for c in order}
-        table[extra] = {m: {c: mean_std([v.get(m) for v in per_run[c]]) for c in order} for m in models}
-    products: dict[str, dict[str, dict[str, Any]]] = {}
-    for key, _ in PRODUCT_METRICS:
-        cells: dict[tuple[str, str], dict[str, list]] = {}
-        for condition in order:
-            for run in runs[condition].values():
-                rule = lookup(run["params"], "threshold.method") or "iou"
-                column = f"{key}{rule}" if key.endswith("@") else key
-                for row in _products(run["rev"]):
-                    cells.setdefault((row["model"], row["product"]), {}).setdefault(condition, []).append(
-                        row.get(column)
-                    )
-        products[key] = {
-            f"{m} / {p}": {c: mean_std(v.get(c, [])) for c in order} for (m, p), v in sorted(cells.items())
-        }
+    table = _metric_table(study, runs, order, models)
+    products = _product_table(runs, order)
     records = run_records(study.name, rev)
     wall_seconds = sum(r["wall_seconds"] for r in records) if records else None  # a resumed study: every part
     summary = {
@@ -151,6 +123,57 @@ def collect(
     (STUDIES_DIR / f"{study.name}.md").write_text(render_markdown(summary))
     echo(f"wrote {STUDIES_DIR / study.name}.json and .md ({sum(len(v) for v in runs.values())} experiment(s))")
     return summary
+
+
+def _runs_of(study: Study, found: dict[str, Any]) -> dict[str, dict[int, dict[str, Any]]]:
+    """The study's experiments with metrics, by condition and seed (names ``<study>-<condition>-s<seed>``)."""
+    pattern = re.compile(rf"^{re.escape(study.name)}-(.+)-s(\d+)$")
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for exp, info in sorted(found.items()):
+        match = pattern.match(exp)
+        if match and "reports/metrics.json" in info["metrics"]:
+            runs.setdefault(match.group(1), {})[int(match.group(2))] = {"name": exp, **info}
+    return runs
+
+
+def _metric_table(
+    study: Study, runs: dict[str, dict[int, dict[str, Any]]], order: list[str], models: list[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Metric -> model -> condition -> mean ± std over seeds, for the study's headline metrics and its extras."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, _ in study.metrics:
+        table[key] = {
+            m: {c: mean_std([r["metrics"]["reports/metrics.json"].get(m, {}).get(key)
+                             for r in runs[c].values()]) for c in order}
+            for m in models
+        }  # fmt: skip
+    for extra in study.extras:
+        per_run = {c: [_extra(r["rev"], r["params"], extra) for r in runs[c].values()] for c in order}
+        table[extra] = {m: {c: mean_std([v.get(m) for v in per_run[c]]) for c in order} for m in models}
+    return table
+
+
+def _product_table(
+    runs: dict[str, dict[int, dict[str, Any]]], order: list[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Metric -> "model / product" -> condition -> mean ± std over seeds, from each experiment's products table
+    (a rule-suffixed metric at that experiment's ``threshold.method``).
+    """
+    products: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, _ in PRODUCT_METRICS:
+        cells: dict[tuple[str, str], dict[str, list]] = {}
+        for condition in order:
+            for run in runs[condition].values():
+                rule = lookup(run["params"], "threshold.method") or "iou"
+                column = f"{key}{rule}" if key.endswith("@") else key
+                for row in _products(run["rev"]):
+                    cells.setdefault((row["model"], row["product"]), {}).setdefault(condition, []).append(
+                        row.get(column)
+                    )
+        products[key] = {
+            f"{m} / {p}": {c: mean_std(v.get(c, [])) for c in order} for (m, p), v in sorted(cells.items())
+        }
+    return products
 
 
 def _safe(study: Study, condition: str) -> bool:
