@@ -42,8 +42,9 @@ def _pixel_metrics(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
 
 def bench_tile(args: argparse.Namespace) -> dict:
     from iadbench.cli import main as iadbench
-    from iadbench.models.run import predict_cell, train_cell
     from iadbench.models.weights import package_weights_file
+    from iadbench.stages.predict import predict_cell
+    from iadbench.stages.train import train_cell
 
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     params["data"].update(dataset="magnetic_tile", products=["tile"], image_size=args.size)
@@ -83,7 +84,8 @@ def bench_batch(args: argparse.Namespace) -> dict:
 
     from iadbench.metrics.counts import confusion_counts
     from iadbench.metrics.curves import auroc
-    from iadbench.models.run import predict_cell, train_cell
+    from iadbench.stages.predict import predict_cell
+    from iadbench.stages.train import train_cell
 
     os.chdir(PROJECT)
     params = yaml.safe_load(Path("params.yaml").read_text())

@@ -90,7 +90,8 @@ def tile_repo(params: dict, data: str) -> None:
 
 
 def bench_weights(args: argparse.Namespace) -> dict:
-    from iadbench.models.run import predict_cell, train_cell
+    from iadbench.stages.predict import predict_cell
+    from iadbench.stages.train import train_cell
 
     params = _base_params()
     params["data"].update(dataset="magnetic_tile", products=["tile"])
@@ -128,7 +129,9 @@ def bench_overhead(args: argparse.Namespace) -> dict:
     from iadbench.cli import main as iadbench
     from iadbench.models.quiet import quiet_libraries
     from iadbench.models.registry import build_model
-    from iadbench.models.run import model_config, predict_cell, train_cell
+    from iadbench.models.run import model_config
+    from iadbench.stages.predict import predict_cell
+    from iadbench.stages.train import train_cell
 
     quiet_libraries()
     params = _base_params()

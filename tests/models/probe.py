@@ -114,7 +114,8 @@ def peak_offsets(maps: np.ndarray, image_ids: np.ndarray, probe: Probe) -> np.nd
 
 def locate(params: dict, model: str, probe: Probe, corrections: bool = True) -> np.ndarray | None:
     """Fit and predict ``model`` on the probe written in the working directory; its peak offsets (None: no maps)."""
-    from iadbench.models.run import predict_cell, train_cell
+    from iadbench.stages.predict import predict_cell
+    from iadbench.stages.train import train_cell
 
     train_cell(params, model, PRODUCT, progress=False, corrections=corrections)
     predict_cell(params, model, PRODUCT, progress=False, corrections=corrections)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from iadbench.models.registry import MODELS, ModelConfig, ModelConfigError, build_model
-from iadbench.models.run import predict_cell, train_cell
 from iadbench.models.weights import WeightsError
+from iadbench.stages.predict import predict_cell
+from iadbench.stages.train import train_cell
 from tests.conftest import registry_params
 from tests.models.probe import default_probe, write_probe
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iadbench.models.run import predict_cell, train_cell
 from iadbench.models.weights import package_weights_file
+from iadbench.stages.predict import predict_cell
+from iadbench.stages.train import train_cell
 from tests.conftest import registry_params
 from tests.models.probe import default_probe, locate, write_probe
 

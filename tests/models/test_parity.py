@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from iadbench.models.run import load_state, predict_cell, train_cell
+from iadbench.models.run import load_state
+from iadbench.stages.predict import predict_cell
+from iadbench.stages.train import train_cell
 from tests.conftest import registry_params
 from tests.models.probe import default_probe, write_probe
 

@@ -9,7 +9,8 @@ import yaml
 from iadbench.cli import main
 from iadbench.errors import IadbenchError
 from iadbench.gates.maps import maps_gate
-from iadbench.models.run import predict_cell, train_cell
+from iadbench.stages.predict import predict_cell
+from iadbench.stages.train import train_cell
 from tests.conftest import TINY, registry_params
 
 FAMILIES = ["ae", "stfpm", "padim", "cflow", "patchcore"]

@@ -1,9 +1,10 @@
-"""The ``train`` and ``predict`` stages of one (model, product) cell.
+"""Fitting and running one (model, product) cell: what the ``train`` and ``predict`` stages
+(:mod:`iadbench.stages.train`, :mod:`iadbench.stages.predict`) call; they read the split and write the files.
 
-``train`` fits on the split file's train rows only, with a fixed epoch count (no early stopping, no checkpoint
+``fit`` fits on the split file's train rows only, with a fixed epoch count (no early stopping, no checkpoint
 choice on any held-out data), seeds everywhere and ``deterministic`` where the library allows; DVCLive's Lightning
-logger records the training curves. ``predict`` reloads the weights and writes, for every validation and test
-image, the raw anomaly map (float16, at ``data.image_size``) and the raw image score, keyed by image id.
+logger records the training curves. ``infer`` reloads the weights and returns, for the rows given, the raw
+anomaly maps (at ``data.image_size``) and the raw image scores; ``to_float16`` is how maps are stored.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from iadbench import resources
 from iadbench.errors import IadbenchError
 from iadbench.models.geometry import receptive_field_shifts
 from iadbench.models.live import loss_curve
 from iadbench.models.quiet import ignore_known_noise, quiet_libraries
 from iadbench.models.registry import ModelConfig, build_model, effective_options, get_entry
-from iadbench.paths import ASSIGNMENT, MAPS_DIR, MODELS_DIR, PREDICT_REPORTS, train_report_dir
+from iadbench.paths import ASSIGNMENT, MODELS_DIR
 
 
 def model_config(params: dict[str, Any], model: str, corrections: bool = True) -> ModelConfig:
@@ -138,33 +138,54 @@ def _engine(
     )  # fmt: skip
 
 
-def train_cell(
-    params: dict[str, Any], model: str, product: str, progress: bool | None = None, corrections: bool = True
-) -> dict[str, Any]:
-    """Fit ``model`` on ``product``'s train rows; write ``models/<model>/<product>/{model.pt,meta.json}``.
+@dataclass
+class Fitted:
+    """A fitted model: its module, the metadata the cell records, the fit time (seconds) and the epochs run."""
 
-    Everything in the cell's folder is a function of data, params and code (a rebuild on another machine gives the
-    same bytes for deterministic models); DVCLive's curves go to ``reports/train/<model>/<product>/`` and the fit
-    time and memory to ``reports/resources/train/`` (:mod:`iadbench.resources`). Returns the metadata with
-    ``fit_seconds`` and ``peak_rss_mb`` added.
+    module: torch.nn.Module
+    meta: dict[str, Any]
+    fit_seconds: float
+    epochs: int
 
-    ``corrections=False`` reproduces anomalib's own outputs (no grid placement, CFLOW's batch normalisation); only
-    the parity test and the before/after benchmark use it.
 
-    Studies: ``train.unified`` fits one model on the train rows of *every* product of the dataset (the cell of
-    each product then holds that same unified model, evaluated on its own product); ``train.validation:
-    early_stopping`` stops on the product's validation image AUROC (:mod:`iadbench.models.validation`).
+def fit(
+    params: dict[str, Any],
+    model: str,
+    product: str,
+    rows: pd.DataFrame,
+    held_out: pd.DataFrame | None = None,
+    curve_dir: Path | None = None,
+    progress: bool | None = None,
+    corrections: bool = True,
+) -> Fitted:
+    """Fit ``model`` on ``rows`` (a split table's train rows) with the Engine, seeded and deterministic where the
+    library allows; nothing is written but DVCLive's training curve in ``curve_dir`` (None: no curve).
+
+    Args:
+        params: params.yaml's content (``train``, ``backbone``, ``data.image_size``, ``model_options``).
+        model: a registered model name.
+        product: the cell's product (named in errors).
+        rows: the images to fit on, in the order the loader reads them.
+        held_out: validation rows for ``train.validation: early_stopping`` (stops on their image AUROC,
+            :mod:`iadbench.models.validation`); None with ``fixed``.
+        curve_dir: DVCLive's folder of the cell (``reports/train/<model>/<product>``).
+        progress: Lightning's progress bar (None: when stderr is a terminal).
+        corrections: False reproduces anomalib's own outputs (no grid placement, CFLOW's batch normalisation);
+            only the parity test and the before/after benchmark use it.
+
+    Returns:
+        The module, its metadata (everything a function of data, params and code), the fit seconds and epochs.
+
     """
+    from anomalib.models.components import MemoryBankMixin
     from lightning.pytorch import seed_everything
 
     from iadbench.models.dataset import loader
     from iadbench.params import TrainParams
 
     quiet_libraries()
-    get_entry(model)  # an unknown name is the first thing to report
     train = TrainParams.from_params(params)
     cfg = model_config(params, model, corrections)
-    rows = split_rows(product, ("train",), every_product=train.unified)
     progress = sys.stderr.isatty() if progress is None else progress
     seed_everything(train.seed, workers=True)
     module, weights, entry, requested = build_model(cfg)
@@ -173,19 +194,14 @@ def train_cell(
             f"{ASSIGNMENT}: {model} needs at least {entry.min_train(cfg)} train images of {product}, found {len(rows)} "
             f"(see model_options.{model})"
         )
-    out = MODELS_DIR / model / product
-    out.mkdir(parents=True, exist_ok=True)
-    from anomalib.models.components import MemoryBankMixin
-
-    curve = loss_curve(train_report_dir(model, product), has_loss=not isinstance(module, MemoryBankMixin))
+    curve = loss_curve(curve_dir, has_loss=not isinstance(module, MemoryBankMixin)) if curve_dir else None
     calibration: dict[str, Any] = {}
     shifts = receptive_field_shifts(module, cfg.image_size) if cfg.corrections else {}
     ordered = loader(rows, cfg.image_size, train.batch_size, False, train.seed, train.num_workers)
     stopping = None
-    if train.validation == "early_stopping":
+    if held_out is not None:
         from iadbench.models.validation import ValidationEarlyStopping
 
-        held_out = split_rows(product, ("validation",))
         stopping = ValidationEarlyStopping(
             loader(held_out, cfg.image_size, train.batch_size, False, train.seed, train.num_workers),
             (held_out["label"] == "anomalous").to_numpy(),
@@ -193,7 +209,7 @@ def train_cell(
             prepare=(lambda m: entry.calibrate(m, ordered)) if entry.calibrate is not None else None,
         )
     with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root, fidelity(cfg, shifts) as record:
-        callbacks = [curve, *([stopping] if stopping else [])]
+        callbacks = [c for c in (curve, stopping) if c is not None]
         engine = _engine(train.epochs, root, False, progress, train.deterministic, callbacks)
         data = loader(rows, cfg.image_size, train.batch_size, True, train.seed, train.num_workers)
         start = time.perf_counter()
@@ -203,8 +219,8 @@ def train_cell(
             calibration = entry.calibrate(module, ordered)
         fit_seconds = time.perf_counter() - start
         epochs = int(stopped.get("epochs_run", engine.trainer.max_epochs))
-    curve.finish(epochs)
-    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, out / "model.pt")
+    if curve is not None:
+        curve.finish(epochs)
     meta = {
         "model": model, "product": product, "family": entry.family, "pixel_maps": entry.pixel_maps,
         "image_score": entry.image_score, "epochs": epochs, "seed": train.seed, "image_size": cfg.image_size,
@@ -214,9 +230,7 @@ def train_cell(
         **calibration, **record,
         "device": "cuda" if torch.cuda.is_available() else "cpu", "versions": versions(),
     }  # fmt: skip
-    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
-    spent = resources.record("train", model, product, fit_seconds=fit_seconds, epochs=epochs)
-    return {**meta, **resources.read("train", model, product), "resources": str(spent)}
+    return Fitted(module, meta, fit_seconds, epochs)
 
 
 def _regime(train: Any, rows: pd.DataFrame) -> dict[str, Any]:
@@ -294,69 +308,15 @@ def infer(
             "meta": meta}  # fmt: skip
 
 
-def predict_cell(
-    params: dict[str, Any],
-    model: str,
-    product: str,
-    progress: bool | None = None,
-    corrections: bool = True,
-    float32_maps: Path | None = None,
-) -> dict[str, Any]:
-    """Write ``data/maps/<model>/<product>.npz`` and ``reports/predict/<model>/<product>.json``.
-
-    Maps are stored as float16 (exact counting kernel; on the magnetic tile float16 and float32 maps give pixel
-    AUROC/AUPRO within 2e-6, docs/fidelity.md); a map beyond float16's range (±65504) is refused rather than stored
-    as inf. The report records each cell's raw float32 range. ``float32_maps`` also saves the raw maps there
-    (benchmarks only).
+def to_float16(raw: np.ndarray, model: str, product: str) -> np.ndarray:
+    """Maps as stored: float16 (exact counting kernel; on the magnetic tile float16 and float32 maps give pixel
+    AUROC/AUPRO within 2e-6, docs/fidelity.md). A map beyond float16's range (±65504) is refused rather than
+    stored as inf.
     """
-    from iadbench.data import drift as test_drift
-
-    get_entry(model)
-    cfg = model_config(params, model, corrections)
-    drift = test_drift.DriftParams.from_params(params)
-    rows = split_rows(product, ("validation", "test"))
-    plans = {  # test images only: thresholds are fitted on the clean validation split, as in production
-        i: test_drift.plan(drift, i, cfg.image_size) for i in rows.loc[rows["split"] == "test", "image_id"]
-    }
-    out = infer(params, model, product, rows, progress, corrections, plans)
-    entry, meta, record, seconds = out["entry"], out["meta"], out["record"], out["seconds"]
-    arrays: dict[str, np.ndarray] = {
-        "image_id": rows["image_id"].to_numpy(dtype=str),
-        "split": rows["split"].to_numpy(dtype=str),
-        "scores": out["scores"].astype(np.float32),
-    }
-    if drift.on:
-        arrays["drift"] = np.array([test_drift.encode(plans.get(i, [])) for i in rows["image_id"]], dtype=str)
-    if entry.pixel_maps:
-        raw = out["maps"]
-        low, high = float(raw.min()), float(raw.max())
-        if max(abs(low), abs(high)) > FLOAT16_MAX:
-            raise IadbenchError(
-                f"{model}/{product}: raw anomaly maps span [{low:.4g}, {high:.4g}], beyond float16's "
-                f"±{FLOAT16_MAX:.0f}: storing them would turn scores into inf (its maps need another scale)"
-            )
-        arrays["maps"] = raw.astype(np.float16)
-        if float32_maps is not None:
-            np.save(float32_maps, raw)
-    out_path = MAPS_DIR / model / f"{product}.npz"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with out_path.open("wb") as fh:
-        np.savez(fh, **arrays)
-    report = {
-        "model": model, "product": product, "n_images": len(rows), "pixel_maps": entry.pixel_maps,
-        "image_score": entry.image_score, "map_size": cfg.image_size if entry.pixel_maps else 0,
-        "epochs": meta["epochs"],
-        **{k: meta[k] for k in ("best_epoch", "regime", "n_train_anomalous") if k in meta},
-        **{k: meta[k] for k in ("backbone", "weights_source", "weights_sha256")},
-        "versions": versions(), "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", ""),
-        "options": cfg.options, "corrections": cfg.corrections,
-        "raw_map_range": [low, high] if entry.pixel_maps else None, **record,
-    }  # fmt: skip
-    if drift.on:
-        report["drift"] = {"transforms": list(drift.transforms), "seed": drift.seed, "drifted_images": len(plans)}
-    report_path = PREDICT_REPORTS / model / f"{product}.json"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=1) + "\n")
-    resources.record("predict", model, product, predict_seconds=seconds, n_images=len(rows),
-                     images_per_second=round(len(rows) / max(seconds, 1e-9), 2))  # fmt: skip
-    return {**report, **resources.read("predict", model, product)}
+    low, high = float(raw.min()), float(raw.max())
+    if max(abs(low), abs(high)) > FLOAT16_MAX:
+        raise IadbenchError(
+            f"{model}/{product}: raw anomaly maps span [{low:.4g}, {high:.4g}], beyond float16's "
+            f"±{FLOAT16_MAX:.0f}: storing them would turn scores into inf (its maps need another scale)"
+        )
+    return raw.astype(np.float16)
