@@ -15,10 +15,11 @@ import yaml
 from iadbench.cli import main
 from iadbench.data.split import ASSIGNMENT_COLUMNS
 from iadbench.errors import InputError
-from iadbench.evaluation import evaluate, tables, thresholds
+from iadbench.evaluation import tables
 from iadbench.evaluation.cells import load_mask
 from iadbench.evaluation.panels import write_figures
 from iadbench.evaluation.report import write_report
+from iadbench.stages import evaluate, thresholds
 from tests.conftest import TINY
 
 PRODUCTS = ["nut", "weave", "tiles"]

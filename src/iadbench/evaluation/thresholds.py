@@ -1,4 +1,5 @@
-"""The thresholds stage: every rule fitted per (model, product) on the validation split only (docs/metrics.md).
+"""Every threshold rule fitted per (model, product) on the validation split only (docs/metrics.md); the thresholds
+stage (:mod:`iadbench.stages.thresholds`) reads the cell and writes the files.
 
 Pixel level pools all validation pixels of the product (good images and anomalous images with a mask); image level
 pools the validation image scores. ROC-T, IoU-T and PR-T need anomalous validation samples; the good-only rule
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iadbench.evaluation.cells import load_cell, split_fingerprint, thresholds_path, write_cell_files
+from iadbench.evaluation.cells import Cell
 from iadbench.evaluation.records import ThresholdsRecord
 from iadbench.metrics.counts import Counts, confusion_counts
 from iadbench.metrics.curves import rates
@@ -88,16 +89,23 @@ def curve_table(c: Counts, level: str, fitted: dict[str, dict[str, Any]]) -> pd.
     )
 
 
-def fit_cell(
-    model: str, product: str, split: pd.DataFrame, dataset: str | None = None, options: Options | None = None
+def fit_thresholds(
+    cell: Cell, dataset: str | None, fingerprint: str, options: Options | None = None
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Fit the thresholds of one cell; returns the thresholds document and the curve table (``dataset``: the
-    cell's dataset, read from the split rows when not given; ``options``: the rules' settings, e.g. the good-only
-    budget ``{"good_fpr": 0.05}``; :func:`~iadbench.metrics.rules.fit_threshold` fills in the defaults).
+    """Fit every rule on one cell's validation images.
+
+    Args:
+        cell: the cell's validation images (:func:`iadbench.evaluation.cells.load_cell`).
+        dataset: the cell's dataset (recorded).
+        fingerprint: the split's fingerprint for the product (evaluate refuses thresholds of another split).
+        options: the rules' settings, e.g. the good-only budget ``{"good_fpr": 0.05}``
+            (:func:`~iadbench.metrics.rules.fit_threshold` fills in the defaults).
+
+    Returns:
+        The thresholds document (a :class:`~iadbench.evaluation.records.ThresholdsRecord` as JSON) and the curve
+        table (:func:`curve_table` per level).
+
     """
-    cell = load_cell(model, product, split, "validation")
-    if dataset is None:
-        dataset = str(split.loc[split["product"] == product, "dataset"].iloc[0])
     labels = cell.labels
     scores = cell.scores.astype(np.float64)
     image_counts = confusion_counts(scores, labels)
@@ -118,23 +126,6 @@ def fit_cell(
         validation.update(pixels=int(pixel.n_pos + pixel.n_neg), defect_pixels=int(pixel.n_pos),
                           empty_mask_excluded=excluded)  # fmt: skip
         curves.append(curve_table(pixel, "pixel", pixel_fits))
-    record = ThresholdsRecord(model, product, dataset, split_fingerprint(split, product), validation, image_fits,
-                              image_notes, pixel_fits, pixel_notes)  # fmt: skip
+    record = ThresholdsRecord(cell.model, cell.product, dataset, fingerprint, validation, image_fits, image_notes,
+                              pixel_fits, pixel_notes)  # fmt: skip
     return record.to_json(), pd.concat([c for c in curves if not c.empty], ignore_index=True)
-
-
-def write_cell(
-    model: str, product: str, split: pd.DataFrame, dataset: str | None = None, options: Options | None = None
-) -> dict[str, Any]:
-    """Write ``reports/thresholds/<model>/<product>.json``, its ``.curves.csv`` (a DVC plot) and the report's figure
-    of the curves, ``.png``: drawn here, by the stage whose outputs decide it, so that switching
-    ``threshold.method`` (which reruns only metrics and report) redraws none of them.
-    """
-    from iadbench.evaluation.figures import threshold_curves
-
-    path = thresholds_path(model, product)
-    doc, curves = fit_cell(model, product, split, dataset, options)
-    write_cell_files(path, doc, curves, ".curves.csv")
-    title = f"{model} / {product}: validation curves and fitted thresholds"
-    threshold_curves(curves, doc, title, path.with_suffix(".png"))
-    return doc

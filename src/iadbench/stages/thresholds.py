@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from iadbench.paths import ASSIGNMENT
 from iadbench.stages import add_cell_arguments, read_params
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HELP = "fit ROC-T, IoU-T, PR-T and good_fpr of one cell on its validation split (params: threshold.good_fpr)"
 IMPORTS = ("iadbench.evaluation.thresholds",)  # imported before any work: the warm worker preloads them
@@ -19,7 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Fit every threshold rule of one (model, product) cell on its validation split."""
     from iadbench.data.manifest import read_table
-    from iadbench.evaluation.thresholds import write_cell
     from iadbench.params import ThresholdParams
 
     budget = ThresholdParams.from_params(read_params(args)).good_fpr
@@ -29,3 +32,26 @@ def run(args: argparse.Namespace) -> None:
     print(f"thresholds {args.model}/{args.product} ({doc['validation']['images']} validation images): {summary}")
     for note in doc["image_notes"] + (doc["pixel_notes"] or []):
         print(f"note: {note}")
+
+
+def write_cell(
+    model: str, product: str, split: pd.DataFrame, dataset: str | None = None, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Fit the cell's thresholds on its validation images (``data/maps/<model>/<product>.npz``); write
+    ``reports/thresholds/<model>/<product>.json``, its ``.curves.csv`` (a DVC plot) and the report's figure of the
+    curves, ``.png``: drawn here, by the stage whose outputs decide it, so that switching ``threshold.method`` (which
+    reruns only metrics and report) redraws none of them. ``dataset``: read from the split rows when not given.
+    """
+    from iadbench.evaluation.cells import load_cell, split_fingerprint, thresholds_path, write_cell_files
+    from iadbench.evaluation.figures import threshold_curves
+    from iadbench.evaluation.thresholds import fit_thresholds
+
+    if dataset is None:
+        dataset = str(split.loc[split["product"] == product, "dataset"].iloc[0])
+    cell = load_cell(model, product, split, "validation")
+    doc, curves = fit_thresholds(cell, dataset, split_fingerprint(split, product), options)
+    path = thresholds_path(model, product)
+    write_cell_files(path, doc, curves, ".curves.csv")
+    title = f"{model} / {product}: validation curves and fitted thresholds"
+    threshold_curves(curves, doc, title, path.with_suffix(".png"))
+    return doc
