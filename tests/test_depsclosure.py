@@ -17,6 +17,20 @@ def test_every_stage_lists_its_import_closure():
     assert {"check_params", "train", "predict", "metrics", "report", "gate_manifest"} <= set(report)
     missing = {stage: r["missing"] for stage, r in report.items() if r["missing"]}
     assert not missing, "deps missing from dvc.yaml (python -m iadbench.depsclosure): " + repr(missing)
+    extra = {stage: r["extra"] for stage, r in report.items() if r["extra"]}
+    assert not extra, "source deps no import reaches (a change there reruns the stage for nothing): " + repr(extra)
+
+
+def test_a_source_dep_no_import_reaches_is_reported(tmp_path):
+    """The precision check can fail: give the thresholds stage a dep on the studies package, which it never imports."""
+    text = DVC_YAML.read_text()
+    anchor = "  thresholds: &thresholds"
+    deps = text.index("    deps:\n", text.index(anchor)) + len("    deps:\n")
+    broken = tmp_path / "dvc.yaml"
+    broken.write_text(text[:deps] + "      - src/iadbench/studies\n" + text[deps:])
+    report = dc.stage_report(broken)
+    assert report["thresholds"]["extra"] == ["src/iadbench/studies"]
+    assert report["thresholds_segad"]["extra"] == ["src/iadbench/studies"]  # the YAML anchor carries it over
 
 
 def test_exemptions_are_few_named_and_real():

@@ -157,7 +157,8 @@ def covered(path: str, deps: list[str]) -> bool:
 
 
 def stage_report(dvc_yaml: Path) -> dict[str, dict[str, list[str]]]:
-    """Per stage of ``dvc.yaml``: ``imports`` (files of its closure) and ``missing`` (those no dep covers)."""
+    """Per stage of ``dvc.yaml``: ``imports`` (files of its closure), ``missing`` (those no dep covers) and ``extra``
+    (source deps that cover none of them: a change there would rerun the stage for nothing)."""
     spec = yaml.safe_load(dvc_yaml.read_text())["stages"]
     exempt = set(exemptions(dvc_yaml))
     out = {}
@@ -169,18 +170,24 @@ def stage_report(dvc_yaml: Path) -> dict[str, dict[str, list[str]]]:
         if f"{PACKAGE}.cli" not in exempt:  # the verb's function only, not every verb's imports (verb_roots)
             modules.add(f"{PACKAGE}.cli")
         files = sorted(relative_file(m) for m in modules)
-        out[name] = {"imports": files, "missing": [f for f in files if not covered(f, deps)]}
+        sources = [d for d in deps if d.startswith(f"{SRC.name}/")]
+        out[name] = {
+            "imports": files,
+            "missing": [f for f in files if not covered(f, deps)],
+            "extra": [d for d in sources if not any(covered(f, [d]) for f in files)],
+        }
     return out
 
 
 def main() -> int:
-    """Print each stage's missing deps; exit 1 when any."""
+    """Print each stage's missing and extra source deps; exit 1 when any."""
     report = stage_report(Path("dvc.yaml"))
     bad = 0
     for name, r in report.items():
-        if r["missing"]:
-            bad += 1
-            print(f"{name}: {len(r['missing'])} missing: " + " ".join(r["missing"]))
+        for kind in ("missing", "extra"):
+            if r[kind]:
+                bad += 1
+                print(f"{name}: {len(r[kind])} {kind}: " + " ".join(r[kind]))
     return 1 if bad else 0
 
 

@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from iadbench.errors import ParamsError
+from iadbench.errors import IadbenchError, ParamsError
 from iadbench.paths import PARAMS
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -446,6 +446,13 @@ class SegadParams(SegadSection):
     def setups(self) -> tuple[str, ...]:
         """Registry names of the SegAD setups: ``<detector>+segad`` for each detector, then ``all+segad``."""
         return tuple(f"{d}{SEGAD_SUFFIX}" for d in (*self.detectors, *self.ensembles))
+
+    def detectors_of(self, setup: str) -> list[str]:
+        """The detectors whose maps a setup reads: ``D+segad`` → [D]; ``all+segad`` → every ``segad.detectors``."""
+        if setup not in self.setups:
+            raise IadbenchError(f"unknown SegAD setup {setup!r}; this run's setups (params segad): {list(self.setups)}")
+        base = setup.removesuffix(SEGAD_SUFFIX)
+        return list(self.detectors) if base in self.ensembles else [base]
 
     @classmethod
     def from_params(cls, params: dict[str, Any], source: str = "params.yaml") -> SegadParams:

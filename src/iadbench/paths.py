@@ -60,6 +60,11 @@ def resources_path(stage: str, model: str, product: str) -> Path:
     return RESOURCES_DIR / stage / model / f"{product}.json"
 
 
+def segad_features_path(detector: str, product: str) -> Path:
+    """SegAD's segment statistics of one detector's maps: ``data/segad/<detector>/<product>.npz``."""
+    return SEGAD_DIR / detector / f"{product}.npz"
+
+
 def gate_result(name: str) -> Path:
     """JSON result of a validation gate stage."""
     return GATES_DIR / f"{name}.json"

@@ -9,7 +9,8 @@ import pytest
 
 from iadbench.errors import IadbenchError
 from iadbench.params import SegadParams
-from iadbench.segad.stages import detectors_of, features_path, fit_cell
+from iadbench.paths import segad_features_path as features_path
+from iadbench.stages.segad import fit_cell
 from tests.conftest import TINY
 
 
@@ -41,10 +42,10 @@ def _data(n=30):
 
 def test_setups_name_their_detectors():
     segad = SegadParams.from_params(_params())
-    assert detectors_of("padim+segad", segad) == ["padim"]
-    assert detectors_of("all+segad", segad) == ["padim", "ae"]
+    assert segad.detectors_of("padim+segad") == ["padim"]
+    assert segad.detectors_of("all+segad") == ["padim", "ae"]
     with pytest.raises(IadbenchError, match=r"unknown SegAD setup 'cflow\+segad'; this run's setups"):
-        detectors_of("cflow+segad", segad)
+        segad.detectors_of("cflow+segad")
 
 
 def test_fit_cell_writes_scores_only_for_validation_and_test(tmp_path, monkeypatch):

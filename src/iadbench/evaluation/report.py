@@ -187,7 +187,6 @@ def segad_section(params: dict[str, Any], metrics: dict[str, Any]) -> tuple[str,
     """
     from iadbench.params import SegadParams
     from iadbench.paths import PREDICT_REPORTS
-    from iadbench.segad.stages import detectors_of
 
     segad = SegadParams.from_params(params)
     if not segad.on:
@@ -196,7 +195,7 @@ def segad_section(params: dict[str, Any], metrics: dict[str, Any]) -> tuple[str,
               "FPR@95TPR: detector", "FPR@95TPR: + SegAD"]  # fmt: skip
     body = []
     for setup in segad.setups:
-        detectors = detectors_of(setup, segad)
+        detectors = segad.detectors_of(setup)
         best = max(detectors, key=lambda d: metrics.get(d, {}).get("image_auroc") or -1.0)
         docs = [json.loads(f.read_text()) for p in params["data"]["products"]
                 if (f := PREDICT_REPORTS / setup / f"{p}.json").is_file()]  # fmt: skip

@@ -9,6 +9,8 @@ images, and either real anomalous "shots" or synthetic disturbances of the good 
 - :mod:`iadbench.segad.segments` — the segments (whole image, K×K grid, or ``<product>/segments.png``);
 - :mod:`iadbench.segad.features` — the statistics;
 - :mod:`iadbench.segad.disturb` — the synthetic disturbances;
-- :mod:`iadbench.segad.brf` — the classifier;
-- :mod:`iadbench.segad.stages` — the ``segad_features`` and ``segad`` stages.
+- :mod:`iadbench.segad.brf` — the classifier.
+
+The ``segad_features`` and ``segad`` stages (:mod:`iadbench.stages.segad_features`, :mod:`iadbench.stages.segad`)
+read the maps and features and write the files.
 """

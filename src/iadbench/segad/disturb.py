@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from iadbench.seeding import stream
@@ -73,3 +74,25 @@ def apply(image: torch.Tensor, p: dict[str, Any], labels: np.ndarray) -> torch.T
     else:
         raise ValueError(f"unknown disturbance kind {p['kind']!r}; valid: {list(KINDS)}")
     return torch.where(where[None], changed, image)
+
+
+SYNTHETIC = "#synthetic"  # image id of a disturbed copy: <image id>#synthetic<k>
+
+
+def synthetic_copies(
+    part: pd.DataFrame, seed: int, per_image: int, labels: np.ndarray
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The BRF part with ``per_image`` disturbed copies of each good image appended (ids ``<id>#synthetic<k>``,
+    label anomalous: the one-class mode) and the plan of each copy (:func:`plan`).
+    """
+    synthetic: dict[str, dict[str, Any]] = {}
+    for image_id in part.loc[part["label"] == "good", "image_id"]:
+        for k in range(per_image):
+            synthetic[f"{image_id}{SYNTHETIC}{k}"] = plan(seed, str(image_id), k, labels)
+    copies = []
+    for copy_id in synthetic:
+        original = part[part["image_id"] == copy_id.split(SYNTHETIC)[0]].iloc[0].copy()
+        original["image_id"], original["label"] = copy_id, "anomalous"
+        copies.append(original)
+    rows = pd.concat([part, pd.DataFrame(copies)], ignore_index=True) if copies else part.reset_index(drop=True)
+    return rows, synthetic
