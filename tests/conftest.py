@@ -207,6 +207,27 @@ def chromium_screenshot(html: Path, workdir: Path, script_budget_ms: int = 10000
     return np.asarray(Image.open(shot).convert("RGB")).astype(int)
 
 
+def chromium_dom(html: Path, workdir: Path, script_budget_ms: int = 10000) -> str:
+    """The DOM of ``html`` after its scripts ran in headless Chromium (``--dump-dom``), with no network; skips like
+    :func:`chromium_screenshot` where chromium is absent."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("IADBENCH_REQUIRE_CHROMIUM"):
+            raise AssertionError("chromium not found, yet IADBENCH_REQUIRE_CHROMIUM is set (.ci/run installs it)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={workdir / ('profile-dom-' + html.stem)}", f"--virtual-time-budget={script_budget_ms}",
+         "--dump-dom", html.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if "</html>" not in proc.stdout:
+        raise AssertionError(f"chromium dumped no DOM of {html}: {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
 def drawn_share(pixels) -> float:
     """Share of a screenshot's pixels that are not near-white: axes, lines, labels (a page that drew nothing: ~0)."""
     return float((pixels.min(axis=2) < 200).mean())

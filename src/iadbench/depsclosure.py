@@ -158,7 +158,8 @@ def covered(path: str, deps: list[str]) -> bool:
 
 def stage_report(dvc_yaml: Path) -> dict[str, dict[str, list[str]]]:
     """Per stage of ``dvc.yaml``: ``imports`` (files of its closure), ``missing`` (those no dep covers) and ``extra``
-    (source deps that cover none of them: a change there would rerun the stage for nothing)."""
+    (source deps that cover none of them: a change there would rerun the stage for nothing).
+    """
     spec = yaml.safe_load(dvc_yaml.read_text())["stages"]
     exempt = set(exemptions(dvc_yaml))
     out = {}

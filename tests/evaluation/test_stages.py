@@ -20,7 +20,7 @@ from iadbench.evaluation.cells import load_mask
 from iadbench.evaluation.panels import write_figures
 from iadbench.evaluation.report import write_report
 from iadbench.stages import evaluate, thresholds
-from tests.conftest import TINY
+from tests.conftest import TINY, chromium_dom
 
 PRODUCTS = ["nut", "weave", "tiles"]
 SIZE = 32
@@ -121,6 +121,57 @@ def test_whole_chain_and_its_numbers(repo):
                        for r in ("roc", "iou", "pr", "good_fpr"))  # fmt: skip
             expected[(b, cat)] = (mine["image_id"].nunique(), f"{best:.3f}")
     assert {(b, c): (int(n), miou) for b, c, n, miou in profiles} == expected, section
+
+
+# Run in the browser after the page's own script: sort the per-image table by score (descending: two clicks), keep the
+# model "good" and the verdict "found", then record what is shown where the DOM dump can read it.
+BROWSE = """<script>
+window.addEventListener("load", function () {
+  const table = document.getElementById("images-table");
+  const score = Array.from(table.tHead.rows[0].cells).findIndex(function (th) { return th.textContent === "score"; });
+  table.tHead.rows[0].cells[score].click();
+  table.tHead.rows[0].cells[score].click();
+  document.querySelectorAll(".filters select").forEach(function (s) {
+    if (s.dataset.column === "0") { s.value = "good"; }
+    if (s.dataset.column === "7") { s.value = "found"; }
+    s.dispatchEvent(new Event("change"));
+  });
+  const shown = Array.from(table.tBodies[0].rows).filter(function (r) { return r.style.display !== "none"; });
+  const out = document.createElement("pre");
+  out.id = "browsed";
+  out.textContent = JSON.stringify(shown.map(function (r) {
+    return [r.cells[0].textContent, r.cells[2].textContent, r.cells[score].textContent, r.cells[7].textContent];
+  }));
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def test_report_navigates_sorts_and_filters_in_chromium(repo, tmp_path):
+    """The report's table of contents points at every section, and in headless Chromium a click on a header sorts
+    and the filters hide rows: the rows left are those pandas finds, in score order."""
+    import html
+
+    run_all(repo)
+    write_figures(repo, read_split())
+    write_report(repo)
+    page = Path("reports/report.html").read_text()
+    contents = page.split('<nav id="contents">')[1].split("</nav>")[0]
+    targets = re.findall(r'href="#([^"]+)"', contents)
+    assert len(targets) >= 8 and all(f'id="{t}"' in page for t in targets), targets
+    assert "<script src" not in page and "http://" not in page and "https://" not in page
+    browsed = Path("browse.html")
+    browsed.write_text(page.replace("</body>", BROWSE + "</body>"))
+    dom = chromium_dom(browsed.resolve(), tmp_path / "chromium")
+    shown = json.loads(html.unescape(dom.split('<pre id="browsed">')[1].split("</pre>")[0]))
+    rows = pd.concat([pd.read_csv(f"reports/evaluate/good/{p}.csv") for p in PRODUCTS])
+    found = rows[(rows["label"] == "anomalous") & (rows[f"img_{repo['threshold']['method']}_pred"] == 1)]
+    assert len(shown) >= 3 and sorted(r[1] for r in shown) == sorted(found["image_id"])  # the good model finds them
+    assert {r[0] for r in shown} <= {"good"} and {r[3] for r in shown} == {"found"}
+    scores = [float(r[2]) for r in shown]
+    assert scores == sorted(scores, reverse=True)  # two clicks: descending
+    unfiltered = page.count("<tr>") - page.count("<thead><tr>")
+    assert len(shown) < unfiltered
 
 
 def test_tables_are_deterministic(repo):

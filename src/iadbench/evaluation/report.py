@@ -8,7 +8,6 @@ which ``dvc plots show``/``diff`` render with no script from the network); the H
 from __future__ import annotations
 
 import base64
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -142,17 +141,10 @@ def md_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
 
 
-def html_table(header: list[str], body: list[list[str]]) -> str:
-    """An HTML table (escaped)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
 STUDY_METRICS = (("image_auroc", "image AUROC"), ("mean_iou", "mean IoU at the headline rule"))
 
 
-def study_sections() -> list[tuple[str, list[str], list[list[str]]]]:
+def study_sections() -> list[tuple[Any, ...]]:
     """Studies — one table per study (image AUROC and mean IoU, mean ± std over seeds, rows model, columns
     condition) from ``reports/studies/*.json`` written by ``iadbench study``; the full tables are in the ``.md``.
     """
@@ -172,7 +164,10 @@ def study_sections() -> list[tuple[str, list[str], list[list[str]]]]:
         seeds = sorted({s for c in conditions for s in doc["seeds"][c]})
         title = (f"Studies — {doc['study']}: {doc['question']} (mean ± std over seeds {seeds}; "
                  f"all tables in {path.with_suffix('.md').as_posix()})")  # fmt: skip
-        out.append((title, header, body))
+        provenance = (f"Experiments derived from commit {doc['baseline'][:7]} (`iadbench study {doc['study']}`); "
+                      "a later change to the code or params that shape these numbers is not in them until the study "
+                      "runs again on a newer commit.")  # fmt: skip
+        out.append((title, header, body, provenance))
         if pairs := segad_pairs(doc):
             out.append((f"Studies — {doc['study']}: detector vs detector + SegAD (Baitieva et al., CVPR 2024, "
                         f"Table 2 layout; conditions = real defects per product, 0 = one-class)", *pairs))  # fmt: skip
@@ -259,19 +254,121 @@ def recommendation_rows(params: dict[str, Any]) -> list[list[str]]:
 
 
 def write_report(params: dict[str, Any]) -> list[Path]:
-    """Render ``report.md`` and ``report.html`` from the pipeline's artifacts; the only figure drawn here is the one
-    ``threshold.method`` decides (mean IoU per category); the others come from the thresholds and figures stages.
+    """Render ``report.md`` and ``report.html`` (jinja2 templates beside this module) from the pipeline's artifacts.
+
+    The HTML page has a table of contents, tables sorted by clicking a header, and every test image in one table
+    (model, product, categories, background, score, the verdict and IoU at each rule) filtered by model, category,
+    background and verdict; it opens offline (no script or style from the network). The only figure drawn here is the
+    one ``threshold.method`` decides (mean IoU per category); the others come from the thresholds and figures stages.
     """
     method = headline_method(params)
     data = DataParams.from_params(params)
     models, products = evaluated_models(params), list(data.products)
-    dataset, plural = ", ".join(data.datasets), "s" if len(data.datasets) > 1 else ""
     categories = pd.read_csv(CATEGORY_TABLE, dtype={"dataset": str})
-    per_product = pd.read_csv(PRODUCT_TABLE)
     metrics = json.loads(METRICS.read_text())
+    figures = _figures(params, models, products, method, categories)
+    docs = f"{GATE_DOCS.relative_to(REPORT_MD.parent).as_posix()}/index.html"
+    page = {
+        "intro": _intro(data, models, products, method),
+        "definitions": "; ".join(f"**{k}**: {v}" for k, v in DEFECT_DEFINITIONS.items()),
+        "sections": [_as_section(i, sec) for i, sec in enumerate(_sections(params, method, categories, metrics))],
+        "docs": docs,
+        "docs_text": DOCS_TEXT,
+        "images": image_table(models, products, method),
+    }
+    env = _environment()
+    md_figures = [{"title": t, "path": path.relative_to(REPORT_MD.parent).as_posix()} for t, path in figures]
+    REPORT_MD.write_text(env.get_template("report.md.j2").render(**page, figures=md_figures))
+    html_figures = [{"title": t, "data": base64.b64encode(path.read_bytes()).decode()} for t, path in figures]
+    REPORT_HTML.write_text(env.get_template("report.html.j2").render(**page, figures=html_figures) + "\n")
+    return [REPORT_HTML, REPORT_MD, FIGURES]
+
+
+def _environment() -> Any:
+    """The report's jinja2 environment: templates from this package; HTML escaped in the ``.html`` templates only;
+    ``md_table`` and ``plain`` (Markdown emphasis and code marks dropped) as filters.
+    """
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("iadbench.evaluation", "templates"),
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["md_table"] = lambda rows, header: md_table(header, rows)
+    env.filters["plain"] = lambda text: str(text).replace("**", "").replace("`", "")
+    return env
+
+
+DOCS_TEXT = ("Every gate is a Great Expectations checkpoint of the suites in `gx/`; their Data Docs (each suite, each "
+             "validation, offline) are in")  # fmt: skip
+
+
+def _as_section(index: int, section: tuple[Any, ...]) -> dict[str, Any]:
+    """A table of the report as its templates take it: (title, header, rows[, note]) with an anchor."""
+    title, header, rows, *note = section
+    return {
+        "id": _anchor(title, index),
+        "title": title,
+        "header": header,
+        "rows": rows,
+        "note": note[0] if note else "",
+    }
+
+
+def _anchor(title: str, index: int) -> str:
+    """A stable HTML id for a section: its position and the first words of its title."""
+    words = "".join(c if c.isalnum() else " " for c in title.lower()).split()[:4]
+    return f"s{index + 1}-" + "-".join(words)
+
+
+def _intro(data: DataParams, models: list[str], products: list[str], method: str) -> str:
+    plural = "s" if len(data.datasets) > 1 else ""
+    return (
+        f"Dataset{plural} **{', '.join(data.datasets)}**, models {', '.join(models)}, products {', '.join(products)}. "
+        f"Thresholds are fitted per (model, product) on the validation split only; every number is measured on the "
+        f"test split. Headline rule: **{rule_label(method)}** (`threshold.method` in params.yaml). The oracle column "
+        "uses the test-optimal threshold: an upper bound, not a result."
+    )
+
+
+def _sections(
+    params: dict[str, Any], method: str, categories: pd.DataFrame, metrics: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """(title, header, rows[, note]) of every table, in the report's order."""
+    aupro_fpr_limit = EvaluateParams.from_params(params).aupro_fpr_limit
+    headline_rows = [[m, fmt(b.get("mean_iou")), f"[{fmt(b.get('mean_iou_lo'))}, {fmt(b.get('mean_iou_hi'))}]",
+                      fmt(b.get("pooled_iou")), fmt(b.get("pixel_fpr_good"), 4), fmt(b.get("image_f1")),
+                      fmt(b.get("image_auroc")), fmt(b.get("pg2")), fmt(b.get("pixel_aupro")),
+                      fmt(b.get("oracle_mean_iou"))] for m, b in metrics.items()]  # fmt: skip
+    aupro_title = METRIC_TABLE[("pixel", "aupro")].label.format(limit=f"{aupro_fpr_limit:g}")
+    headline_header = ["model", f"mean IoU ({rule_label(method)})", "95 % CI", "pooled IoU", "pixel FPR (good)",
+                       "image F1", "image AUROC", "PG2", aupro_title, "oracle mean IoU (upper bound)"]  # fmt: skip
+    return [
+        ("Headline (all products)", headline_header, headline_rows),
+        ("Table 1 — mean per-image IoU by category × dataset (columns: model × threshold rule)", *table1(categories)),
+        (f"Per category at {rule_label(method)}", *detail_table(categories, method)),
+        ("Per product", *product_rows(pd.read_csv(PRODUCT_TABLE), method, aupro_fpr_limit)),
+        (
+            "Which detector for which product (iadbench recommend: with costs, constraints and several defects)",
+            RECOMMEND_HEADER,
+            recommendation_rows(params),
+        ),
+        *([section] if (section := segad_section(params, metrics)) else []),
+        *annotation_sections(pd.read_csv(CATEGORIES, keep_default_na=False)),
+        *study_sections(),
+        gate_section(),
+    ]
+
+
+def _figures(
+    params: dict[str, Any], models: list[str], products: list[str], method: str, categories: pd.DataFrame
+) -> list[tuple[str, Path]]:
+    """(title, file) of every figure: the category bars drawn here, the others drawn by earlier stages."""
     for old in FIGURES.glob("*.png") if FIGURES.is_dir() else []:
         old.unlink()
-    figures: list[tuple[str, Path]] = [
+    figures = [
         ("Mean IoU per defect category", category_bars(pooled(categories), method, FIGURES / "category_iou.png"))
     ]
     for model in models:  # drawn by the thresholds stage (their inputs are its): embedded here, never redrawn
@@ -286,67 +383,35 @@ def write_report(params: dict[str, Any]) -> list[Path]:
     for model in models:  # drawn by the figures stage, one per headline rule
         if overlay_path(method, model).is_file():
             figures.append((overlay_title(model, method), overlay_path(method, model)))
+    return figures
 
-    t1 = table1(categories)
-    detail = detail_table(categories, method)
-    aupro_fpr_limit = EvaluateParams.from_params(params).aupro_fpr_limit
-    prod = product_rows(per_product, method, aupro_fpr_limit)
-    headline_rows = [[m, fmt(b.get("mean_iou")), f"[{fmt(b.get('mean_iou_lo'))}, {fmt(b.get('mean_iou_hi'))}]",
-                      fmt(b.get("pooled_iou")), fmt(b.get("pixel_fpr_good"), 4), fmt(b.get("image_f1")),
-                      fmt(b.get("image_auroc")), fmt(b.get("pg2")), fmt(b.get("pixel_aupro")),
-                      fmt(b.get("oracle_mean_iou"))] for m, b in metrics.items()]  # fmt: skip
-    aupro_title = METRIC_TABLE[("pixel", "aupro")].label.format(limit=f"{aupro_fpr_limit:g}")
-    headline_header = ["model", f"mean IoU ({rule_label(method)})", "95 % CI", "pooled IoU", "pixel FPR (good)",
-                       "image F1", "image AUROC", "PG2", aupro_title, "oracle mean IoU (upper bound)"]  # fmt: skip
-    intro = (
-        f"Dataset{plural} **{dataset}**, models {', '.join(models)}, products {', '.join(products)}. Thresholds are "
-        f"fitted per (model, product) on the validation split only; every number is measured on the test split. "
-        f"Headline rule: **{rule_label(method)}** (`threshold.method` in params.yaml). The oracle column uses the "
-        "test-optimal threshold: an upper bound, not a result."
-    )
-    definitions = "; ".join(f"**{k}**: {v}" for k, v in DEFECT_DEFINITIONS.items())
-    sections = [
-        ("Headline (all products)", headline_header, headline_rows),
-        ("Table 1 — mean per-image IoU by category × dataset (columns: model × threshold rule)", *t1),
-        (f"Per category at {rule_label(method)}", *detail),
-        ("Per product", *prod),
-        (
-            "Which detector for which product (iadbench recommend: with costs, constraints and several defects)",
-            RECOMMEND_HEADER,
-            recommendation_rows(params),
-        ),
-        *([section] if (section := segad_section(params, metrics)) else []),
-        *annotation_sections(pd.read_csv(CATEGORIES, keep_default_na=False)),
-        *study_sections(),
-        gate_section(),
-    ]
-    md = [f"# iadbench report\n\n{intro}\n\nDefect categories — {definitions}.\n"]
-    for title, header, body in sections:
-        md.append(f"## {title}\n\n{md_table(header, body)}\n")
-    docs = f"{GATE_DOCS.relative_to(REPORT_MD.parent).as_posix()}/index.html"
-    docs_text = ("Every gate is a Great Expectations checkpoint of the suites in `gx/`; their Data Docs (each suite, "
-                 "each validation, offline) are in")  # fmt: skip
-    md.append(f"{docs_text} [{docs}]({docs}).\n")
-    md.append("## Figures\n")
-    md += [f"### {title}\n\n![{title}]({path.relative_to(REPORT_MD.parent).as_posix()})\n" for title, path in figures]
-    REPORT_MD.write_text("\n".join(md))
 
-    parts = [f"<h1>iadbench report</h1><p>{html.escape(intro).replace('**', '')}</p>",
-             f"<p>{html.escape(definitions).replace('**', '')}</p>"]  # fmt: skip
-    for title, header, body in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>{html_table(header, body)}")
-    parts.append(f"<p>{html.escape(docs_text).replace('`', '')} <a href='{docs}'>{docs}</a>.</p>")
-    parts.append("<h2>Figures</h2>")
-    for title, path in figures:
-        data = base64.b64encode(path.read_bytes()).decode()
-        parts.append(
-            f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
-        )
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:12px;"
-             "margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%}")  # fmt: skip
-    REPORT_HTML.write_text(
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>iadbench report</title><style>{style}</style>"
-        f"</head><body>{''.join(parts)}</body></html>\n"
-    )
-    return [REPORT_HTML, REPORT_MD, FIGURES]
+IMAGE_FILTERS = {0: "model", 1: "product", 4: "category", 5: "background", 7: "verdict"}  # column -> filter label
+
+
+def image_table(models: list[str], products: list[str], method: str) -> dict[str, Any]:
+    """Every test image of every cell: model, product, image, label, defect categories (``a · b``), background,
+    score, the image-level verdict at the headline rule (found / missed / false alarm / passed) and the per-image
+    IoU at each rule; with the filter choices of the HTML page.
+    """
+    rows, _ = read_cells(models, products)
+    rules = [r for r in RULE_TABLE if f"iou_{r}" in rows.columns]
+    header = ["model", "product", "image", "label", "defect categories", "background", "score",
+              f"verdict ({rule_label(method)})", *(f"IoU · {rule_label(r)}" for r in rules)]  # fmt: skip
+    body = []
+    for r in rows.itertuples(index=False):
+        row = r._asdict()
+        flagged = row.get(f"img_{method}_pred")
+        anomalous = row["label"] == "anomalous"
+        verdict = "–" if pd.isna(flagged) else {(True, True): "found", (True, False): "missed",
+                                                 (False, True): "false alarm", (False, False): "passed"}[
+            (anomalous, bool(flagged))]  # fmt: skip
+        cats = " · ".join(split_categories(row["defect_categories"])) or "–"
+        body.append([row["model"], row["product"], row["image_id"], row["label"], cats, row["background"] or "–",
+                     fmt(row["score"], 4), verdict, *(fmt(row[f"iou_{r}"]) for r in rules)])  # fmt: skip
+    filters = [{"label": label, "column": i, "choices": sorted({v for b in body for v in b[i].split(" · ")} - {"–"})}
+               for i, label in IMAGE_FILTERS.items()]  # fmt: skip
+    note = (f"{len(body)} rows: one per (model, test image). Verdict at the headline rule's image threshold; IoU "
+            "at each rule's pixel threshold, blank for good images and images without a mask. The same rows, with "
+            "pixel counts, are reports/evaluate/<model>/<product>.csv.")  # fmt: skip
+    return {"header": header, "rows": body, "filters": filters, "note": note}
