@@ -1,7 +1,7 @@
 """README results, rendered from the pipeline's artifacts (never typed).
 
     python benchmarks/results.py headline   # reports/metrics.json + reports/tables/categories.csv -> README
-    python benchmarks/results.py rules      # dvc exp run -S threshold.method=RULE per rule; dvc exp show -> README
+    python benchmarks/results.py rules      # dvc exp run -S threshold.method=RULE per rule; their metrics -> README
     python benchmarks/results.py study drift  # reports/studies/drift.md (iadbench study drift) -> README
     python benchmarks/results.py category-maps  # the shipped category maps' counts vs the paper -> docs/datasets.md
     python benchmarks/results.py recommend  # iadbench recommend on two profiles of the built workspace -> README
@@ -89,7 +89,7 @@ def rules() -> None:
     _dvc("repro")
     models = list(json.loads((PROJECT / "reports/metrics.json").read_text()))
     lines = [
-        "From `dvc exp show --json` after `python benchmarks/results.py rules` (one `dvc exp run -S "
+        "From each experiment's `reports/metrics.json` after `python benchmarks/results.py rules` (one `dvc exp run -S "
         "threshold.method=…` per rule; each reran only " + ", ".join(f"`{s}`" for s in ran[RULES[0]]) + "):",
         "",
         "| experiment | threshold.method | model | " + " | ".join(COLUMNS) + " |",
@@ -97,7 +97,9 @@ def rules() -> None:
     ]
     for rule in RULES:
         data = found.get(f"rule-{rule}", {})
-        metrics = data.get("metrics", {}).get("reports/metrics.json", {})
+        shown = subprocess.run(["git", "show", f"{data['rev']}:reports/metrics.json"], cwd=PROJECT,
+                               capture_output=True, text=True, check=True).stdout if data else "{}"  # fmt: skip
+        metrics = json.loads(shown)  # every headline figure: the experiment's git-tracked metrics.json
         method = data.get("params", {}).get("threshold", {}).get("method")
         for model in models:
             m = metrics.get(model, {})

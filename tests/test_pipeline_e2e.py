@@ -230,13 +230,36 @@ def test_exp_run_threshold_method_reruns_only_metrics_and_report(repo, first_bui
         assert after[model]["mean_iou"] == after[model]["mean_iou_by_rule"]["pr"]
         assert after[model]["mean_iou_by_rule"] == before[model]["mean_iou_by_rule"]
     shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
-    assert "rule-pr" in shown and "padim.mean_iou" in shown
-    assert "train_loss" in shown and "epochs" in shown  # each cell's training summary (reports/train/*/*/metrics.json)
+    assert "rule-pr" in shown and "padim.mean_iou" in shown and "threshold_rule" in shown
+    assert "train_loss" not in shown and "fit_seconds" not in shown  # per-cell summaries and timings: not metrics
+    files = _metric_columns(json.loads(_run(["dvc", "exp", "show", "--json"], root, env).stdout))
+    assert set(files) == {"reports/headline.json", "reports/data_summary.json"}, files
+    headline = json.loads((root / "reports/headline.json").read_text())
+    assert files["reports/headline.json"] == 1 + 7 * len(TINY["models"])  # the rule, then 7 figures per model
+    for model in TINY["models"]:  # the same numbers as the full block
+        assert headline[model].items() <= after[model].items()
     plots = _run(["dvc", "plots", "show", "-o", "plots_out"], root, env)
     page = (root / "plots_out/index.html").read_text()
     assert "<img" in page and "<script src=" not in page and "cdn.jsdelivr" not in page, plots.stdout
     assert "vegaEmbed" in page and "validation curves and fitted thresholds" in page and "train_loss" in page
     _assert_renders(root / "plots_out/index.html", root.parent / "chromium")
+
+
+def _metric_columns(exps: list[dict]) -> dict[str, int]:
+    """Metrics file -> number of its columns in `dvc exp show --json` (leaves of its data, over every revision)."""
+
+    def leaves(data, prefix=""):
+        if isinstance(data, dict):
+            return {leaf for k, v in data.items() for leaf in leaves(v, f"{prefix}{k}.")}
+        return {prefix}
+
+    columns: dict[str, set[str]] = {}
+    for commit in exps:
+        revs = [commit, *[r for e in commit.get("experiments") or [] for r in e.get("revs") or []]]
+        for rev in revs:
+            for path, metric in ((rev.get("data") or {}).get("metrics") or {}).items():
+                columns.setdefault(path, set()).update(leaves((metric or {}).get("data") or {}))
+    return {path: len(keys) for path, keys in columns.items()}
 
 
 def test_run_cache_restores_train_and_predict_going_back(repo, first_build):

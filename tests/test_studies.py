@@ -252,7 +252,7 @@ def test_unfinished_experiments_are_not_read(monkeypatch):
 def test_experiments_are_grouped_by_condition_and_seed_from_their_names():
     from iadbench.studies.summary import _runs_of
 
-    done = {"metrics": {"reports/metrics.json": {"ae": {}}}}
+    done = {"metrics": {"reports/headline.json": {"ae": {}}}}
     found = {
         "drift-clean-s0": done, "drift-clean-s1": done, "drift-drift-s10": done,
         "drift-drift-s2": {"metrics": {}},  # failed before its metrics: left out

@@ -31,7 +31,7 @@ from iadbench.metrics.curves import auroc, ratio
 from iadbench.metrics.registry import level_metrics
 from iadbench.metrics.rules import RULE_TABLE, good_only_rule, headline_rules, level_rules
 from iadbench.params import EvaluateParams, evaluated_models
-from iadbench.paths import CATEGORIES, CATEGORY_TABLE, METRICS, PRODUCT_TABLE, TABLES_DIR
+from iadbench.paths import CATEGORIES, CATEGORY_TABLE, HEADLINE, METRICS, PRODUCT_TABLE, TABLES_DIR
 from iadbench.seeding import stream
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, split_categories
 
@@ -244,7 +244,7 @@ def headline(
             "mean_iou_hi": every.get("mean_iou_hi"), "pooled_iou": every.get("pooled_iou"),
             "pixel_fpr_good": every.get("pixel_fpr_good"), "image_f1": every.get("image_f1"),
             "image_f1_lo": every.get("image_f1_lo"), "image_f1_hi": every.get("image_f1_hi"),
-            "image_false_alarm": every.get("image_false_alarm"),
+            "image_recall": every.get("image_recall"), "image_false_alarm": every.get("image_false_alarm"),
             "image_auroc": prod["image_auroc"].astype(float).mean(), "image_auroc_lo": lo, "image_auroc_hi": hi,
         }  # fmt: skip
         for level in ("image", "pixel"):  # macro means over products (image AUROC above, with its interval)
@@ -262,8 +262,20 @@ def headline(
     return json_ready(out)
 
 
+HEADLINE_KEYS = ("mean_iou", "mean_iou_lo", "mean_iou_hi", "image_auroc", "pixel_aupro", "image_recall",
+                 "image_false_alarm")  # fmt: skip
+
+
+def headline_summary(metrics: dict[str, dict[str, Any]], method: str) -> dict[str, Any]:
+    """``reports/headline.json``, the DVC metric: the threshold rule, then per model the mean IoU at that rule with
+    its interval, image AUROC, pixel AUPRO, image recall and false-alarm rate (:data:`HEADLINE_KEYS`) — one readable
+    row per experiment in ``dvc exp show`` (every other figure stays in ``reports/metrics.json``).
+    """
+    return {"threshold_rule": method, **{m: {k: block.get(k) for k in HEADLINE_KEYS} for m, block in metrics.items()}}
+
+
 def write_tables(params: dict[str, Any]) -> dict[str, Any]:
-    """Write ``reports/metrics.json`` and ``reports/tables/{categories,products}.csv``."""
+    """Write ``reports/metrics.json``, ``reports/headline.json`` and ``reports/tables/{categories,products}.csv``."""
     from iadbench.metrics.rules import headline_method
     from iadbench.params import DataParams
 
@@ -281,4 +293,5 @@ def write_tables(params: dict[str, Any]) -> dict[str, Any]:
     per_product.drop(columns="_auroc_replicates").to_csv(PRODUCT_TABLE, index=False, float_format="%.6g")
     METRICS.parent.mkdir(parents=True, exist_ok=True)
     METRICS.write_text(json.dumps(metrics, indent=1) + "\n")
+    HEADLINE.write_text(json.dumps(headline_summary(metrics, method), indent=1) + "\n")
     return metrics

@@ -84,6 +84,10 @@ def collect(
     """Summarise every experiment of the study derived from ``rev`` into ``reports/studies/<study>.{json,md}``."""
     rev = head(rev or "HEAD")
     runs = _runs_of(study, experiments(rev))
+    for by_seed in runs.values():  # every headline figure: the git-tracked metrics.json of each experiment's commit
+        for run in by_seed.values():
+            text = _git_show(run["rev"], "reports/metrics.json")
+            run["metrics"]["reports/metrics.json"] = json.loads(text) if text else {}
     failed = dict(failed or {})
     if not runs and not failed:
         raise StudyError(
@@ -126,12 +130,14 @@ def collect(
 
 
 def _runs_of(study: Study, found: dict[str, Any]) -> dict[str, dict[int, dict[str, Any]]]:
-    """The study's experiments with metrics, by condition and seed (names ``<study>-<condition>-s<seed>``)."""
+    """The study's experiments that wrote their headline (``reports/headline.json``, the DVC metric), by condition and
+    seed (names ``<study>-<condition>-s<seed>``).
+    """
     pattern = re.compile(rf"^{re.escape(study.name)}-(.+)-s(\d+)$")
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for exp, info in sorted(found.items()):
         match = pattern.match(exp)
-        if match and "reports/metrics.json" in info["metrics"]:
+        if match and "reports/headline.json" in info["metrics"]:
             runs.setdefault(match.group(1), {})[int(match.group(2))] = {"name": exp, **info}
     return runs
 
