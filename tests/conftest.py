@@ -176,53 +176,40 @@ def gate_params() -> GateParams:
     return GateParams.from_params(TINY)
 
 
-def chromium_screenshot(html: Path, workdir: Path, script_budget_ms: int = 10000):
-    """Render ``html`` in headless Chromium (Debian's package) with no network; the screenshot as an RGB array.
-
-    Skips where chromium is absent, unless ``IADBENCH_REQUIRE_CHROMIUM`` is set (``.ci/run`` installs chromium and
-    sets it). The flags are those the offline machines need (no background networking, a fresh profile).
-    """
-    import os
-    import subprocess
-
-    import numpy as np
-    from PIL import Image
-
+def _chromium(html: Path, workdir: Path, profile: str, script_budget_ms: int, *flags: str):
+    """Run Debian's headless Chromium on ``html`` with the flags the offline machines need (no background networking,
+    a fresh profile) and ``flags``. Skips where chromium is absent, unless ``IADBENCH_REQUIRE_CHROMIUM`` is set
+    (``.ci/run`` installs chromium and sets it)."""
     chromium = shutil.which("chromium")
     if chromium is None:
         if os.environ.get("IADBENCH_REQUIRE_CHROMIUM"):
             raise AssertionError("chromium not found, yet IADBENCH_REQUIRE_CHROMIUM is set (.ci/run installs it)")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
     workdir.mkdir(parents=True, exist_ok=True)
-    shot = workdir / f"{html.stem}.png"
-    subprocess.run(
+    return subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={workdir / ('profile-' + html.stem)}", "--window-size=1200,900",
-         f"--virtual-time-budget={script_budget_ms}", f"--screenshot={shot}", html.as_uri()],
-        capture_output=True, timeout=120, check=False,
+         f"--user-data-dir={workdir / (profile + html.stem)}", f"--virtual-time-budget={script_budget_ms}",
+         *flags, html.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
+
+
+def chromium_screenshot(html: Path, workdir: Path, script_budget_ms: int = 10000):
+    """Render ``html`` in headless Chromium with no network (:func:`_chromium`); the screenshot as an RGB array."""
+    import numpy as np
+    from PIL import Image
+
+    shot = workdir / f"{html.stem}.png"
+    _chromium(html, workdir, "profile-", script_budget_ms, "--window-size=1200,900", f"--screenshot={shot}")
     if not shot.is_file():
         raise AssertionError(f"chromium wrote no screenshot of {html}")
     return np.asarray(Image.open(shot).convert("RGB")).astype(int)
 
 
 def chromium_dom(html: Path, workdir: Path, script_budget_ms: int = 10000) -> str:
-    """The DOM of ``html`` after its scripts ran in headless Chromium (``--dump-dom``), with no network; skips like
-    :func:`chromium_screenshot` where chromium is absent."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        if os.environ.get("IADBENCH_REQUIRE_CHROMIUM"):
-            raise AssertionError("chromium not found, yet IADBENCH_REQUIRE_CHROMIUM is set (.ci/run installs it)")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
-    workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={workdir / ('profile-dom-' + html.stem)}", f"--virtual-time-budget={script_budget_ms}",
-         "--dump-dom", html.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    """The DOM of ``html`` after its scripts ran in headless Chromium (``--dump-dom``), with no network."""
+    proc = _chromium(html, workdir, "profile-dom-", script_budget_ms, "--dump-dom")
     if "</html>" not in proc.stdout:
         raise AssertionError(f"chromium dumped no DOM of {html}: {proc.stderr[-2000:]}")
     return proc.stdout
