@@ -36,6 +36,7 @@ REPORT_MD = Path("reports/report.md")
 FIGURES = Path("reports/figures")  # the report's figures that depend on threshold.method (DVC image plots)
 OVERLAYS_DIR = Path("reports/overlays")  # the figures stage: overlays per headline rule and model, drift examples
 DRIFT_EXAMPLES = OVERLAYS_DIR / "drift_examples.png"
+THUMBS_DIR = Path("reports/thumbs")  # the figures stage: per cell, a sheet of every test image's thumbnails
 STUDIES_DIR = Path("reports/studies")  # iadbench study NAME: NAME.json, NAME.md
 LABEL_CONFIG = Path("annotation/label_config.xml")  # the Label Studio labelling interface
 ANNOTATION_EXAMPLES = Path("annotation/examples")  # example images per category for annotators
@@ -69,6 +70,11 @@ def segad_features_path(detector: str, product: str) -> Path:
 def gate_result(name: str) -> Path:
     """JSON result of a validation gate stage."""
     return GATES_DIR / f"{name}.json"
+
+
+def thumbs_path(model: str, product: str) -> Path:
+    """The thumbnail sheet of one cell: ``reports/thumbs/<model>/<product>.png`` (a row per test image)."""
+    return THUMBS_DIR / model / f"{product}.png"
 
 
 def overlay_path(rule: str, model: str) -> Path:

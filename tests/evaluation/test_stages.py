@@ -132,15 +132,16 @@ window.addEventListener("load", function () {
   table.tHead.rows[0].cells[score].click();
   table.tHead.rows[0].cells[score].click();
   document.querySelectorAll(".filters select").forEach(function (s) {
-    if (s.dataset.column === "0") { s.value = "good"; }
-    if (s.dataset.column === "7") { s.value = "found"; }
+    if (s.dataset.column === "1") { s.value = "good"; }
+    if (s.dataset.column === "8") { s.value = "found"; }
     s.dispatchEvent(new Event("change"));
   });
   const shown = Array.from(table.tBodies[0].rows).filter(function (r) { return r.style.display !== "none"; });
   const out = document.createElement("pre");
   out.id = "browsed";
   out.textContent = JSON.stringify(shown.map(function (r) {
-    return [r.cells[0].textContent, r.cells[2].textContent, r.cells[score].textContent, r.cells[7].textContent];
+    const tiles = r.cells[0].querySelectorAll("span.th").length;
+    return [r.cells[1].textContent, r.cells[3].textContent, r.cells[score].textContent, r.cells[8].textContent, tiles];
   }));
   document.body.appendChild(out);
 });
@@ -160,6 +161,16 @@ def test_report_navigates_sorts_and_filters_in_chromium(repo, tmp_path):
     targets = re.findall(r'href="#([^"]+)"', contents)
     assert len(targets) >= 8 and all(f'id="{t}"' in page for t in targets), targets
     assert "<script src" not in page and "http://" not in page and "https://" not in page
+    from PIL import Image
+
+    from iadbench.evaluation.panels import THUMB, thumbnail_tiles
+
+    sheet = np.asarray(Image.open("reports/thumbs/good/nut.png"))
+    cell = pd.read_csv("reports/evaluate/good/nut.csv")
+    assert sheet.shape == (len(cell) * THUMB, len(thumbnail_tiles()) * THUMB, 3)
+    for i, has_mask in enumerate(cell["has_mask"].astype(str).str.lower().eq("true")):
+        truth = sheet[i * THUMB : (i + 1) * THUMB, THUMB : 2 * THUMB]
+        assert truth.any() == has_mask, (i, cell["image_id"][i])  # the row's ground truth, in the table's order
     browsed = Path("browse.html")
     browsed.write_text(page.replace("</body>", BROWSE + "</body>"))
     dom = chromium_dom(browsed.resolve(), tmp_path / "chromium")
@@ -168,6 +179,7 @@ def test_report_navigates_sorts_and_filters_in_chromium(repo, tmp_path):
     found = rows[(rows["label"] == "anomalous") & (rows[f"img_{repo['threshold']['method']}_pred"] == 1)]
     assert len(shown) >= 3 and sorted(r[1] for r in shown) == sorted(found["image_id"])  # the good model finds them
     assert {r[0] for r in shown} <= {"good"} and {r[3] for r in shown} == {"found"}
+    assert {r[4] for r in shown} == {4}  # image, truth, map and mask at the headline rule
     scores = [float(r[2]) for r in shown]
     assert scores == sorted(scores, reverse=True)  # two clicks: descending
     unfiltered = page.count("<tr>") - page.count("<thead><tr>")

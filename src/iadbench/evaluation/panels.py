@@ -20,7 +20,7 @@ from iadbench.evaluation.records import EvaluateRecord, ThresholdsRecord
 from iadbench.evaluation.tables import with_categories
 from iadbench.metrics.rules import headline_rules, rule_label
 from iadbench.params import DataParams, evaluated_models
-from iadbench.paths import DRIFT_EXAMPLES, OVERLAYS_DIR, overlay_path
+from iadbench.paths import DRIFT_EXAMPLES, OVERLAYS_DIR, THUMBS_DIR, overlay_path, thumbs_path
 from iadbench.taxonomy import DEFECT_CATEGORIES, split_categories
 
 
@@ -109,6 +109,47 @@ def overlay_panels(model: str, products: list[str], split: pd.DataFrame, method:
     return panels
 
 
+THUMB = 48  # px of one thumbnail tile
+
+
+def thumbnail_tiles() -> list[str]:
+    """What the columns of a thumbnail sheet show, left to right."""
+    return ["image", "ground truth", "anomaly map", *(f"mask · {r}" for r in headline_rules())]
+
+
+def thumbnail_sheet(model: str, product: str, split: pd.DataFrame) -> np.ndarray | None:
+    """Every test image of a cell (the evaluate table's order) as one row of :data:`THUMB`-pixel tiles: the image the
+    model saw, the ground truth, the anomaly map (min-max over the cell's test maps, magma) and the predicted mask at
+    each headline rule's pixel threshold (black where the rule has none); None for a model without maps.
+    """
+    from matplotlib import colormaps
+    from PIL import Image
+
+    cell = load_cell(model, product, split, "test")
+    if cell.maps is None:
+        return None
+    fitted = ThresholdsRecord.read(thresholds_path(model, product))
+    used = EvaluateRecord.read(evaluate_path(model, product)).rule_used["pixel"]
+    thresholds = [fitted.level("pixel")[used[r]]["threshold"] if used.get(r) else None for r in headline_rules()]
+    maps = cell.maps.astype(np.float32)
+    lo, span = float(maps.min()), max(float(maps.max() - maps.min()), 1e-12)
+    magma = colormaps["magma"]
+
+    def tile(array: np.ndarray) -> np.ndarray:
+        image = Image.fromarray(array if array.ndim == 3 else np.repeat(array[..., None], 3, axis=2))
+        return np.asarray(image.resize((THUMB, THUMB), Image.Resampling.BILINEAR))
+
+    def binary(mask: np.ndarray) -> np.ndarray:
+        return tile(mask.astype(np.uint8) * 255)
+
+    rows = []
+    for i in range(len(cell.rows)):
+        coloured = (magma((maps[i] - lo) / span)[..., :3] * 255).round().astype(np.uint8)
+        masks = [binary(maps[i] >= t) if t is not None else np.zeros((THUMB, THUMB, 3), np.uint8) for t in thresholds]
+        rows.append(np.concatenate([tile(shown_image(cell, i)), binary(cell.masks[i]), tile(coloured), *masks], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
 def overlay_title(model: str, rule: str) -> str:
     """The title of a model's overlay figure at one rule (the figure and the report share it)."""
     return f"{model}: best and worst test image per defect category ({rule_label(rule)})"
@@ -121,7 +162,8 @@ def drift_title(drift: DriftParams) -> str:
 
 def write_figures(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     """The figures stage: what the maps and evaluations decide but ``threshold.method`` does not — the overlays at
-    every headline rule (``reports/overlays/<rule>/<model>.png``) and the drift examples — drawn once per evaluation,
+    every headline rule (``reports/overlays/<rule>/<model>.png``), the drift examples and the thumbnail sheets
+    (``reports/thumbs/<model>/<product>.png``, a mask per headline rule) — drawn once per evaluation,
     so that a rule switch (metrics and report only) redraws none of them; the report picks the method's overlays.
     """
     data = DataParams.from_params(params)
@@ -138,4 +180,26 @@ def write_figures(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     if drift.on and (examples := drift_panels(products, models, split)):
         written.append(drift_examples(examples, drift_title(drift), DRIFT_EXAMPLES))
     OVERLAYS_DIR.mkdir(parents=True, exist_ok=True)  # an output even when no model writes maps
+    written += write_thumbnails(models, products, split)
+    return written
+
+
+def write_thumbnails(models: list[str], products: list[str], split: pd.DataFrame) -> list[Path]:
+    """``reports/thumbs/<model>/<product>.png``: :func:`thumbnail_sheet` of every cell with maps (the report's
+    per-image table shows each row's tiles).
+    """
+    from PIL import Image
+
+    for old in THUMBS_DIR.rglob("*.png") if THUMBS_DIR.is_dir() else []:
+        old.unlink()
+    THUMBS_DIR.mkdir(parents=True, exist_ok=True)  # an output even when no model writes maps
+    written = []
+    for model in models:
+        for product in products:
+            sheet = thumbnail_sheet(model, product, split)
+            if sheet is not None:
+                out = thumbs_path(model, product)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(sheet).save(out, optimize=True)
+                written.append(out)
     return written

@@ -18,12 +18,12 @@ from iadbench.data.drift import DriftParams
 from iadbench.errors import InputError
 from iadbench.evaluation.cells import thresholds_path
 from iadbench.evaluation.figures import category_bars
-from iadbench.evaluation.panels import drift_title, overlay_title
+from iadbench.evaluation.panels import THUMB, drift_title, overlay_title, thumbnail_tiles
 from iadbench.evaluation.recommend import MIN_IMAGES, Profile, profiles_present, recommend
 from iadbench.evaluation.tables import pooled, read_cells
 from iadbench.formatting import fmt
 from iadbench.metrics.registry import METRIC_TABLE, level_metrics
-from iadbench.metrics.rules import RULE_TABLE, headline_method, rule_label
+from iadbench.metrics.rules import RULE_TABLE, headline_method, headline_rules, rule_label
 from iadbench.params import DataParams, EvaluateParams, evaluated_models
 from iadbench.paths import (
     CATEGORIES,
@@ -38,6 +38,7 @@ from iadbench.paths import (
     REPORT_MD,
     STUDIES_DIR,
     overlay_path,
+    thumbs_path,
 )
 from iadbench.taxonomy import DEFECT_CATEGORIES, DEFECT_DEFINITIONS, split_categories
 
@@ -398,6 +399,17 @@ def image_table(models: list[str], products: list[str], method: str) -> dict[str
     rules = [r for r in RULE_TABLE if f"iou_{r}" in rows.columns]
     header = ["model", "product", "image", "label", "defect categories", "background", "score",
               f"verdict ({rule_label(method)})", *(f"IoU · {rule_label(r)}" for r in rules)]  # fmt: skip
+    sheets = {(m, p): base64.b64encode(thumbs_path(m, p).read_bytes()).decode()
+              for m in models for p in products if thumbs_path(m, p).is_file()}  # fmt: skip
+    sheet_ids = {cell: f"s{k}" for k, cell in enumerate(sheets)}
+    masks = 3 + headline_rules().index(method)  # the sheet's tile of the mask at the headline rule
+    position = rows.groupby(["model", "product"], sort=False).cumcount()  # the row of the image in its cell's sheet
+    thumbs = [
+        {"sheet": sheet_ids[(m, p)], "offsets": [(-THUMB * x, -THUMB * int(i)) for x in (0, 1, 2, masks)]}
+        if (m, p) in sheets
+        else None
+        for m, p, i in zip(rows["model"], rows["product"], position, strict=True)
+    ]
     body = []
     for r in rows.itertuples(index=False):
         row = r._asdict()
@@ -409,9 +421,12 @@ def image_table(models: list[str], products: list[str], method: str) -> dict[str
         cats = " · ".join(split_categories(row["defect_categories"])) or "–"
         body.append([row["model"], row["product"], row["image_id"], row["label"], cats, row["background"] or "–",
                      fmt(row["score"], 4), verdict, *(fmt(row[f"iou_{r}"]) for r in rules)])  # fmt: skip
-    filters = [{"label": label, "column": i, "choices": sorted({v for b in body for v in b[i].split(" · ")} - {"–"})}
-               for i, label in IMAGE_FILTERS.items()]  # fmt: skip
-    note = (f"{len(body)} rows: one per (model, test image). Verdict at the headline rule's image threshold; IoU "
+    choices = {i: sorted({v for b in body for v in b[i].split(" · ")} - {"–"}) for i in IMAGE_FILTERS}
+    filters = [{"label": label, "column": i + 1, "choices": choices[i]} for i, label in IMAGE_FILTERS.items()]
+    note = (f"{len(body)} rows: one per (model, test image); thumbnails: image, ground truth, anomaly map and the "
+            f"mask at {rule_label(method)}. Verdict at the headline rule's image threshold; IoU "
             "at each rule's pixel threshold, blank for good images and images without a mask. The same rows, with "
             "pixel counts, are reports/evaluate/<model>/<product>.csv.")  # fmt: skip
-    return {"header": header, "rows": body, "filters": filters, "note": note}
+    tiles = ", ".join(thumbnail_tiles()[i] for i in (0, 1, 2, masks))
+    return {"header": ["thumbnails", *header], "rows": body, "filters": filters, "note": note, "thumbs": thumbs,
+            "tiles": tiles, "sheets": {sheet_ids[c]: data for c, data in sheets.items()}, "size": THUMB}  # fmt: skip
