@@ -85,7 +85,7 @@ def test_two_datasets_give_table1_rows_per_dataset(repo, first_build):
     every = categories[(categories["kind"] == "all") & (categories["rule"] == "iou")].set_index("dataset")["n_images"]
     assert every["all"] == every["synthetic"] + every["btad"]
     report = (root / "reports/report.md").read_text()
-    table1 = report[report.index("Table 1") :].split("\n\n")[1]
+    table1 = report[report.index("## Table 1") :].split("\n\n")[1]  # the section, not its line in the contents
     assert "| surface | btad |" in table1 and "| surface | synthetic |" in table1 and "| all images | all |" in table1
     products = pd.read_csv(root / "reports/tables/products.csv", dtype=str)
     assert set(zip(products["product"], products["dataset"], strict=True)) == {

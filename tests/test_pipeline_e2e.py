@@ -281,21 +281,23 @@ def test_run_cache_restores_train_and_predict_going_back(repo, first_build):
 
 
 def test_plots_diff_overlays_two_experiments(repo, first_build):
-    """`dvc plots diff` of the built workspace and an experiment that trains the AE at another learning rate (only
-    the AE's cells rerun): the AE's training curves and a cell's threshold curves carry both revisions, offline.
+    """`dvc plots diff` of the built workspace and an experiment that trains the AE with another bottleneck (only
+    the AE's cells rerun; the tiny AE trains one step, so only its architecture moves the one point of its curve):
+    the AE's training curves and a cell's threshold curves carry both revisions, offline.
     """
     root, env = repo
     _restore(root, env)
-    out = _run(["dvc", "exp", "run", "-n", "lr4", "-S", "model_options.ae.lr=0.0004"], root, env)
+    out = _run(["dvc", "exp", "run", "-n", "lat16", "-S", "model_options.ae.latent_dim=16"], root, env)
     assert not any(s.endswith("padim-nut") for s in _stages_run(out.stdout))
     _restore(root, env)  # the workspace is the build again (its cells restored from the run-cache)
     targets = ["reports/train/ae/nut/plots/metrics", "reports/thresholds/ae/nut.curves.csv"]
-    _run(["dvc", "plots", "diff", "lr4", "-o", "diff_out", "--targets", *targets], root, env)
+    _run(["dvc", "plots", "diff", "lat16", "-o", "diff_out", "--targets", *targets], root, env)
     page = (root / "diff_out/index.html").read_text()
-    assert "workspace" in page and "lr4" in page and "cdn.jsdelivr" not in page
-    points = [json.loads(d) for d in re.findall(r'\{[^{}]*"train_loss"[^{}]*\}', page)]  # the curves' data
-    losses = {rev: [p["train_loss"] for p in points if p["rev"] == rev] for rev in ("workspace", "lr4")}
-    assert all(losses.values()) and losses["workspace"] != losses["lr4"], losses  # two curves, not one drawn twice
+    assert "workspace" in page and "lat16" in page and "cdn.jsdelivr" not in page
+    points = [json.loads(d) for d in re.findall(r'\{[^{}]*"train_loss"[^{}]*\}', page)]
+    points = [p for p in points if "rev" in p]  # the curves' data points (the spec's encodings name the field too)
+    losses = {rev: [p["train_loss"] for p in points if p["rev"] == rev] for rev in ("workspace", "lat16")}
+    assert all(losses.values()) and losses["workspace"] != losses["lat16"], losses  # two curves, not one drawn twice
     _assert_renders(root / "diff_out/index.html", root.parent / "chromium-diff")
 
 
