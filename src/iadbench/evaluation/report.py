@@ -423,8 +423,7 @@ def image_table(models: list[str], products: list[str], method: str) -> dict[str
                      fmt(row["score"], 4), verdict, *(fmt(row[f"iou_{r}"]) for r in rules)])  # fmt: skip
     choices = {i: sorted({v for b in body for v in b[i].split(" · ")} - {"–"}) for i in IMAGE_FILTERS}
     filters = [{"label": label, "column": i + 1, "choices": choices[i]} for i, label in IMAGE_FILTERS.items()]
-    note = (f"{len(body)} rows: one per (model, test image); thumbnails: image, ground truth, anomaly map and the "
-            f"mask at {rule_label(method)}. Verdict at the headline rule's image threshold; IoU "
+    note = (f"{len(body)} rows: one per (model, test image). Verdict at the headline rule's image threshold; IoU "
             "at each rule's pixel threshold, blank for good images and images without a mask. The same rows, with "
             "pixel counts, are reports/evaluate/<model>/<product>.csv.")  # fmt: skip
     tiles = ", ".join(thumbnail_tiles()[i] for i in (0, 1, 2, masks))
