@@ -27,8 +27,9 @@ demo: env
 	dvc repro
 
 # One pytest worker per CPU plus one (pytest-xdist), a test module at a time per worker (module fixtures build once):
-# the end-to-end modules wait on DVC's queue polls and process starts, so a spare worker keeps the CPUs busy (on 2
-# cores: 1471 s with 3 workers, under extra load, against 1521 s with 2). TEST_JOBS=0 runs everything in this process.
+# the end-to-end modules wait on DVC's queue polls and process starts, so a spare worker keeps the CPUs busy (not a
+# clean A/B: on 2 cores a 3-worker run took 1471 s while other tests ran beside it, a 2-worker one 1521 s alone).
+# TEST_JOBS=0 runs everything in this process.
 TEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: env
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
