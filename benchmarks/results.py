@@ -27,7 +27,7 @@ from readme_blocks import PROJECT, replace_block
 from iadbench.formatting import fmt as _f
 from iadbench.metrics.rules import headline_rules, rule_label
 from iadbench.params import DataParams
-from iadbench.studies.dvc import experiments
+from iadbench.studies.dvc import experiments, git_show
 
 RULES = headline_rules()
 COLUMNS = ("mean_iou", "pooled_iou", "pixel_fpr_good", "image_f1", "image_false_alarm", "image_auroc", "pixel_aupro")
@@ -97,9 +97,8 @@ def rules() -> None:
     ]
     for rule in RULES:
         data = found.get(f"rule-{rule}", {})
-        shown = subprocess.run(["git", "show", f"{data['rev']}:reports/metrics.json"], cwd=PROJECT,
-                               capture_output=True, text=True, check=True).stdout if data else "{}"  # fmt: skip
-        metrics = json.loads(shown)  # every headline figure: the experiment's git-tracked metrics.json
+        shown = git_show(data["rev"], "reports/metrics.json") if data else None
+        metrics = json.loads(shown or "{}")  # every headline figure: the experiment's git-tracked metrics.json
         method = data.get("params", {}).get("threshold", {}).get("method")
         for model in models:
             m = metrics.get(model, {})

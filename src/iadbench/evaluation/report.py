@@ -280,7 +280,7 @@ def write_report(params: dict[str, Any]) -> list[Path]:
     env = _environment()
     md_figures = [{"title": t, "path": path.relative_to(REPORT_MD.parent).as_posix()} for t, path in figures]
     REPORT_MD.write_text(env.get_template("report.md.j2").render(**page, figures=md_figures))
-    html_figures = [{"title": t, "data": base64.b64encode(path.read_bytes()).decode()} for t, path in figures]
+    html_figures = [{"title": t, "data": _base64(path)} for t, path in figures]
     REPORT_HTML.write_text(env.get_template("report.html.j2").render(**page, figures=html_figures) + "\n")
     return [REPORT_HTML, REPORT_MD, FIGURES]
 
@@ -316,6 +316,11 @@ def _as_section(index: int, section: tuple[Any, ...]) -> dict[str, Any]:
         "rows": rows,
         "note": note[0] if note else "",
     }
+
+
+def _base64(path: Path) -> str:
+    """A PNG's bytes as the page embeds them (``data:image/png;base64,…``: the page opens offline)."""
+    return base64.b64encode(path.read_bytes()).decode()
 
 
 def _anchor(title: str, index: int) -> str:
@@ -399,8 +404,7 @@ def image_table(models: list[str], products: list[str], method: str) -> dict[str
     rules = [r for r in RULE_TABLE if f"iou_{r}" in rows.columns]
     header = ["model", "product", "image", "label", "defect categories", "background", "score",
               f"verdict ({rule_label(method)})", *(f"IoU · {rule_label(r)}" for r in rules)]  # fmt: skip
-    sheets = {(m, p): base64.b64encode(thumbs_path(m, p).read_bytes()).decode()
-              for m in models for p in products if thumbs_path(m, p).is_file()}  # fmt: skip
+    sheets = {(m, p): _base64(thumbs_path(m, p)) for m in models for p in products if thumbs_path(m, p).is_file()}
     sheet_ids = {cell: f"s{k}" for k, cell in enumerate(sheets)}
     masks = 3 + headline_rules().index(method)  # the sheet's tile of the mask at the headline rule
     position = rows.groupby(["model", "product"], sort=False).cumcount()  # the row of the image in its cell's sheet

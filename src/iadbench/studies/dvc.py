@@ -48,6 +48,14 @@ def head(rev: str = "HEAD") -> str:
     return proc.stdout.strip()
 
 
+def git_show(rev: str, path: str) -> str | None:
+    """A git-tracked file as commit ``rev`` holds it (an experiment's uncached outputs are committed there); None
+    when that commit has no such file.
+    """
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
 def experiments(rev: str | None = None) -> dict[str, dict[str, Any]]:
     """Finished experiments derived from ``rev`` (default HEAD) by name: ``rev``, ``params``, ``metrics`` (file ->
     data). A running, queued or failed one is left out: ``dvc exp show`` lists it with its baseline's metrics.

@@ -6,13 +6,12 @@ import json
 import math
 import os
 import re
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
 from iadbench.params import SEGAD_SUFFIX
 from iadbench.paths import STUDIES_DIR
-from iadbench.studies.dvc import experiments, head, lookup
+from iadbench.studies.dvc import experiments, git_show, head, lookup
 from iadbench.studies.grids import METRICS, PRODUCT_METRICS, RUNS, Study, StudyError, yaml_value
 
 
@@ -23,11 +22,6 @@ def mean_std(values: list[float]) -> dict[str, Any]:
     mean = sum(finite) / n if n else None
     std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 and mean is not None else None
     return {"mean": mean, "std": std, "n": n, "values": finite}
-
-
-def _git_show(rev: str, path: str) -> str | None:
-    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
-    return proc.stdout if proc.returncode == 0 else None
 
 
 def _dvc_read(rev: str, path: str) -> str | None:
@@ -47,7 +41,7 @@ def _products(rev: str) -> list[dict[str, Any]]:
 
     import pandas as pd
 
-    text = _git_show(rev, "reports/tables/products.csv")
+    text = git_show(rev, "reports/tables/products.csv")
     return [] if text is None else pd.read_csv(io.StringIO(text)).to_dict("records")
 
 
@@ -86,7 +80,7 @@ def collect(
     runs = _runs_of(study, experiments(rev))
     for by_seed in runs.values():  # every headline figure: the git-tracked metrics.json of each experiment's commit
         for run in by_seed.values():
-            text = _git_show(run["rev"], "reports/metrics.json")
+            text = git_show(run["rev"], "reports/metrics.json")
             run["metrics"]["reports/metrics.json"] = json.loads(text) if text else {}
     failed = dict(failed or {})
     if not runs and not failed:
