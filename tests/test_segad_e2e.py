@@ -82,6 +82,9 @@ def test_repro_runs_segad_through_the_report(repo, first_build):
     )
     report = (root / "reports/report.md").read_text()
     assert "## SegAD — detector vs detector + SegAD" in report and "| all+segad | padim, ae (best single:" in report
+    training = report.split("## Training length (epochs per model)")[1].split("\n## ")[0]  # SegAD setups: no epochs
+    assert "| padim | 1 | one pass | 1 |" in training and "| ae | 1 | train.epochs | 200 |" in training
+    assert "+segad" not in training and "Under-trained: ae (1 of 200)" in training
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
     costs = json.loads((root / "reports/costs.json").read_text())  # what SegAD adds, kept out of the report
     assert costs["padim+segad"]["feature_seconds"] > 0 and costs["all+segad"]["fit_seconds"] > 0

@@ -40,6 +40,7 @@ from iadbench.paths import PARAMS
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SYNTHETIC_PRODUCTS = ("nut", "weave", "tiles")  # iadbench.synth.products.PRODUCTS (a test keeps them equal)
 VALIDATION_STRATEGIES = ("fixed", "early_stopping")
+TRAIN_PROFILES = ("demo", "full")  # train.profile: each method's demo (CPU) or full (published) epochs
 SEGMENT_SOURCES = ("whole", "grid", "image")
 SEGAD_ENSEMBLES = ("all",)
 SEGAD_SUFFIX = "+segad"
@@ -301,18 +302,22 @@ def _deterministic(value: Any) -> Any:
 
 
 class TrainParams(Section):
-    """``train``: seed, epochs, batch size, loader workers, determinism, validation strategy, training regime."""
+    """``train``: seed, training length (profile, or one epoch count for every trained method), batch size, loader
+    workers, determinism, validation strategy, training regime. A method's own ``model_options.<m>.epochs`` wins over
+    both (:func:`iadbench.models.registry.training_epochs`).
+    """
 
     section: ClassVar[str] = "train"
     optional: ClassVar[bool] = False
     seed: Seed
-    epochs: Count
+    profile: Literal[TRAIN_PROFILES] = "demo"  # each method's epochs: full (published/anomalib) or demo (CPU)
+    epochs: Count | None = None  # one count for every trained method (None: train.profile decides)
     batch_size: Count
     num_workers: ranged(StrictInt, 0)
     deterministic: Annotated[bool | str, BeforeValidator(_deterministic)] = (
         "warn"  # Lightning's flag (deterministic where supported)
     )
-    validation: Literal[VALIDATION_STRATEGIES] = "fixed"  # fixed: train.epochs, no validation; early_stopping:
+    validation: Literal[VALIDATION_STRATEGIES] = "fixed"  # fixed: the resolved epochs, no validation; early_stopping:
     # on validation image AUROC
     patience: Count = 3  # early_stopping: epochs without improvement before stopping (the best epoch is kept)
     unified: StrictBool = False  # one model per method on the train images of every product of the dataset

@@ -62,6 +62,9 @@ def write_maps(split: pd.DataFrame, models=("good", "noisy"), nan_at: str | None
             out.parent.mkdir(parents=True, exist_ok=True)
             np.savez(out, image_id=rows["image_id"].to_numpy(str), split=rows["split"].to_numpy(str),
                      scores=scores, maps=maps)  # fmt: skip
+            record = Path(f"reports/predict/{model}/{product}.json")  # what predict records of its training
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({"model": model, "epochs": 1, "epochs_rule": "one pass", "epochs_full": 1}))
 
 
 def run_all(params: dict) -> dict:

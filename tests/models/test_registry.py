@@ -160,3 +160,50 @@ def test_a_model_is_registered_where_its_builder_is_defined(monkeypatch):
     assert registry.effective_options("toy", None) == {"k": 3}
     with pytest.raises(ValueError, match="'padim' is registered twice"):
         registry.register_model("padim", "again")(_toy)
+
+
+def test_training_epochs_most_specific_rule_first():
+    """model_options.<m>.epochs beats train.epochs beats the profile; a memory bank is one pass whatever is set."""
+    from iadbench.models.registry import training_epochs
+
+    stfpm, padim = MODELS["stfpm"], MODELS["padim"]
+    assert training_epochs(stfpm, {"epochs": None}, None, "demo") == (10, "profile demo")
+    assert training_epochs(stfpm, {"epochs": None}, None, "full") == (100, "profile full")
+    assert training_epochs(stfpm, {"epochs": None}, 3, "full") == (3, "train.epochs")
+    assert training_epochs(stfpm, {"epochs": 40}, 3, "full") == (40, "model_options.stfpm.epochs")
+    assert training_epochs(padim, {}, 3, "full") == (1, "one pass")
+    assert MODELS["cflow"].epochs.of("full") == 50 and MODELS["draem"].epochs.of("full") == 700
+
+
+def test_every_trained_method_declares_its_epochs_and_says_where_they_come_from():
+    one_pass = {"padim", "patchcore", "dfm", "dfkde"}
+    assert {n for n, e in MODELS.items() if e.epochs is None} == one_pass
+    for name, entry in MODELS.items():
+        assert ("epochs" in entry.options) == (name not in one_pass), name
+        if entry.epochs is not None:
+            assert entry.epochs.full >= entry.epochs.demo >= 1 and entry.epochs.source, name
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "message"),
+    [
+        ("padim", {"epochs": 5}, r"model_options.padim.epochs: padim is fitted in one pass \(a memory bank\)"),
+        ("stfpm", {"epochs": 0}, r"model_options.stfpm.epochs must be an integer >= 1 or null .*got 0"),
+        ("stfpm", {"epochs": 2.5}, r"model_options.stfpm.epochs must be an integer >= 1 or null .*got 2.5"),
+        ("stfpm", {"epochs": True}, r"model_options.stfpm.epochs must be an integer >= 1 or null .*got True"),
+    ],
+)
+def test_bad_epochs_option_names_the_file_the_key_and_the_rule(model, options, message):
+    from iadbench.models.registry import effective_options
+
+    with pytest.raises(ModelConfigError, match=r"params.yaml: " + message):
+        effective_options(model, options)
+
+
+def test_train_profile_and_global_epochs():
+    base = {"seed": 0, "batch_size": 4, "num_workers": 0}
+    train = TrainParams.from_params({"train": base})
+    assert (train.profile, train.epochs) == ("demo", None)
+    assert TrainParams.from_params({"train": {**base, "profile": "full", "epochs": None}}).profile == "full"
+    with pytest.raises(ParamsError, match=r"train.profile must be one of 'demo' or 'full', got 'fast'"):
+        TrainParams.from_params({"train": {**base, "profile": "fast"}})

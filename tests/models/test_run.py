@@ -39,10 +39,14 @@ def _split() -> pd.DataFrame:
 def test_every_default_family_trains_and_predicts_offline(params):
     split = _split()
     expected = sorted(split.loc[(split["product"] == "nut") & (split["split"] != "train"), "image_id"])
+    params["model_options"]["ae"] = {**params["model_options"]["ae"], "epochs": 2}  # its own count beats train.epochs
+    rules = {"ae": (2, "model_options.ae.epochs"), "stfpm": (1, "train.epochs"), "padim": (1, "one pass"),
+             "cflow": (1, "train.epochs"), "patchcore": (1, "one pass")}  # fmt: skip
     for model in FAMILIES:
         meta = train_cell(params, model, "nut", progress=False)
-        assert meta["n_train"] == 3 and meta["epochs"] >= 1
+        assert meta["n_train"] == 3 and (meta["epochs"], meta["epochs_rule"]) == rules[model], model
         report = predict_cell(params, model, "nut", progress=False)
+        assert (report["epochs"], report["epochs_rule"]) == rules[model], model
         data = np.load(f"data/maps/{model}/nut.npz")
         assert list(data["image_id"]) == expected, model
         assert data["maps"].dtype == np.float16 and data["maps"].shape == (len(expected), 64, 64)

@@ -33,6 +33,7 @@ from iadbench.paths import (
     GATE_DOCS,
     GATES_DIR,
     METRICS,
+    PREDICT_REPORTS,
     PRODUCT_TABLE,
     REPORT_HTML,
     REPORT_MD,
@@ -227,6 +228,39 @@ RECOMMEND_HEADER = ["background", "defect category", "n", "best (model / rule)",
                     "difference [95 % CI]", "verdict"]  # fmt: skip
 
 
+def training_section(models: list[str], products: list[str]) -> tuple[str, list[str], list[list[str]], str]:
+    """The section "Training length": per trained model, the epochs its cells ran, the rule that chose them
+    (``profile demo``/``profile full``, ``train.epochs``, ``model_options.<m>.epochs``; ``one pass``: a memory bank)
+    and its full profile's epochs, read from the predict records (``reports/predict/<model>/<product>.json``). The
+    note names every model trained for fewer epochs than its full length: a ranking that includes them compares
+    under-trained models.
+    """
+    rows, short = [], []
+    for model in models:
+        paths = [PREDICT_REPORTS / model / f"{product}.json" for product in products]
+        for path in paths:
+            if not path.is_file():
+                raise InputError(path, "predict record not found", "rerun predict (dvc repro)")
+        docs = [json.loads(path.read_text()) for path in paths]
+        if not docs or "epochs_rule" not in docs[0]:  # a SegAD setup: a boosted forest, no epochs
+            continue
+        ran = sorted({int(d["epochs"]) for d in docs})
+        full = int(docs[0]["epochs_full"])
+        rule = ", ".join(sorted({str(d["epochs_rule"]) for d in docs}))
+        epochs = f"{ran[0]}–{ran[-1]}" if len(ran) > 1 else str(ran[0])  # early stopping: a range over products
+        rows.append([model, epochs, rule, str(full)])
+        if rule != "one pass" and ran[-1] < full:
+            short.append(f"{model} ({ran[-1]} of {full})")
+    note = (
+        "Under-trained: " + ", ".join(short) + " trained fewer epochs than their full length (`train.profile: full`"
+        " trains each method as published or as anomalib configures it); a ranking among them may change with the "
+        "full profile."
+        if short
+        else "Every trained model ran its full length."
+    )
+    return "Training length (epochs per model)", ["model", "epochs", "chosen by", "full profile"], rows, note
+
+
 def recommendation_rows(params: dict[str, Any]) -> list[list[str]]:
     """The section "Which detector for which product": one row per (background, defect category) present, the
     recommendation of :func:`~iadbench.evaluation.recommend.recommend` without costs (timings stay outside cached
@@ -353,6 +387,7 @@ def _sections(
                        "image F1", "image AUROC", "PG2", aupro_title, "oracle mean IoU (upper bound)"]  # fmt: skip
     return [
         ("Headline (all products)", headline_header, headline_rows),
+        training_section(evaluated_models(params), list(DataParams.from_params(params).products)),
         ("Table 1 — mean per-image IoU by category × dataset (columns: model × threshold rule)", *table1(categories)),
         (f"Per category at {rule_label(method)}", *detail_table(categories, method)),
         ("Per product", *product_rows(pd.read_csv(PRODUCT_TABLE), method, aupro_fpr_limit)),

@@ -6,7 +6,13 @@ iadbench on the validation split, never by anomalib's normalisation), ``evaluato
 ``visualizer=False``, and with the model's own pre-processor at ``data.image_size`` (resize, no crop).
 
 To add a method: write its builder and decorate it with :func:`register_model` (name, family, options and
-defaults, what it outputs); :data:`MODELS` is filled by the decorators, in this file's order.
+defaults, its training length, what it outputs); :data:`MODELS` is filled by the decorators, in this file's order.
+
+Training length: a method trained by gradient descent declares :class:`Epochs`, its epoch count in each profile of
+``train.profile`` (``full``: the method's published or anomalib's configured length; ``demo``: the reduced length a
+2-core CPU affords the default run). :func:`training_epochs` resolves a cell's count, most specific first:
+``model_options.<m>.epochs``, then ``train.epochs`` (one count for every trained method), then the profile. A memory
+bank (PaDiM, PatchCore, DFM, DFKDE) is fitted in one pass and has no epochs to choose.
 """
 
 from __future__ import annotations
@@ -48,6 +54,25 @@ class ModelConfig:
 Builder = Callable[[ModelConfig, str, bool], Any]  # (config, backbone name, pretrained?) -> AnomalibModule
 
 
+DEMO_EPOCHS = 10  # the demo profile's length for every trained method: what the default run affords on 2 CPU cores
+
+
+@dataclass(frozen=True)
+class Epochs:
+    """A trained method's epochs per profile: ``full`` (``source`` says where the number comes from) and ``demo``."""
+
+    full: int
+    source: str
+    demo: int = DEMO_EPOCHS
+
+    def of(self, profile: str) -> int:
+        """The epochs of ``profile`` (one of :data:`iadbench.params.TRAIN_PROFILES`)."""
+        return self.full if profile == "full" else self.demo
+
+
+ANOMALIB_CONFIG = "anomalib 1.x example config (trainer.max_epochs)"
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One registered method."""
@@ -67,6 +92,7 @@ class ModelEntry:
     # after fitting: measure constants on the training batches (module, batches) -> metadata (CFLOW's maxima)
     calibrate: Callable[[Any, Any], dict[str, Any]] | None = None
     min_train: Callable[[ModelConfig], int] | None = None  # fewest train images the method can fit on
+    epochs: Epochs | None = None  # None: fitted in one pass (a memory bank), no epochs to choose
 
     @property
     def own_backbone(self) -> str | None:
@@ -109,6 +135,8 @@ def register_model(name: str, family: str, **entry: Any) -> Callable[[Builder], 
     def register(build: Builder) -> Builder:
         if name in MODELS:
             raise ValueError(f"model {name!r} is registered twice")
+        if entry.get("epochs") is not None:  # a trained method: model_options.<m>.epochs (null: train.*) is an option
+            entry["options"] = {**entry.get("options", {}), "epochs": None}
         MODELS[name] = ModelEntry(name, family, build, **entry)
         return build
 
@@ -148,6 +176,7 @@ def _efficient_ad_needs(cfg: ModelConfig) -> str | None:
 @register_model(
     "ae",
     "reconstruction (AE, SSIM loss)",
+    epochs=Epochs(200, "Bergmann et al. 2019, SSIM autoencoder paper"),
     options={"latent_dim": 100, "base_channels": 32, "lr": 0.0002},
     default_backbone="",
     uses_layers=False,
@@ -166,6 +195,7 @@ def _ae(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "stfpm",
     "knowledge distillation (KD)",
+    epochs=Epochs(100, ANOMALIB_CONFIG + "; the STFPM paper trains 100 epochs"),
     options={"layers": None},
     note="stands in for the multiresolution KD (MKD) of [Rethinking]: same teacher-student feature "
     "regression on a pyramid of layers; anomalib 2.7 has no MKD",
@@ -196,6 +226,7 @@ def _padim(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "cflow",
     "normalizing flow",
+    epochs=Epochs(50, ANOMALIB_CONFIG),
     options={
         "layers": ["blocks.2", "blocks.4"],
         "coupling_blocks": 4,
@@ -240,6 +271,7 @@ def _patchcore(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "reverse_distillation",
     "knowledge distillation",
+    epochs=Epochs(200, ANOMALIB_CONFIG + "; the paper trains 200 epochs"),
     options={"backbone": "resnet18", "weights": "hub", "layers": ["layer1", "layer2", "layer3"]},
     note="its decoder exists only for ResNet/Wide-ResNet backbones",
 )
@@ -254,6 +286,7 @@ def _rd(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "fastflow",
     "normalizing flow",
+    epochs=Epochs(500, ANOMALIB_CONFIG),
     options={"backbone": "resnet18", "weights": "hub", "flow_steps": 8},
     uses_layers=False,
     note="supports resnet18, wide_resnet50_2, cait and deit backbones only",
@@ -305,6 +338,7 @@ def _dfkde(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "fre",
     "feature reconstruction",
+    epochs=Epochs(220, ANOMALIB_CONFIG),
     options={"layer": None, "pooling_kernel_size": 2, "latent_dim": 220},
     uses_layers=False,
     image_score="model",
@@ -327,6 +361,7 @@ def _fre(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "ganomaly",
     "GAN reconstruction",
+    epochs=Epochs(100, ANOMALIB_CONFIG),
     options={"batch_size": 16, "n_features": 64},
     pixel_maps=False,
     uses_layers=False,
@@ -342,6 +377,7 @@ def _ganomaly(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "cfa",
     "coupled hypersphere",
+    epochs=Epochs(30, ANOMALIB_CONFIG),
     options={"backbone": "resnet18", "weights": "hub", "gamma_c": 1},
     uses_layers=False,
     note="supports vgg19_bn, resnet18, wide_resnet50_2 and efficientnet_b5 backbones only",
@@ -355,6 +391,7 @@ def _cfa(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "csflow",
     "normalizing flow",
+    epochs=Epochs(240, ANOMALIB_CONFIG),
     options={"weights": "hub", "n_coupling_blocks": 4},
     default_backbone="tf_efficientnet_b5",
     uses_layers=False,
@@ -368,6 +405,7 @@ def _csflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "uflow",
     "normalizing flow (U-shaped)",
+    epochs=Epochs(200, ANOMALIB_CONFIG),
     options={"weights": "hub"},
     default_backbone="cait_m48_448",
     uses_layers=False,
@@ -382,6 +420,7 @@ def _uflow(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "draem",
     "synthetic anomalies + reconstruction",
+    epochs=Epochs(700, ANOMALIB_CONFIG + "; the DRAEM paper trains 700 epochs"),
     options={"anomaly_source_dir": "data/raw/synthetic"},
     default_backbone="",
     uses_layers=False,
@@ -397,6 +436,7 @@ def _draem(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "dsr",
     "dual subspace re-projection",
+    epochs=Epochs(700, ANOMALIB_CONFIG),
     options={"latent_anomaly_strength": 0.2},
     default_backbone="",
     uses_layers=False,
@@ -412,6 +452,7 @@ def _dsr(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "efficient_ad",
     "student-teacher + AE",
+    epochs=Epochs(1000, ANOMALIB_CONFIG + ", which also caps it at 70 000 steps (the paper's length)"),
     options={"imagenet_dir": "datasets/imagenette", "model_size": "small"},
     default_backbone="",
     uses_layers=False,
@@ -432,6 +473,7 @@ def _efficient_ad(cfg: ModelConfig, backbone: str, pretrained: bool) -> Any:
 @register_model(
     "supersimplenet",
     "synthetic anomalies + discriminator",
+    epochs=Epochs(300, ANOMALIB_CONFIG + "; the paper trains 300 epochs"),
     options={"backbone": "wide_resnet50_2.tv_in1k", "weights": "hub", "layers": ["layer2", "layer3"]},
     image_score="model",
     min_size=72,
@@ -534,6 +576,17 @@ def effective_options(model: str, given: dict[str, Any] | None, source: str = "p
     """
     entry = get_entry(model)
     given = dict(given or {})
+    if "epochs" in given and entry.epochs is None:
+        raise ModelConfigError(
+            f"{source}: model_options.{model}.epochs: {model} is fitted in one pass (a memory bank); it has no "
+            "epochs to set"
+        )
+    epochs = given.get("epochs")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ModelConfigError(
+            f"{source}: model_options.{model}.epochs must be an integer >= 1 or null (train.epochs, then "
+            f"train.profile), got {epochs!r}"
+        )
     unknown = sorted(set(given) - set(entry.options))
     if unknown:
         raise ModelConfigError(
@@ -548,6 +601,29 @@ def effective_options(model: str, given: dict[str, Any] | None, source: str = "p
                 f"{default!r}, got {value!r}"
             )
     return {**entry.options, **given}
+
+
+def training_epochs(entry: ModelEntry, options: dict[str, Any], epochs: int | None, profile: str) -> tuple[int, str]:
+    """The epochs a cell of ``entry`` trains for, and the rule that chose them, most specific first.
+
+    Args:
+        entry: the method's registry entry.
+        options: its effective options (``model_options.<m>``; ``epochs`` null or absent: not set there).
+        epochs: ``train.epochs`` (None: not set, the profile decides).
+        profile: ``train.profile``, ``demo`` or ``full`` (:class:`Epochs`).
+
+    Returns:
+        ``(epochs, rule)``, rule one of ``one pass``, ``model_options.<m>.epochs``, ``train.epochs``,
+        ``profile demo`` or ``profile full``.
+
+    """
+    if entry.epochs is None:
+        return 1, "one pass"
+    if options.get("epochs") is not None:
+        return int(options["epochs"]), f"model_options.{entry.name}.epochs"
+    if epochs is not None:
+        return epochs, "train.epochs"
+    return entry.epochs.of(profile), f"profile {profile}"
 
 
 # Ranges of numeric options, as data: (model, option) -> (lowest, highest or None, lowest excluded). What anomalib

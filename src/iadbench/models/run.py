@@ -1,10 +1,12 @@
 """Fitting and running one (model, product) cell: what the ``train`` and ``predict`` stages
 (:mod:`iadbench.stages.train`, :mod:`iadbench.stages.predict`) call; they read the split and write the files.
 
-``fit`` fits on the split file's train rows only, with a fixed epoch count (no early stopping, no checkpoint
-choice on any held-out data), seeds everywhere and ``deterministic`` where the library allows; DVCLive's Lightning
-logger records the training curves. ``infer`` reloads the weights and returns, for the rows given, the raw
-anomaly maps (at ``data.image_size``) and the raw image scores; ``to_float16`` is how maps are stored.
+``fit`` fits on the split file's train rows only, for the epochs :func:`~iadbench.models.registry.training_epochs`
+resolves (``train.profile``, ``train.epochs``, ``model_options.<m>.epochs``; no early stopping and no checkpoint
+choice on held-out data unless ``train.validation: early_stopping``), seeds everywhere and ``deterministic`` where
+the library allows; DVCLive's Lightning logger records the training curves. ``infer`` reloads the weights and
+returns, for the rows given, the raw anomaly maps (at ``data.image_size``) and the raw image scores; ``to_float16``
+is how maps are stored.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from iadbench.errors import IadbenchError
 from iadbench.models.geometry import receptive_field_shifts
 from iadbench.models.live import loss_curve
 from iadbench.models.quiet import ignore_known_noise, quiet_libraries
-from iadbench.models.registry import ModelConfig, build_model, effective_options, get_entry
+from iadbench.models.registry import ModelConfig, build_model, effective_options, get_entry, training_epochs
 from iadbench.paths import ASSIGNMENT, MODELS_DIR
 
 
@@ -194,6 +196,7 @@ def fit(
             f"{ASSIGNMENT}: {model} needs at least {entry.min_train(cfg)} train images of {product}, found {len(rows)} "
             f"(see model_options.{model})"
         )
+    planned, epochs_rule = training_epochs(entry, cfg.options, train.epochs, train.profile)
     curve = loss_curve(curve_dir, has_loss=not isinstance(module, MemoryBankMixin)) if curve_dir else None
     calibration: dict[str, Any] = {}
     shifts = receptive_field_shifts(module, cfg.image_size) if cfg.corrections else {}
@@ -210,7 +213,7 @@ def fit(
         )
     with tempfile.TemporaryDirectory(prefix="iadbench-engine-") as root, fidelity(cfg, shifts) as record:
         callbacks = [c for c in (curve, stopping) if c is not None]
-        engine = _engine(train.epochs, root, False, progress, train.deterministic, callbacks)
+        engine = _engine(planned, root, False, progress, train.deterministic, callbacks)
         data = loader(rows, cfg.image_size, train.batch_size, True, train.seed, train.num_workers)
         start = time.perf_counter()
         engine.fit(module, train_dataloaders=data)
@@ -223,7 +226,9 @@ def fit(
         curve.finish(epochs)
     meta = {
         "model": model, "product": product, "family": entry.family, "pixel_maps": entry.pixel_maps,
-        "image_score": entry.image_score, "epochs": epochs, "seed": train.seed, "image_size": cfg.image_size,
+        "image_score": entry.image_score, "epochs": epochs, "epochs_rule": epochs_rule,
+        "epochs_full": entry.epochs.full if entry.epochs is not None else 1, "seed": train.seed,
+        "image_size": cfg.image_size,
         "n_train": len(rows), **_regime(train, rows), **stopped,
         "options": cfg.options, "deterministic": train.deterministic, **weights.metadata(),
         "pretrained_requested": requested, "corrections": cfg.corrections, "receptive_field_shifts": shifts,

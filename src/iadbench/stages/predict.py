@@ -76,7 +76,7 @@ def predict_cell(
     report = {
         "model": model, "product": product, "n_images": len(rows), "pixel_maps": entry.pixel_maps,
         "image_score": entry.image_score, "map_size": cfg.image_size if entry.pixel_maps else 0,
-        "epochs": meta["epochs"],
+        "epochs": meta["epochs"], "epochs_rule": meta["epochs_rule"], "epochs_full": meta["epochs_full"],
         **{k: meta[k] for k in ("best_epoch", "regime", "n_train_anomalous") if k in meta},
         **{k: meta[k] for k in ("backbone", "weights_source", "weights_sha256")},
         "versions": versions(), "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", ""),
