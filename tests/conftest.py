@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iadbench.params import GateParams, SplitParams, SynthesizeParams
-from iadbench.synth.generate import generate
+# One OpenMP thread per torch process, set before anything imports torch and inherited by every subprocess (DVC, the
+# stages, their warm workers). `make test` runs nproc + 1 pytest-xdist workers, each starting torch processes; torch's
+# default of one thread per core then oversubscribes the CPUs and OpenMP's spin-waiting burns them. Measured on 2
+# cores: three concurrent runs of the 256 px fidelity probe took 399 s with the default threads, 66 s with one each.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from iadbench.params import GateParams, SplitParams, SynthesizeParams  # noqa: E402
+from iadbench.synth.generate import generate  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
