@@ -114,3 +114,24 @@ def test_bytecode_beside_a_source_folder_dep_changes_nothing(tmp_path, monkeypat
     assert status_after_bytecode(project_ignore, tmp_path / "project") == {}
     without = "\n".join(line for line in project_ignore.splitlines() if "py" not in line)
     assert status_after_bytecode(without, tmp_path / "without") == {"s": [{"changed deps": {"pkg": "modified"}}]}
+
+
+def test_the_exempt_modules_are_dvc_yamls():
+    assert set(dc.exemptions(DVC_YAML)) == dc.EXEMPT_MODULES
+
+
+def test_code_fingerprints_change_exactly_for_the_verbs_that_import_the_changed_file():
+    def workspace(path: str) -> str | None:
+        file = dc.SRC.parent / path
+        return file.read_text() if file.is_file() else None
+
+    def edited(path: str) -> str | None:
+        text = workspace(path)
+        return text + "\n# edited\n" if path == "src/iadbench/models/run.py" else text
+
+    before, after = dc.code_fingerprints(workspace), dc.code_fingerprints(edited)
+    assert set(before) == set(dc.NUMBER_VERBS) and before == dc.code_fingerprints(workspace)  # deterministic
+    assert {verb for verb in before if before[verb] != after[verb]} == {"train", "predict", "segad-features"}
+    # a file the other side lacks (a module imported since its commit) counts as a change
+    missing = dc.code_fingerprints(lambda p: None if p.endswith("metrics/curves.py") else workspace(p), ("metrics",))
+    assert missing["metrics"] != before["metrics"]

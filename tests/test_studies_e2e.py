@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from iadbench.depsclosure import code_fingerprints
 from tests.conftest import TINY, make_repo
 from tests.conftest import run_in as _run
 
@@ -85,6 +86,8 @@ def test_drift_study_queues_runs_and_tabulates(repo):
     assert doc["metrics"]["image_auroc"]["ae"]["clean"]["mean"] == pytest.approx(clean["image_auroc"])
     assert doc["metrics"]["pixel_aupro"]["ae"]["drift"]["mean"] != doc["metrics"]["pixel_aupro"]["ae"]["clean"]["mean"]
     assert "| model | clean | drift |" in md and "## mean IoU at the headline rule" in md
+    # the baseline commit's code fingerprints, which the report compares with the workspace's (unchanged here)
+    assert doc["code"] == code_fingerprints(lambda p: (root / p).read_text() if (root / p).is_file() else None)
     report = _run(["git", "show", f"{doc['experiments']['drift-drift-s0']}:reports/report.md"], root, env).stdout
     assert "Test-time drift (rotate, crop, perspective, jitter, shadow, blur, noise; seed 0)" in report
     again = _study(repo, "drift")  # resumable: nothing queued twice

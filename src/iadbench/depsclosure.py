@@ -14,13 +14,19 @@ inside functions (the lazy ones) count as well as those at the top of a module:
 
 A dep covers a module when it is the module's file or a folder above it. ``python -m iadbench.depsclosure`` prints
 every stage's missing deps; ``tests/test_depsclosure.py`` fails on any.
+
+:func:`code_fingerprints` hashes, per verb that shapes the results, the files of that closure (what its stages'
+``src/`` deps cover): the report compares a study's fingerprints, taken from its baseline commit, with today's, to
+say whether the code behind the study's numbers changed since.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 import shlex
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -32,6 +38,11 @@ EXEMPT_LINE = re.compile(r"^\s*#\s*deps-exempt:\s*([\w.]+)\s+[—-]+\s+(\S.*)$")
 MAX_EXEMPT = 5
 ENTRY_POINT = "iadbench.warm"  # `iadbench` = iadbench.warm:main (pyproject.toml; a test checks they agree)
 ALWAYS_CALLED = ("main", "build_parser")  # functions of iadbench.cli every verb runs
+# the modules on dvc.yaml's `# deps-exempt:` lines (a test checks that they agree): they cannot change a result
+EXEMPT_MODULES = frozenset({"iadbench", "iadbench.cli", "iadbench.errors", "iadbench.warm", "iadbench.resources"})
+# the verbs whose outputs the headline numbers are computed from (data, models, maps, thresholds, evaluation, tables)
+NUMBER_VERBS = ("synthesize", "manifest", "categories", "split", "train", "predict", "segad-features", "segad",
+                "thresholds", "evaluate", "metrics")  # fmt: skip
 
 
 def module_file(module: str) -> Path | None:
@@ -177,6 +188,30 @@ def stage_report(dvc_yaml: Path) -> dict[str, dict[str, list[str]]]:
             "missing": [f for f in files if not covered(f, deps)],
             "extra": [d for d in sources if not any(covered(f, [d]) for f in files)],
         }
+    return out
+
+
+def code_fingerprints(read: Callable[[str], str | None], verbs: tuple[str, ...] = NUMBER_VERBS) -> dict[str, str]:
+    """Per verb, the md5 of the source its stages' results depend on: every file of the verb's import closure but
+    :data:`EXEMPT_MODULES` (what the stage's ``src/`` deps cover), each as ``path NUL text NUL``, in path order.
+
+    Args:
+        read: a repository-relative path's text (the workspace, or a commit's through ``git show``); None where the
+            file does not exist there, which hashes as absent.
+        verbs: the verbs to fingerprint (default :data:`NUMBER_VERBS`).
+
+    Returns:
+        ``{verb: md5 hex digest}``. The closure is today's: a module imported since the other side's commit is a
+        file that side lacks, so it differs.
+
+    """
+    out = {}
+    for verb in verbs:
+        digest = hashlib.md5()
+        for path in sorted(relative_file(m) for m in closure(verb_roots(verb, []), set(EXEMPT_MODULES))):
+            text = read(path)
+            digest.update(f"{path}\0{'<absent>' if text is None else text}\0".encode())
+        out[verb] = digest.hexdigest()
     return out
 
 

@@ -49,3 +49,14 @@ def test_a_segad_study_adds_its_table_2_layout(tmp_path, monkeypatch):
     title, header, body, *_ = sections[1]
     assert "detector vs detector + SegAD" in title and header[1:3] == ["AUROC · 0: detector", "AUROC · 0: + SegAD"]
     assert body == [["padim", "0.800 ± 0.141", "0.800 ± 0.141", "0.800 ± 0.141", "0.800 ± 0.141"]]
+
+
+def test_the_code_note_says_whether_the_code_behind_a_study_changed_since_its_commit():
+    from iadbench.evaluation.report import code_note
+
+    now = {"split": "a", "train": "b", "metrics": "c"}
+    assert code_note(dict(now), now, "drift").startswith("The code behind these numbers is unchanged since")
+    note = code_note({**now, "train": "old", "metrics": "old"}, now, "drift")
+    assert note.startswith("The code behind these numbers changed since that commit (stages train, metrics)")
+    assert "`iadbench study drift`" in note
+    assert code_note(None, now, "seeds").startswith("Its code fingerprint was not recorded")

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from iadbench.data.drift import DriftParams
+from iadbench.depsclosure import code_fingerprints
 from iadbench.errors import InputError
 from iadbench.evaluation.cells import thresholds_path
 from iadbench.evaluation.figures import category_bars
@@ -153,6 +154,7 @@ def study_sections() -> list[tuple[Any, ...]]:
     from iadbench.studies.summary import cell, segad_pairs
 
     out = []
+    now: dict[str, str] = {}
     for path in sorted(STUDIES_DIR.glob("*.json")) if STUDIES_DIR.is_dir() else []:
         doc = json.loads(path.read_text())
         conditions = doc["conditions"]
@@ -166,14 +168,34 @@ def study_sections() -> list[tuple[Any, ...]]:
         seeds = sorted({s for c in conditions for s in doc["seeds"][c]})
         title = (f"Studies — {doc['study']}: {doc['question']} (mean ± std over seeds {seeds}; "
                  f"all tables in {path.with_suffix('.md').as_posix()})")  # fmt: skip
-        provenance = (f"Experiments derived from commit {doc['baseline'][:7]} (`iadbench study {doc['study']}`); "
-                      "a later change to the code or params that shape these numbers is not in them until the study "
-                      "runs again on a newer commit.")  # fmt: skip
+        now = now or code_fingerprints(_workspace_text)
+        provenance = f"Experiments derived from commit {doc['baseline'][:7]} (`iadbench study {doc['study']}`). " + (
+            code_note(doc.get("code"), now, doc["study"])
+        )
         out.append((title, header, body, provenance))
         if pairs := segad_pairs(doc):
             out.append((f"Studies — {doc['study']}: detector vs detector + SegAD (Baitieva et al., CVPR 2024, "
                         f"Table 2 layout; conditions = real defects per product, 0 = one-class)", *pairs))  # fmt: skip
     return out
+
+
+def _workspace_text(path: str) -> str | None:
+    file = Path(path)
+    return file.read_text() if file.is_file() else None
+
+
+def code_note(then: dict[str, str] | None, now: dict[str, str], study: str) -> str:
+    """Whether the code behind a study's numbers changed since its commit: its recorded fingerprints (``then``, per
+    verb, :func:`~iadbench.depsclosure.code_fingerprints` of the baseline commit) against the workspace's (``now``).
+    """
+    if not then:
+        return f"Its code fingerprint was not recorded (an older study): run `iadbench study {study}` again to know."
+    changed = [verb for verb in then if then[verb] != now.get(verb)]
+    if changed:
+        return (f"The code behind these numbers changed since that commit (stages {', '.join(changed)}): run "
+                f"`iadbench study {study}` to refresh them.")  # fmt: skip
+    return ("The code behind these numbers is unchanged since that commit; a params change since is not in them "
+            "until the study runs again.")  # fmt: skip
 
 
 def segad_section(params: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, list[str], list[list[str]]] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from iadbench.depsclosure import code_fingerprints
 from iadbench.params import SEGAD_SUFFIX
 from iadbench.paths import STUDIES_DIR
 from iadbench.studies.dvc import experiments, git_show, head, lookup
@@ -113,6 +115,7 @@ def collect(
         "cpu_count": records[-1].get("cpu_count") if records else os.cpu_count(),
         "runs": records,
         "metric_titles": [list(m) for m in study.metrics],
+        "code": code_fingerprints(functools.cache(lambda path: git_show(rev, path))),  # the report compares
         "metrics": table,
         "per_product": products,
     }
