@@ -60,3 +60,4 @@ def test_the_code_note_says_whether_the_code_behind_a_study_changed_since_its_co
     assert note.startswith("The code behind these numbers changed since that commit (stages train, metrics)")
     assert "`iadbench study drift`" in note
     assert code_note(None, now, "seeds").startswith("Its code fingerprint was not recorded")
+    assert "(every stage that shapes them)" in code_note({v: "old" for v in now}, now, "seeds")

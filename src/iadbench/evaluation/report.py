@@ -192,8 +192,9 @@ def code_note(then: dict[str, str] | None, now: dict[str, str], study: str) -> s
         return f"Its code fingerprint was not recorded (an older study): run `iadbench study {study}` again to know."
     changed = [verb for verb in then if then[verb] != now.get(verb)]
     if changed:
-        return (f"The code behind these numbers changed since that commit (stages {', '.join(changed)}): run "
-                f"`iadbench study {study}` to refresh them.")  # fmt: skip
+        where = "every stage that shapes them" if len(changed) == len(then) else f"stages {', '.join(changed)}"
+        return (f"The code behind these numbers changed since that commit ({where}): run `iadbench study {study}` "
+                "to refresh them.")  # fmt: skip
     return ("The code behind these numbers is unchanged since that commit; a params change since is not in them "
             "until the study runs again.")  # fmt: skip
 
