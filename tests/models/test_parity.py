@@ -64,7 +64,7 @@ def _anomalib_module(model: str, params: dict):
             return cls(backbone=backbone, layers=layers, **raw)
         finally:
             timm.create_model = original
-    extra = {k: v for k, v in options.items() if k != "layers"}
+    extra = {k: v for k, v in options.items() if k not in ("layers", "epochs")}  # epochs: the Engine's, not the model's
     return cls(backbone=backbone, layers=layers, pre_trained=False, **extra, **raw)
 
 
