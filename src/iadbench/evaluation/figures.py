@@ -87,7 +87,10 @@ def overlays(panels: list[dict[str, Any]], title: str, out: Path) -> Path:
     """One row per panel: image, ground truth, score map, predicted mask (``panel`` keys: image, mask, map,
     threshold, label, iou, f1, fpr).
     """
-    fig, axes = plt.subplots(len(panels), 4, figsize=(9, 2.4 * len(panels)), squeeze=False)
+    # no ticks on the image axes (they are hidden anyway): matplotlib otherwise builds and measures every tick of 40
+    # axes for the layout; the PNG is byte-identical and the figure ~30 % faster (profiled on the default run)
+    fig, axes = plt.subplots(len(panels), 4, figsize=(9, 2.4 * len(panels)), squeeze=False,
+                             subplot_kw={"xticks": [], "yticks": []})  # fmt: skip
     for row, p in zip(axes, panels, strict=True):
         image = p["image"]  # the model's input itself (H, W, 3 uint8), drifted when the test images drifted
         predicted = p["map"] >= p["threshold"]
