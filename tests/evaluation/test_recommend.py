@@ -41,11 +41,18 @@ def _rows(model: str, iou: np.ndarray, roc: np.ndarray, good_flagged: int) -> li
     return rows
 
 
+TRAINING = {  # a: trained for its full length; b: 10 of 100 epochs (demo profile); c: a memory bank
+    "a": {"epochs": 50, "epochs_rule": "profile full", "epochs_full": 50},
+    "b": {"epochs": 10, "epochs_rule": "profile demo", "epochs_full": 100},
+    "c": {"epochs": 1, "epochs_rule": "one pass", "epochs_full": 1},
+}
+
+
 def _doc(model: str, product: str = "p") -> EvaluateRecord:
     pixel = {"at": {"iou": {"threshold": 0.5}, "roc": {"threshold": 0.25}}}
     image = {"at": {"iou": {"threshold": 7.0}, "roc": {"threshold": 6.0}}}
     used = {"pixel": {"iou": "iou", "roc": "roc"}, "image": {}}
-    return EvaluateRecord(model, product, "d", "f", "map_max", {}, used, [], image, pixel, {}, {})
+    return EvaluateRecord(model, product, "d", "f", "map_max", {}, used, [], image, pixel, {}, {}, TRAINING[model])
 
 
 def _world(*models: tuple[str, np.ndarray, np.ndarray, int]) -> tuple[pd.DataFrame, dict]:
@@ -125,3 +132,18 @@ def test_bad_requests_name_what_exists():
         Profile("on", ("surface",))
     with pytest.raises(InputError, match=r"reports/costs.json: no entry for model 'a'"):
         recommend(table, docs, {}, SURFACE_OR_CONTAMINATION, P)
+
+
+def test_under_trained_models_are_named_beside_the_ranking():
+    from iadbench.evaluation.recommend import under_trained
+    from iadbench.stages.recommend import render
+
+    table, docs = _world(("a", A_IOU, A_IOU / 2, 0), ("b", A_IOU - 0.1, A_IOU / 2, 0), ("c", A_IOU / 3, A_IOU, 1))
+    rec = recommend(table, docs, COSTS, SURFACE_OR_CONTAMINATION, P)
+    by_model = {c["model"]: c["training"] for c in rec.candidates}
+    assert by_model == TRAINING  # every cell of a model trained alike: its record, once
+    assert under_trained(rec.candidates) == ["b (10 of 100, profile demo)"]
+    text = render(rec)
+    assert "under-trained: b (10 of 100, profile demo)" in text
+    rows = {line.split()[1]: line.split() for line in text.splitlines() if line[:1].isdigit()}
+    assert "50/50" in rows["a"] and "10/100" in rows["b"] and "pass" in rows["c"]  # epochs run / full length

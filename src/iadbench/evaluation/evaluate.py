@@ -50,6 +50,9 @@ def image_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[s
     }  # fmt: skip
 
 
+TRAINING_KEYS = ("epochs", "epochs_rule", "epochs_full")  # what the evaluation records of how the model trained
+
+
 def evaluate(
     cell: Cell, fitted: ThresholdsRecord, provenance: dict[str, Any], aupro_fpr_limit: float = 0.3
 ) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -85,6 +88,7 @@ def evaluate(
         test, used, fitted.image_notes + (fitted.pixel_notes or []), image, pixel,
         {k: provenance.get(k) for k in ("backbone", "weights_source", "weights_sha256")},
         provenance.get("versions", {}),
+        {k: provenance[k] for k in TRAINING_KEYS if k in provenance},
     )  # fmt: skip
     return record.to_json(), table
 

@@ -15,7 +15,9 @@ candidate), at the thresholds that rule fitted per product:
 - ``image_recall`` = share of the profile's anomalous images flagged (image score ≥ the rule's image threshold),
   ``false_alarm`` = share of its good images flagged;
 - the cost of the model from ``reports/costs.json``: fit seconds, milliseconds per test image (1000 / images per
-  second of the predict stage) and peak memory (MiB).
+  second of the predict stage) and peak memory (MiB);
+- how the model was trained (``training``: epochs, the rule that chose them and its full profile's length, from the
+  evaluation records), so that a ranking says when it compares under-trained models (:func:`under_trained`).
 
 Candidates that break a constraint are set aside with the reason; the rest are ranked by ``mean_iou`` (ties: higher
 recall, then lower false-alarm rate, then name). The best is compared with the runner-up (the best candidate of
@@ -166,6 +168,30 @@ def _thresholds(
     return out
 
 
+def training_of(docs: dict[tuple[str, str, str], Any], model: str) -> dict[str, Any]:
+    """How ``model`` was trained, over its cells: ``epochs`` (the most any cell ran), ``epochs_full`` (its full
+    profile's length) and ``epochs_rule`` (the rules, joined); empty for a model without epochs (SegAD setups).
+    """
+    runs = [doc.training for (_, name, _), doc in docs.items() if name == model and doc.training]
+    if not runs:
+        return {}
+    return {
+        "epochs": max(int(r["epochs"]) for r in runs),
+        "epochs_full": max(int(r["epochs_full"]) for r in runs),
+        "epochs_rule": ", ".join(sorted({str(r["epochs_rule"]) for r in runs})),
+    }
+
+
+def under_trained(candidates: list[dict[str, Any]]) -> list[str]:
+    """``model (epochs of full)`` for each model among ``candidates`` trained fewer epochs than its full length."""
+    out: dict[str, str] = {}
+    for c in candidates:
+        t = c.get("training") or {}
+        if t and t["epochs_rule"] != "one pass" and t["epochs"] < t["epochs_full"]:
+            out.setdefault(c["model"], f"{c['model']} ({t['epochs']} of {t['epochs_full']}, {t['epochs_rule']})")
+    return list(out.values())
+
+
 def _cost(costs: dict[str, Any] | None, model: str) -> dict[str, float | None]:
     if costs is None:  # not read (the report: no timing inside a cached artifact)
         return {"fit_seconds": None, "ms_per_image": None, "peak_memory_mib": None}
@@ -282,10 +308,11 @@ def recommend(
     in_profile = set(zip(rows["source"], rows["product"], strict=True))
     scored = []
     for model in table["model"].drop_duplicates():
-        cost = _cost(costs, str(model))
+        cost, training = _cost(costs, str(model)), training_of(docs, str(model))
         for rule in candidate_rules(table):
             candidate = score_candidate(anomalous, good, str(model), rule, profile, p)
-            scored.append({**candidate, "thresholds": _thresholds(docs, str(model), rule, in_profile), **cost})
+            scored.append({**candidate, "thresholds": _thresholds(docs, str(model), rule, in_profile), **cost,
+                           "training": training})  # fmt: skip
     admissible = [c for c in scored if not constraints.violations(c)]
     excluded = [{**c, "excluded_by": constraints.violations(c)} for c in scored if constraints.violations(c)]
     admissible.sort(key=lambda c: (-np.nan_to_num(c["mean_iou"], nan=-1.0), -np.nan_to_num(c["image_recall"]),

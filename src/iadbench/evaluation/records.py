@@ -89,6 +89,7 @@ class EvaluateRecord(_Record):
     pixel: dict[str, Any] | None  # None: no maps
     weights: dict[str, Any]
     versions: dict[str, str]
+    training: dict[str, Any]  # epochs, epochs_rule, epochs_full (from the predict record; empty for SegAD setups)
 
     def used(self, rule: str) -> str | None:
         """The rule behind ``rule``'s figures: pixel level where the cell has maps, else image level."""

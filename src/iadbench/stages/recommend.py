@@ -163,21 +163,36 @@ def _threshold_cell(product: str, t: dict[str, Any], rule: str) -> str:
     return f"{product} {fmt(t['pixel'])} / {fmt(t['image'])}{stand_in}"
 
 
+def _epochs(training: dict[str, Any]) -> str:
+    """``10/200`` (epochs run / the full profile's), ``1 pass`` for a memory bank, ``–`` without epochs (SegAD)."""
+    if not training:
+        return "–"
+    if training["epochs_rule"] == "one pass":
+        return "1 pass"
+    return f"{training['epochs']}/{training['epochs_full']}"
+
+
 def render(rec: Any) -> str:
     """The recommendation as text: the profile and its n, the ranked table, the comparison, what was set aside."""
+    from iadbench.evaluation.recommend import under_trained
     from iadbench.formatting import fmt
 
     lines = [f"profile: {rec.profile.label} — {rec.n_images} anomalous test image(s) with a mask, {rec.n_good} good",
-             f"verdict: {rec.verdict}", ""]  # fmt: skip
+             f"verdict: {rec.verdict}"]  # fmt: skip
+    if short := under_trained(rec.candidates):
+        lines.append(f"under-trained: {', '.join(short)}: train.profile full trains each method as published; "
+                     "the ranking among them may change")  # fmt: skip
+    lines.append("")
     cats = list(rec.profile.defects)
-    head = ["#", "model", "rule", "mean IoU [95% CI]", *cats, "recall", "false alarm", "fit s", "ms/img", "MiB",
-            "thresholds (pixel / image)"]  # fmt: skip
+    head = ["#", "model", "rule", "mean IoU [95% CI]", *cats, "recall", "false alarm", "epochs", "fit s", "ms/img",
+            "MiB", "thresholds (pixel / image)"]  # fmt: skip
     rows = []
     for rank, c in enumerate(rec.candidates, 1):
         thresholds = "; ".join(_threshold_cell(product, t, c["rule"]) for product, t in c["thresholds"].items())
         rows.append([str(rank), c["model"], c["rule"], f"{fmt(c['mean_iou'])} [{fmt(c['ci'][0])}, {fmt(c['ci'][1])}]",
                      *(fmt(c["mean_iou_by_category"][k]) for k in cats), fmt(c["image_recall"]),
-                     fmt(c["false_alarm"]), fmt(c["fit_seconds"], 1), fmt(c["ms_per_image"], 1),
+                     fmt(c["false_alarm"]), _epochs(c.get("training") or {}), fmt(c["fit_seconds"], 1),
+                     fmt(c["ms_per_image"], 1),
                      fmt(c["peak_memory_mib"], 0),
                      thresholds])  # fmt: skip
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
