@@ -350,8 +350,11 @@ def test_recommend_ranks_the_built_cells_and_reads_a_commit(repo, first_build):
     assert best["mean_iou"] == pytest.approx(mine[f"iou_{best['rule']}"].mean())
     assert best["mean_iou"] == max(c["mean_iou"] for c in ranked)
     assert best["threshold"]["nut"]["pixel"] is not None and "verdict" in best
+    training = {c["model"]: c["training"] for c in ranked}  # from the evaluation records: how each model trained
+    assert training == {"padim": {"epochs": 1, "epochs_full": 1, "epochs_rule": "one pass"},
+                        "ae": {"epochs": 1, "epochs_full": 200, "epochs_rule": "train.epochs"}}  # fmt: skip
     text = _run(ask, root, env).stdout
-    assert "too few images to decide" in text
+    assert "too few images to decide" in text and "under-trained: ae (1 of 200, train.epochs)" in text
     assert re.search(rf"^1\s+{best['model']}\s+{best['rule']}\s", text, re.MULTILINE), text
     _run(["git", "add", "-A"], root, env)
     _run(["git", "commit", "-qm", "built, for recommend --rev"], root, env)
