@@ -82,6 +82,8 @@ def test_repro_runs_segad_through_the_report(repo, first_build):
     )
     report = (root / "reports/report.md").read_text()
     assert "## SegAD — detector vs detector + SegAD" in report and "| all+segad | padim, ae (best single:" in report
+    setup = json.loads((root / "reports/evaluate/padim+segad/nut.json").read_text())
+    assert setup["training"] == {}  # its predict record counts XGBoost rounds as epochs: not a training length
     training = report.split("## Training length (epochs per model)")[1].split("\n## ")[0]  # SegAD setups: no epochs
     assert "| padim | 1 | one pass | 1 |" in training and "| ae | 1 | train.epochs | 200 |" in training
     assert "+segad" not in training and "Under-trained: ae (1 of 200)" in training

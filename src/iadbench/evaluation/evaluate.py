@@ -88,7 +88,7 @@ def evaluate(
         test, used, fitted.image_notes + (fitted.pixel_notes or []), image, pixel,
         {k: provenance.get(k) for k in ("backbone", "weights_source", "weights_sha256")},
         provenance.get("versions", {}),
-        {k: provenance[k] for k in TRAINING_KEYS if k in provenance},
+        {k: provenance[k] for k in TRAINING_KEYS} if set(TRAINING_KEYS) <= set(provenance) else {},  # SegAD: none
     )  # fmt: skip
     return record.to_json(), table
 
