@@ -245,7 +245,7 @@ def test_unfinished_experiments_are_not_read(monkeypatch):
         {"executor": {"state": "success"}, "name": "segad-0-s1", "revs": [rev("segad-0-s1", 0.9)]},
         {"executor": None, "name": "segad-0-s0", "revs": [rev("segad-0-s0", 0.8)]},
     ]}]  # fmt: skip
-    monkeypatch.setattr(studies, "dvc", lambda *a, **k: type("P", (), {"stdout": json.dumps(shown)})())
+    monkeypatch.setattr(studies, "dvc", lambda *a, **k: type("P", (), {"stdout": json.dumps(shown), "returncode": 0})())
     assert sorted(studies.experiments("abc")) == ["segad-0-s0", "segad-0-s1"]
 
 
@@ -261,3 +261,32 @@ def test_experiments_are_grouped_by_condition_and_seed_from_their_names():
     runs = _runs_of(get_study("drift"), found)
     assert {c: sorted(v) for c, v in runs.items()} == {"clean": [0, 1], "drift": [10]}
     assert runs["drift"][10]["name"] == "drift-drift-s10"
+
+
+def test_exp_show_waits_out_dvcs_finishing_experiment_and_nothing_else(monkeypatch):
+    """DVC lists a just-finished queued experiment as active and reads its removed info file: retried; any other
+    failure of `dvc exp show` is an error at once."""
+    import subprocess
+
+    from iadbench.studies import dvc as studies_dvc
+
+    finishing = "ERROR: unexpected error - [Errno 2] No such file or directory: '/r/.dvc/tmp/exps/run/ab12/ab12.run'"
+    answers = [(255, finishing), (255, finishing), (0, "")]
+    calls = []
+
+    def fake(*args, check=True):
+        calls.append(args)
+        code, err = answers.pop(0)
+        return subprocess.CompletedProcess(args, code, stdout="[]" if code == 0 else "", stderr=err)
+
+    monkeypatch.setattr(studies_dvc, "dvc", fake)
+    monkeypatch.setattr(studies_dvc.time, "sleep", lambda s: None)
+    assert studies_dvc.experiments("abc") == {} and len(calls) == 3
+    assert calls[0] == ("exp", "show", "--json", "--rev", "abc")
+    answers[:] = [(255, "ERROR: unexpected error - [Errno 2] No such file or directory: 'params.yaml'")]
+    with pytest.raises(StudyError, match=r"dvc exp show --json failed \(255\)"):
+        studies_dvc.experiments()
+    monkeypatch.setattr(studies_dvc, "EXP_SHOW_RETRIES", 2)
+    answers[:] = [(255, finishing)] * 2
+    with pytest.raises(StudyError, match="exps/run/ab12"):  # it gives up, naming DVC's error
+        studies_dvc.experiments()

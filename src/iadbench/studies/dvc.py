@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,35 @@ def git_show(rev: str, path: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+EXP_SHOW_RETRIES = 30  # x 2 s: how long exp_show waits for DVC's queue to forget a finished experiment
+FINISHING = re.compile(r"No such file or directory: '[^']*\.dvc/tmp/exps/run/")
+
+
+def exp_show(*args: str) -> str:
+    """``dvc exp show --json ARGS``, retried while DVC's queue finalises an experiment.
+
+    For a moment after a queued experiment ends, DVC 3.67's ``exp show`` still lists it as active and reads its
+    executor's info file, which the task has already removed: "unexpected error - [Errno 2] No such file or
+    directory: '.../.dvc/tmp/exps/run/<rev>/<rev>.run'". Seen in the studies' e2e test under a loaded suite (three
+    studies in a row failed within seconds, then passed alone). That error is retried every 2 s for up to a minute;
+    any other failure raises at once.
+    """
+    for attempt in range(EXP_SHOW_RETRIES):
+        proc = dvc("exp", "show", "--json", *args, check=False)
+        if proc.returncode == 0:
+            return proc.stdout
+        if not FINISHING.search(proc.stderr) or attempt == EXP_SHOW_RETRIES - 1:
+            break
+        time.sleep(2.0)
+    raise StudyError(f"dvc {' '.join(('exp', 'show', '--json', *args))} failed ({proc.returncode}):\n{proc.stdout}"
+                     f"{proc.stderr}".rstrip())  # fmt: skip
+
+
 def experiments(rev: str | None = None) -> dict[str, dict[str, Any]]:
     """Finished experiments derived from ``rev`` (default HEAD) by name: ``rev``, ``params``, ``metrics`` (file ->
     data). A running, queued or failed one is left out: ``dvc exp show`` lists it with its baseline's metrics.
     """
-    shown = json.loads(dvc("exp", "show", "--json", *(["--rev", rev] if rev else [])).stdout or "[]")
+    shown = json.loads(exp_show(*(["--rev", rev] if rev else [])) or "[]")
     out: dict[str, dict[str, Any]] = {}
     for commit in shown:
         for exp in commit.get("experiments") or []:
