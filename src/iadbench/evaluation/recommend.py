@@ -168,11 +168,10 @@ def _thresholds(
     return out
 
 
-def training_of(docs: dict[tuple[str, str, str], Any], model: str) -> dict[str, Any]:
-    """How ``model`` was trained, over its cells: ``epochs`` (the most any cell ran), ``epochs_full`` (its full
-    profile's length) and ``epochs_rule`` (the rules, joined); empty for a model without epochs (SegAD setups).
+def combine_training(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One model's training over its cells' records (``epochs``, ``epochs_rule``, ``epochs_full`` each): the most
+    epochs any cell ran, its full profile's length and the rules, joined; empty without records.
     """
-    runs = [doc.training for (_, name, _), doc in docs.items() if name == model and doc.training]
     if not runs:
         return {}
     return {
@@ -182,12 +181,24 @@ def training_of(docs: dict[tuple[str, str, str], Any], model: str) -> dict[str, 
     }
 
 
+def short_of_full(training: dict[str, Any]) -> bool:
+    """Whether a model (:func:`combine_training`) trained fewer epochs than its full length (a memory bank never)."""
+    return bool(training) and training["epochs_rule"] != "one pass" and training["epochs"] < training["epochs_full"]
+
+
+def training_of(docs: dict[tuple[str, str, str], Any], model: str) -> dict[str, Any]:
+    """How ``model`` was trained, over its cells' evaluation records (:func:`combine_training`); empty for a model
+    without epochs (SegAD setups).
+    """
+    return combine_training([doc.training for (_, name, _), doc in docs.items() if name == model and doc.training])
+
+
 def under_trained(candidates: list[dict[str, Any]]) -> list[str]:
-    """``model (epochs of full)`` for each model among ``candidates`` trained fewer epochs than its full length."""
+    """``model (epochs of full, rule)`` for each model among ``candidates`` trained shorter than its full length."""
     out: dict[str, str] = {}
     for c in candidates:
         t = c.get("training") or {}
-        if t and t["epochs_rule"] != "one pass" and t["epochs"] < t["epochs_full"]:
+        if short_of_full(t):
             out.setdefault(c["model"], f"{c['model']} ({t['epochs']} of {t['epochs_full']}, {t['epochs_rule']})")
     return list(out.values())
 

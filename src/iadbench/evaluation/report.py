@@ -20,7 +20,14 @@ from iadbench.errors import InputError
 from iadbench.evaluation.cells import thresholds_path
 from iadbench.evaluation.figures import category_bars
 from iadbench.evaluation.panels import THUMB, drift_title, overlay_title, thumbnail_tiles
-from iadbench.evaluation.recommend import MIN_IMAGES, Profile, profiles_present, recommend
+from iadbench.evaluation.recommend import (
+    MIN_IMAGES,
+    Profile,
+    combine_training,
+    profiles_present,
+    recommend,
+    short_of_full,
+)
 from iadbench.evaluation.tables import pooled, read_cells
 from iadbench.formatting import fmt
 from iadbench.metrics.registry import METRIC_TABLE, level_metrics
@@ -267,13 +274,12 @@ def training_section(models: list[str], products: list[str]) -> tuple[str, list[
         docs = [json.loads(path.read_text()) for path in paths]
         if not docs or "epochs_rule" not in docs[0]:  # a SegAD setup: a boosted forest, no epochs
             continue
-        ran = sorted({int(d["epochs"]) for d in docs})
-        full = int(docs[0]["epochs_full"])
-        rule = ", ".join(sorted({str(d["epochs_rule"]) for d in docs}))
-        epochs = f"{ran[0]}–{ran[-1]}" if len(ran) > 1 else str(ran[0])  # early stopping: a range over products
-        rows.append([model, epochs, rule, str(full)])
-        if rule != "one pass" and ran[-1] < full:
-            short.append(f"{model} ({ran[-1]} of {full})")
+        training, least = combine_training(docs), min(int(d["epochs"]) for d in docs)
+        most, full = training["epochs"], training["epochs_full"]
+        epochs = f"{least}–{most}" if least < most else str(most)  # early stopping: a range over products
+        rows.append([model, epochs, training["epochs_rule"], str(full)])
+        if short_of_full(training):
+            short.append(f"{model} ({most} of {full})")
     note = (
         "Under-trained: " + ", ".join(short) + " trained fewer epochs than their full length (`train.profile: full`"
         " trains each method as published or as anomalib configures it); a ranking among them may change with the "

@@ -27,8 +27,12 @@ def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """``dvc ARGS`` with this interpreter's DVC (its output captured); a failure raises :class:`StudyError`."""
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=dvc_env())
     if check and proc.returncode != 0:
-        raise StudyError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}".rstrip())
+        raise _failed(args, proc)
     return proc
+
+
+def _failed(args: tuple[str, ...], proc: subprocess.CompletedProcess) -> StudyError:
+    return StudyError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}".rstrip())
 
 
 def lookup(params: dict[str, Any], dotted: str) -> Any:
@@ -77,8 +81,7 @@ def exp_show(*args: str) -> str:
         if not FINISHING.search(proc.stderr) or attempt == EXP_SHOW_RETRIES - 1:
             break
         time.sleep(2.0)
-    raise StudyError(f"dvc {' '.join(('exp', 'show', '--json', *args))} failed ({proc.returncode}):\n{proc.stdout}"
-                     f"{proc.stderr}".rstrip())  # fmt: skip
+    raise _failed(("exp", "show", "--json", *args), proc)
 
 
 def experiments(rev: str | None = None) -> dict[str, dict[str, Any]]:
