@@ -164,8 +164,15 @@ def test_a_bad_file_names_the_file_and_the_key(tmp_path, changes, message):
         ({"model_options__padimm": {}}, r"model_options: \['padimm'\] are not registered models"),
         ({"models": ["padim", "padimm"]}, r"models: \['padimm'\] are not registered"),
         ({"threshold__method": "best"},
-         r"threshold.method must be one of \['roc', 'iou', 'pr', 'good_fpr'\], got 'best'"),
+         r"threshold.method must be one of \['roc', 'iou', 'pr', 'good_fpr', 'good_ksigma', 'good_max', "
+         r"'good_quantile'\], got 'best'"),
         ({"threshold__good_fpr": 1.5}, r"threshold.good_fpr must be strictly between 0 and 1, got 1.5"),
+        ({"threshold__good_k": 0.0}, r"threshold.good_k must be > 0, got 0.0"),
+        ({"threshold__good_k": -3}, r"threshold.good_k must be > 0, got -3"),
+        ({"threshold__good_quantile": 1.0}, r"threshold.good_quantile must be strictly between 0 and 1, got 1.0"),
+        ({"threshold__good_factor": {"pixel": 0.0, "image": 1.0}}, r"threshold.good_factor.pixel must be > 0"),
+        ({"threshold__anomalous_images": -1}, r"threshold.anomalous_images must be >= 0, got -1"),
+        ({"threshold__anomalous_images": "few"}, r"threshold.anomalous_images must be one of 'all', got 'few'"),
     ],
 )  # fmt: skip
 def test_iadbench_check_names_what_a_model_would_refuse_late(tmp_path, changes, capsys, message):

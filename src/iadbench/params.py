@@ -323,9 +323,18 @@ class TrainParams(Section):
     unified: StrictBool = False  # one model per method on the train images of every product of the dataset
 
 
+class GoodFactor(BaseModel):
+    """``threshold.good_factor``: quantile × factor's factor per level (SuperADD: pixel 1.421, image 1.0)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    pixel: ranged(Float, 0.0, None, True)
+    image: ranged(Float, 0.0, None, True)
+
+
 class ThresholdParams(Section):
-    """``threshold``: the rule behind the headline numbers (every rule is fitted and reported regardless) and the
-    good-only rule's budget ``good_fpr`` (the thresholds stage reads only that key).
+    """``threshold``: the rule behind the headline numbers (every rule is fitted and reported regardless), the
+    normal-only rules' settings, and how many anomalous validation images fit them (the thresholds stage reads every
+    key but ``method``).
 
     The valid names are the headline rules of :mod:`iadbench.metrics.rules` (checked by ``iadbench check``
     and by the stages that read it, so that this module stays a leaf).
@@ -334,7 +343,17 @@ class ThresholdParams(Section):
     section: ClassVar[str] = "threshold"
     optional: ClassVar[bool] = False
     method: StrictStr
-    good_fpr: Fraction  # the good-only rule's false-alarm budget (share of good validation images or pixels)
+    good_fpr: Fraction  # good-FPR's false-alarm budget (share of good validation images or pixels)
+    # required, as every key a stage declares (DVC refuses a stage param missing from params.yaml)
+    good_k: ranged(Float, 0.0, None, True)  # mean + k·σ of the good samples (k > 0)
+    good_quantile: Fraction  # quantile × factor: the quantile (SuperADD: 0.95)
+    good_factor: GoodFactor  # ... and the factor per level
+    anomalous_images: Literal["all"] | ranged(StrictInt, 0)  # per product, for fitting (0: normal-only rules only)
+    seed: Seed  # which anomalous validation images, when not all
+
+    def options(self) -> dict[str, float]:
+        """The rules' settings (:func:`iadbench.metrics.rules.fit_threshold`'s ``options``), factor per level aside."""
+        return {"good_fpr": self.good_fpr, "good_k": self.good_k, "good_quantile": self.good_quantile}
 
 
 class EvaluateParams(Section):

@@ -14,11 +14,12 @@ import yaml
 
 from iadbench.cli import main
 from iadbench.data.split import ASSIGNMENT_COLUMNS
-from iadbench.errors import InputError
+from iadbench.errors import InputError, ParamsError
 from iadbench.evaluation import tables
 from iadbench.evaluation.cells import load_mask
 from iadbench.evaluation.panels import write_figures
 from iadbench.evaluation.report import write_report
+from iadbench.metrics.rules import fitted_rules, normal_only_rules
 from iadbench.stages import evaluate, thresholds
 from tests.conftest import TINY, chromium_dom
 
@@ -121,7 +122,7 @@ def test_whole_chain_and_its_numbers(repo, tmp_path):
         for cat in c:
             mine = joined[(joined["background"] == b) & carries.map(lambda cs, cat=cat: cat in cs)]
             best = max(mine.loc[mine["model"] == m, f"iou_{r}"].mean() for m in ("good", "noisy")
-                       for r in ("roc", "iou", "pr", "good_fpr"))  # fmt: skip
+                       for r in fitted_rules())  # fmt: skip
             expected[(b, cat)] = (mine["image_id"].nunique(), f"{best:.3f}")
     assert {(b, c): (int(n), miou) for b, c, n, miou in profiles} == expected, section
     check_report_in_chromium(repo, tmp_path)  # the page itself: contents, thumbnails, sorting, filtering
@@ -195,22 +196,73 @@ def test_tables_are_deterministic(repo):
     assert {p: Path(p).read_bytes() for p in first} == first
 
 
+def test_a_few_anomalous_validation_images_fit_the_thresholds(repo):
+    """threshold.anomalous_images: the draw is stratified by defect type, nested, seeded; the file names the images;
+    0 fits the normal-only rules alone; more than a product has is an error naming the product and its count."""
+    from iadbench.evaluation.thresholds import anomalous_subset
+    from iadbench.params import ThresholdParams
+
+    split = read_split()
+    write_maps(split)
+    rows = split[(split["product"] == "nut") & (split["split"] == "validation")].reset_index(drop=True)
+    n_anomalous = int((rows["label"] == "anomalous").sum())
+    types = rows.loc[rows["label"] == "anomalous", "defect_type"].nunique()
+    assert n_anomalous >= 2 and types >= 2
+    draws = {k: anomalous_subset(rows, k, 0) for k in range(n_anomalous + 1)}
+    for k, keep in draws.items():
+        assert keep.sum() == k and not (keep & (rows["label"] != "anomalous")).any()
+        assert rows.loc[keep, "defect_type"].nunique() == min(k, types)  # one of each type before a second
+        assert (keep <= draws[min(k + 1, n_anomalous)]).all()  # nested: a larger draw contains a smaller one
+    assert (anomalous_subset(rows, "all", 0) == (rows["label"] == "anomalous")).all()
+    assert any((anomalous_subset(rows, 1, s) != draws[1]).any() for s in range(1, 20))  # the seed decides
+    base = {**TINY["threshold"]}
+    one = ThresholdParams.from_params({"threshold": {**base, "anomalous_images": 1}})
+    doc = thresholds.write_cell("good", "nut", split, "synthetic", params=one)
+    picked = rows.loc[draws[1], "image_id"].tolist()
+    assert doc["validation"]["anomalous"] == 1 and doc["validation"]["anomalous_used"] == picked
+    assert doc["validation"]["images"] == len(rows) and set(doc["pixel"]) == set(fitted_rules())
+    none = ThresholdParams.from_params({"threshold": {**base, "anomalous_images": 0}})
+    doc = thresholds.write_cell("good", "nut", split, "synthetic", params=none)
+    assert set(doc["pixel"]) == set(doc["image"]) == set(normal_only_rules())
+    everything = thresholds.write_cell("good", "nut", split, "synthetic", params=ThresholdParams.from_params(
+        {"threshold": base}))  # fmt: skip
+    for rule in normal_only_rules():  # the good images alone decide them: the same whatever the anomalous count
+        assert doc["pixel"][rule]["threshold"] == everything["pixel"][rule]["threshold"]
+    too_many = ThresholdParams.from_params({"threshold": {**base, "anomalous_images": n_anomalous + 1}})
+    with pytest.raises(ParamsError, match=rf"product 'nut' has only {n_anomalous} anomalous validation image"):
+        thresholds.write_cell("good", "nut", split, "synthetic", params=too_many)
+
+
 def test_product_without_anomalous_validation_uses_the_good_only_rule(repo):
+    """Only the normal-only rules are fitted; per rule, the tables leave the product out and count it (not
+    applicable); the headline alone counts it at the stand-in good_fpr, and says so."""
     split = read_split()
     move = (split["product"] == "weave") & (split["split"] == "validation") & (split["label"] == "anomalous")
     split.loc[move, "split"] = "test"
     write_split(split)
     write_maps(split)
     doc = thresholds.write_cell("good", "weave", split, "synthetic")
-    assert set(doc["pixel"]) == set(doc["image"]) == {"good_fpr"}
-    assert any("good_fpr used in their place" in n for n in doc["pixel_notes"])
+    assert set(doc["pixel"]) == set(doc["image"]) == set(normal_only_rules())
+    assert any("not applicable" in n and "good_fpr in their place" in n for n in doc["pixel_notes"])
     assert main(["thresholds", "--model", "good", "--product", "weave"]) == 0
     metrics = run_all(repo)
     cell = json.loads(Path("reports/evaluate/good/weave.json").read_text())
     assert cell["rule_used"]["pixel"]["iou"] == "good_fpr" and cell["rule_used"]["image"]["roc"] == "good_fpr"
     assert metrics["good"]["n_good_only_products"] == 1
     products = pd.read_csv("reports/tables/products.csv")
-    assert "good_fpr used" in products.set_index(["model", "product"]).loc[("good", "weave"), "notes"]
+    assert "good_fpr in their place" in products.set_index(["model", "product"]).loc[("good", "weave"), "notes"]
+    cats = pd.read_csv("reports/tables/categories.csv")
+    every = cats[(cats["model"] == "good") & (cats["kind"] == "all")].set_index("rule")
+    rows = pd.concat([pd.read_csv(f"reports/evaluate/good/{p}.csv") for p in PRODUCTS])
+    weave = rows["product"] == "weave"
+    for rule in ("roc", "iou", "pr"):  # not applicable on weave: its images left out, and counted
+        assert every.loc[rule, "n_not_applicable"] == weave.sum()
+        assert every.loc[rule, "mean_iou"] == pytest.approx(rows.loc[~weave, f"iou_{rule}"].mean(), rel=1e-5)
+    for rule in normal_only_rules():  # fitted everywhere
+        assert np.isnan(every.loc[rule, "n_not_applicable"])
+        assert every.loc[rule, "mean_iou"] == pytest.approx(rows[f"iou_{rule}"].mean(), rel=1e-5)
+    method = yaml.safe_load(Path("params.yaml").read_text())["threshold"]["method"]
+    assert metrics["good"]["mean_iou"] == pytest.approx(rows[f"iou_{method}"].mean(), rel=1e-9)  # weave at good_fpr
 
 
 def test_category_without_test_images_is_absent_not_zero(repo):
@@ -274,7 +326,7 @@ def test_a_new_threshold_rule_is_one_registry_entry(repo, monkeypatch):
     youden = rules.Rule("youden", "Youden-T", "argmax TPR − FPR", rules.argmax_rule(lambda r: r["tpr"] - r["fpr"]),
                            marker="v", color="tab:brown")  # fmt: skip
     monkeypatch.setitem(rules.RULE_TABLE, "youden", youden)
-    params = {**repo, "threshold": {"method": "youden", "good_fpr": 0.01}}
+    params = {**repo, "threshold": {**repo["threshold"], "method": "youden"}}
     Path("params.yaml").write_text(yaml.safe_dump(params))
     metrics = run_all(params)
     fitted = json.loads(Path("reports/thresholds/good/nut.json").read_text())

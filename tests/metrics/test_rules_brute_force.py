@@ -1,7 +1,8 @@
 """Every fitted threshold rule against a brute-force reference: try every candidate threshold (each distinct score,
 prediction ``score >= t``), compute the rule's objective from scratch, keep the best (ties: the highest threshold);
-the good-only rule keeps the lowest threshold whose false-positive rate is within its budget. Random data with many
-ties (integer scores), float16 scores (the histogram path) and float64 scores (the sort path).
+good_fpr keeps the lowest threshold whose false-positive rate is within its budget; the other normal-only rules are
+numpy's own statistics of the good scores (``np.mean``, ``np.std``, ``np.max``, ``np.quantile``). Random data with
+many ties (integer scores), float16 scores (the histogram path) and float64 scores (the sort path).
 """
 
 from __future__ import annotations
@@ -27,8 +28,17 @@ def _objective(rule: str, tp: int, fp: int, n_pos: int, n_neg: int) -> float:
     raise AssertionError(rule)
 
 
+STATISTICS = {  # the normal-only rules as numpy computes them on the good scores g (defaults of params.yaml)
+    "good_ksigma": lambda g: np.mean(g) + 3.0 * np.std(g),
+    "good_max": lambda g: np.nextafter(np.max(g), np.inf),
+    "good_quantile": lambda g: np.quantile(g, 0.95) * 1.421,
+}
+
+
 def brute_force(scores: np.ndarray, labels: np.ndarray, rule: str, fpr_budget: float = 0.01) -> float:
-    """The threshold ``rule`` picks, by trying every candidate."""
+    """The threshold ``rule`` picks, by trying every candidate (numpy's statistic for the other normal-only rules)."""
+    if rule in STATISTICS:
+        return float(STATISTICS[rule](scores[~labels]))
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     candidates = np.unique(scores.astype(np.float64))[::-1]  # highest first
     if rule == "good_fpr":
@@ -65,13 +75,32 @@ def test_each_rule_equals_brute_force(rule):
     for i, scores, labels in _cases():
         fitted = fit_threshold(confusion_counts(scores, labels), rule)
         expected = brute_force(scores.astype(np.float64), labels, rule)
-        assert fitted.threshold == pytest.approx(expected, rel=0, abs=0), (rule, i)
+        rel = 1e-12 if rule in ("good_ksigma", "good_quantile") else 0  # a sum's order: the last bits may differ
+        assert fitted.threshold == pytest.approx(expected, rel=rel, abs=0), (rule, i)
         pred = scores.astype(np.float64) >= fitted.threshold
         assert (fitted.tp, fitted.fp) == (float((pred & labels).sum()), float((pred & ~labels).sum())), (rule, i)
 
 
 def test_the_rules_are_the_ones_this_file_knows():
-    assert set(fitted_rules()) == {"roc", "iou", "pr", "good_fpr"}  # a new rule needs its reference here
+    assert set(fitted_rules()) == {"roc", "iou", "pr", "good_fpr", *STATISTICS}  # a new rule needs its reference here
+
+
+@pytest.mark.parametrize(
+    ("rule", "options", "good", "expected"),
+    [  # hand-computed: g = [0, 1, 1, 2, 6] (mean 2, population σ √(22/5), sorted positions 0..4)
+        ("good_ksigma", {"good_k": 1.0}, [0, 1, 1, 2, 6], 2 + np.sqrt(22 / 5)),
+        ("good_ksigma", {"good_k": 3.0}, [0, 1, 1, 2, 6], 2 + 3 * np.sqrt(22 / 5)),
+        ("good_quantile", {"good_quantile": 0.5, "good_factor": 2.0}, [0, 1, 1, 2, 6], 2.0),  # median 1 × 2
+        ("good_quantile", {"good_quantile": 0.9, "good_factor": 1.0}, [0, 1, 1, 2, 6], 2 + 0.6 * 4),  # 3.6 → 2..6
+        ("good_max", {}, [0, 1, 1, 2, 6], np.nextafter(6.0, np.inf)),
+    ],
+)
+def test_normal_only_rules_on_a_hand_computed_case(rule, options, good, expected):
+    scores = np.r_[np.array(good, float), 9.0]  # one anomalous sample above: ignored by a normal-only rule
+    labels = np.r_[np.zeros(len(good), bool), True]
+    fitted = fit_threshold(confusion_counts(scores, labels), rule, options)
+    assert fitted.threshold == pytest.approx(expected, rel=1e-15)
+    assert fitted.fp == float((np.array(good) >= fitted.threshold).sum())
 
 
 @pytest.mark.parametrize("budget", [0.01, 0.05, 0.2])

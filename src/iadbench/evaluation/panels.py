@@ -1,5 +1,5 @@
 """The figures stage: the panels the evaluations decide but ``threshold.method`` does not, and the stage that draws
-them — each model's best and worst test image per defect category at every headline rule
+them — each model's best and worst test image per defect category at every figure rule (metrics.rules.figure_rules)
 (``reports/overlays/<rule>/<model>.png``) and the drift examples (``reports/figures/drift_examples.png``). The
 report embeds the method's overlays; a rule switch redraws none of them.
 """
@@ -18,7 +18,7 @@ from iadbench.evaluation.evaluate import evaluate_path
 from iadbench.evaluation.figures import drift_examples, overlays
 from iadbench.evaluation.records import EvaluateRecord, ThresholdsRecord
 from iadbench.evaluation.tables import with_categories
-from iadbench.metrics.rules import headline_rules, rule_label
+from iadbench.metrics.rules import figure_rules, rule_label
 from iadbench.params import DataParams, evaluated_models
 from iadbench.paths import DRIFT_EXAMPLES, OVERLAYS_DIR, THUMBS_DIR, overlay_path, thumbs_path
 from iadbench.taxonomy import DEFECT_CATEGORIES, split_categories
@@ -114,7 +114,7 @@ THUMB = 48  # px of one thumbnail tile
 
 def thumbnail_tiles() -> list[str]:
     """What the columns of a thumbnail sheet show, left to right."""
-    return ["image", "ground truth", "anomaly map", *(f"mask · {r}" for r in headline_rules())]
+    return ["image", "ground truth", "anomaly map", *(f"mask · {r}" for r in figure_rules())]
 
 
 def thumbnail_sheet(model: str, product: str, split: pd.DataFrame) -> np.ndarray | None:
@@ -130,7 +130,7 @@ def thumbnail_sheet(model: str, product: str, split: pd.DataFrame) -> np.ndarray
         return None
     fitted = ThresholdsRecord.read(thresholds_path(model, product))
     used = EvaluateRecord.read(evaluate_path(model, product)).rule_used["pixel"]
-    thresholds = [fitted.level("pixel")[used[r]]["threshold"] if used.get(r) else None for r in headline_rules()]
+    thresholds = [fitted.level("pixel")[used[r]]["threshold"] if used.get(r) else None for r in figure_rules()]
     maps = cell.maps.astype(np.float32)
     lo, span = float(maps.min()), max(float(maps.max() - maps.min()), 1e-12)
     magma = colormaps["magma"]
@@ -162,8 +162,8 @@ def drift_title(drift: DriftParams) -> str:
 
 def write_figures(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     """The figures stage: what the maps and evaluations decide but ``threshold.method`` does not — the overlays at
-    every headline rule (``reports/overlays/<rule>/<model>.png``), the drift examples and the thumbnail sheets
-    (``reports/thumbs/<model>/<product>.png``, a mask per headline rule) — drawn once per evaluation,
+    every figure rule (``reports/overlays/<rule>/<model>.png``), the drift examples and the thumbnail sheets
+    (``reports/thumbs/<model>/<product>.png``, a mask per figure rule) — drawn once per evaluation,
     so that a rule switch (metrics and report only) redraws none of them; the report picks the method's overlays.
     """
     data = DataParams.from_params(params)
@@ -171,7 +171,7 @@ def write_figures(params: dict[str, Any], split: pd.DataFrame) -> list[Path]:
     for old in OVERLAYS_DIR.rglob("*.png") if OVERLAYS_DIR.is_dir() else []:
         old.unlink()
     written = []
-    for rule in headline_rules():
+    for rule in figure_rules():
         for model in models:
             panels = overlay_panels(model, products, split, rule)
             if panels:  # models with maps only

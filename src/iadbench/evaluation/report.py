@@ -31,7 +31,7 @@ from iadbench.evaluation.recommend import (
 from iadbench.evaluation.tables import pooled, read_cells
 from iadbench.formatting import fmt
 from iadbench.metrics.registry import METRIC_TABLE, level_metrics
-from iadbench.metrics.rules import RULE_TABLE, headline_method, headline_rules, rule_label
+from iadbench.metrics.rules import RULE_TABLE, figure_rules, headline_method, rule_label
 from iadbench.params import DataParams, EvaluateParams, evaluated_models
 from iadbench.paths import (
     CATEGORIES,
@@ -450,7 +450,7 @@ def _figures(
     drift = DriftParams.from_params(params)
     if drift.on and DRIFT_EXAMPLES.is_file():
         figures.append((drift_title(drift), DRIFT_EXAMPLES))
-    for model in models:  # drawn by the figures stage, one per headline rule
+    for model in models:  # drawn by the figures stage, one per figure rule (none for a normal-only rule but good_fpr)
         if overlay_path(method, model).is_file():
             figures.append((overlay_title(model, method), overlay_path(method, model)))
     return figures
@@ -470,10 +470,11 @@ def image_table(models: list[str], products: list[str], method: str) -> dict[str
               f"verdict ({rule_label(method)})", *(f"IoU · {rule_label(r)}" for r in rules)]  # fmt: skip
     sheets = {(m, p): _base64(thumbs_path(m, p)) for m in models for p in products if thumbs_path(m, p).is_file()}
     sheet_ids = {cell: f"s{k}" for k, cell in enumerate(sheets)}
-    masks = 3 + headline_rules().index(method)  # the sheet's tile of the mask at the headline rule
+    # the sheet's tile of the mask at the headline rule (a rule without figures: the first three tiles only)
+    tiles_shown = (0, 1, 2, 3 + figure_rules().index(method)) if method in figure_rules() else (0, 1, 2)
     position = rows.groupby(["model", "product"], sort=False).cumcount()  # the row of the image in its cell's sheet
     thumbs = [
-        {"sheet": sheet_ids[(m, p)], "offsets": [(-THUMB * x, -THUMB * int(i)) for x in (0, 1, 2, masks)]}
+        {"sheet": sheet_ids[(m, p)], "offsets": [(-THUMB * x, -THUMB * int(i)) for x in tiles_shown]}
         if (m, p) in sheets
         else None
         for m, p, i in zip(rows["model"], rows["product"], position, strict=True)
@@ -494,6 +495,6 @@ def image_table(models: list[str], products: list[str], method: str) -> dict[str
     note = (f"{len(body)} rows: one per (model, test image). Verdict at the headline rule's image threshold; IoU "
             "at each rule's pixel threshold, blank for good images and images without a mask. The same rows, with "
             "pixel counts, are reports/evaluate/<model>/<product>.csv.")  # fmt: skip
-    tiles = ", ".join(thumbnail_tiles()[i] for i in (0, 1, 2, masks))
+    tiles = ", ".join(thumbnail_tiles()[i] for i in tiles_shown)
     return {"header": ["thumbnails", *header], "rows": body, "filters": filters, "note": note, "thumbs": thumbs,
             "tiles": tiles, "sheets": {sheet_ids[c]: data for c, data in sheets.items()}, "size": THUMB}  # fmt: skip

@@ -122,13 +122,47 @@ def group_rows(table: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     return out
 
 
-def group_metrics(rows: pd.DataFrame, rule: str, p: EvaluateParams, key: str) -> dict[str, Any]:
-    """Threshold-dependent figures of one group of images at one rule (see the module docstring)."""
+def not_applicable(docs: dict[tuple[str, str], EvaluateRecord]) -> pd.DataFrame:
+    """Per (model, product), ``na_<level>_<rule>``: True where ``rule`` was not fitted at that level (an
+    anomalous-sample rule on a product without anomalous validation samples), so that the evaluate stage's columns
+    for it hold the stand-in's figures (:data:`~iadbench.metrics.rules.STAND_IN`), which only the headline may use.
+    """
+    records = []
+    for (model, product), doc in docs.items():
+        rec: dict[str, Any] = {"model": model, "product": product}
+        for level, prefix in (("image", "na_img"), ("pixel", "na_pix")):
+            for rule, stand_in in (doc.rule_used.get(level) or {}).items():
+                rec[f"{prefix}_{rule}"] = stand_in is not None and stand_in != rule
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def _applicable(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    return rows[~rows[column].astype(bool)] if column in rows else rows
+
+
+def group_metrics(rows: pd.DataFrame, rule: str, p: EvaluateParams, key: str, stand_in: bool = False) -> dict[str, Any]:
+    """Threshold-dependent figures of one group of images at one rule (see the module docstring).
+
+    Images of products where ``rule`` was not fitted (the ``na_*`` columns of :func:`not_applicable`) are left out
+    and counted (``n_not_applicable``), unless ``stand_in`` (the headline: the stand-in's figures count for them).
+    """
+    n_na = 0
+    if not stand_in:
+        columns = [c for c in (f"na_img_{rule}", f"na_pix_{rule}") if c in rows]
+        n_na = int(rows[columns].astype(bool).any(axis=1).sum()) if columns else 0
     anomalous = (rows["label"] == "anomalous").to_numpy()
     good = ~anomalous
     out: dict[str, Any] = {"n_images": len(rows), "n_good": int(good.sum()), "n_anomalous": int(anomalous.sum())}
+    if n_na:
+        out["n_not_applicable"] = n_na
+    pixel_rows = rows if stand_in else _applicable(rows, f"na_pix_{rule}")
+    image_rows = rows if stand_in else _applicable(rows, f"na_img_{rule}")
     iou_col = f"iou_{rule}"
-    if iou_col in rows:
+    if iou_col in rows and len(pixel_rows):
+        rows = pixel_rows
+        anomalous = (rows["label"] == "anomalous").to_numpy()
+        good = ~anomalous
         values = rows[iou_col].to_numpy(dtype=float)
         values = values[np.isfinite(values)]
         out["n_iou"] = len(values)
@@ -141,7 +175,10 @@ def group_metrics(rows: pd.DataFrame, rule: str, p: EvaluateParams, key: str) ->
         pixels = rows["pixels"].to_numpy(dtype=float)
         out["pixel_fpr_good"] = ratio(rows[f"pix_{rule}_fp"].to_numpy(dtype=float)[good].sum(), pixels[good].sum())
     pred_col = f"img_{rule}_pred"
-    if pred_col in rows:
+    if pred_col in image_rows and len(image_rows):
+        rows = image_rows
+        anomalous = (rows["label"] == "anomalous").to_numpy()
+        good = ~anomalous
         pred = rows[pred_col].to_numpy(dtype=bool)
         tp, fp = (pred & anomalous).astype(float), (pred & good).astype(float)
         fn = (~pred & anomalous).astype(float)
@@ -165,12 +202,19 @@ def pooled(categories: pd.DataFrame) -> pd.DataFrame:
     return categories
 
 
-def category_table(table: pd.DataFrame, datasets: list[str], p: EvaluateParams) -> pd.DataFrame:
+def category_table(
+    table: pd.DataFrame,
+    datasets: list[str],
+    p: EvaluateParams,
+    rules: tuple[str, ...] | None = None,
+    stand_in: bool = False,
+) -> pd.DataFrame:
     """Long-format Table 1: one row per (model, rule, row kind, group, dataset).
 
     ``table`` has a ``dataset`` column; with several datasets the rows of each dataset come first, then the rows
     that pool them all (dataset ``all``). Bootstrap streams are keyed by model, kind, group, rule (and the dataset
-    when there are several), so a one-dataset run draws exactly the resamples it always did.
+    when there are several), so a one-dataset run draws exactly the resamples it always did. ``rules``: every rule
+    when None; ``stand_in``: see :func:`group_metrics` (the headline's table).
     """
     scopes = [(d, table[table["dataset"] == d], f"{d}:" if len(datasets) > 1 else "") for d in datasets]
     if len(datasets) > 1:
@@ -179,12 +223,12 @@ def category_table(table: pd.DataFrame, datasets: list[str], p: EvaluateParams) 
     for model in table["model"].drop_duplicates():
         for dataset, scope, prefix in scopes:
             for kind, group, rows in group_rows(scope[scope["model"] == model]):
-                for rule in RULE_TABLE:  # every rule either level evaluated, in table order
+                for rule in rules or RULE_TABLE:  # every rule either level evaluated, in table order
                     if f"iou_{rule}" not in rows and f"img_{rule}_pred" not in rows:
                         continue
                     key = f"{prefix}{model}:{kind}:{group}:{rule}"
                     records.append({"model": model, "rule": rule, "kind": kind, "group": group, "dataset": dataset,
-                                    **group_metrics(rows, rule, p, key)})  # fmt: skip
+                                    **group_metrics(rows, rule, p, key, stand_in)})  # fmt: skip
     return pd.DataFrame.from_records(records)
 
 
@@ -219,7 +263,8 @@ def product_table(
                                 f"{model}:{product}:auroc")  # fmt: skip
         rec["image_auroc_lo"], rec["image_auroc_hi"] = _percentiles(reps, p.confidence)
         rec["_auroc_replicates"] = reps
-        rec.update({f"{k}@{method}": v for k, v in group_metrics(rows, method, p, f"{model}:{product}:{method}").items()
+        rec.update({f"{k}@{method}": v for k, v in group_metrics(rows, method, p, f"{model}:{product}:{method}",
+                                                                 stand_in=True).items()
                     if k.startswith(("mean_iou", "pooled_iou", "pixel_fpr", "image_f1", "image_false"))})  # fmt: skip
         rec.update(applied_thresholds(doc))
         rec["rule_used"] = doc.used(method)
@@ -229,14 +274,25 @@ def product_table(
 
 
 def headline(
-    categories: pd.DataFrame, products: pd.DataFrame, method: str, p: EvaluateParams
+    categories: pd.DataFrame,
+    products: pd.DataFrame,
+    method: str,
+    p: EvaluateParams,
+    at_method: pd.DataFrame | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """``reports/metrics.json``: one flat block per model with stable keys (null where a metric is undefined)."""
+    """``reports/metrics.json``: one flat block per model with stable keys (null where a metric is undefined).
+
+    ``at_method``: the category rows at ``method`` with the stand-in counted (:func:`category_table` with
+    ``stand_in``), behind the headline figures; None: ``categories``' rows (the same when every product had anomalous
+    validation samples).
+    """
     out: dict[str, dict[str, Any]] = {}
     every_dataset = pooled(categories)
+    head = pooled(at_method) if at_method is not None else every_dataset
     for model, prod in products.groupby("model", sort=False):
         cats = every_dataset[every_dataset["model"] == model]
-        every = cats[(cats["kind"] == "all") & (cats["rule"] == method)].iloc[0]
+        heads = head[(head["model"] == model) & (head["rule"] == method)]
+        every = heads[heads["kind"] == "all"].iloc[0]
         reps = np.vstack(prod["_auroc_replicates"].to_list()) if p.bootstrap else np.empty((0, 0))
         lo, hi = _percentiles(np.nanmean(reps, axis=0), p.confidence) if reps.size else (np.nan, np.nan)
         block: dict[str, Any] = {
@@ -254,7 +310,7 @@ def headline(
         all_rules = cats[cats["kind"] == "all"].set_index("rule")
         block["mean_iou_by_rule"] = {r: all_rules["mean_iou"].get(r) for r in headline_rules()}
         block["oracle_mean_iou"] = all_rules["mean_iou"].get(ORACLE)
-        by_cat = cats[(cats["kind"] == "defect_category") & (cats["rule"] == method)].set_index("group")
+        by_cat = heads[heads["kind"] == "defect_category"].set_index("group")
         block["mean_iou_by_category"] = {c: by_cat["mean_iou"].get(c) for c in DEFECT_CATEGORIES}
         block["n_test_images"] = int(every["n_images"])
         block["n_good_only_products"] = int((prod["rule_used"] == good_only_rule()).sum())
@@ -285,9 +341,13 @@ def write_tables(params: dict[str, Any]) -> dict[str, Any]:
     models, products = evaluated_models(params), list(data.products)
     table, docs = read_cells(models, products)
     table["dataset"] = table["product"].map(data.dataset_of)
+    table = table.merge(not_applicable(docs), on=["model", "product"], how="left")
+    for column in (c for c in table.columns if c.startswith("na_")):
+        table[column] = table[column].eq(True)  # a rule a record does not list (an image-only model's pixel): fitted
     categories = category_table(table, list(data.datasets), p)
+    at_method = category_table(table, list(data.datasets), p, rules=(method,), stand_in=True)
     per_product = product_table(docs, table, method, p)
-    metrics = headline(categories, per_product, method, p)
+    metrics = headline(categories, per_product, method, p, at_method)
     TABLES_DIR.mkdir(parents=True, exist_ok=True)
     categories.to_csv(CATEGORY_TABLE, index=False, float_format="%.6g")
     per_product.drop(columns="_auroc_replicates").to_csv(PRODUCT_TABLE, index=False, float_format="%.6g")

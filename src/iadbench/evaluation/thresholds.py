@@ -2,19 +2,27 @@
 stage (:mod:`iadbench.stages.thresholds`) reads the cell and writes the files.
 
 Pixel level pools all validation pixels of the product (good images and anomalous images with a mask); image level
-pools the validation image scores. ROC-T, IoU-T and PR-T need anomalous validation samples; the good-only rule
-``good_fpr`` (the lowest threshold that flags at most ``threshold.good_fpr`` of the good validation images, or of
-their pixels) is fitted on the good images alone, always, and takes the others' place — under its own name, with a
-note — when a product's validation split has no anomalous image.
+pools the validation image scores. ROC-T, IoU-T and PR-T need anomalous validation samples; the normal-only rules
+(good-FPR, mean + k·σ, max good, quantile × factor: :mod:`iadbench.metrics.rules`) are fitted on the good images
+alone, always. Without anomalous validation samples the anomalous-sample rules are not fitted (not applicable: the
+per-rule tables leave such products out and count them); only the headline, at ``threshold.method``, uses
+``good_fpr`` in their place, under its own name, with a note.
+
+``threshold.anomalous_images`` (an int, or ``all``) fits every rule on that many anomalous validation images per
+product — drawn per ``threshold.seed``, stratified by defect type (:func:`anomalous_subset`) — and all the good ones:
+the few-anomalies study (``iadbench study fewshot``) varies it. The other validation images are left out of the fit,
+and the thresholds file lists the ones used.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from iadbench.errors import ParamsError
 from iadbench.evaluation.cells import Cell
 from iadbench.evaluation.records import ThresholdsRecord
 from iadbench.metrics.counts import Counts, confusion_counts
@@ -26,29 +34,67 @@ from iadbench.metrics.rules import (
     describe_at,
     fit_threshold,
     good_only_rule,
+    normal_only_rules,
 )
+from iadbench.seeding import stream
 
 CURVE_POINTS = 400  # points per level kept in the curve CSV (the chosen thresholds are always kept)
 
 
 def fit_all(c: Counts, good: Counts, options: Options | None = None) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Fit every rule that the counts allow: the rules that need anomalous samples on the pooled counts ``c``, the
-    good-only rule on ``good`` (the good images' samples alone) and described on ``c``; notes say which could not be
-    fitted and why.
+    normal-only rules on ``good`` (the good images' samples alone), each described on ``c``; notes say which could
+    not be fitted and why.
     """
     fitted: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
-    rules, good_only = anomalous_rules(), good_only_rule()
+    rules, normal_only = anomalous_rules(), normal_only_rules()
     if c.n_pos > 0:
         fitted.update({rule: fit_threshold(c, rule, options).to_dict() for rule in rules})
     else:
-        notes.append(f"no anomalous validation sample: {'/'.join(rules)} not fitted, {good_only} used in their place")
+        notes.append(f"no anomalous validation sample: {'/'.join(rules)} not applicable (not fitted); the headline "
+                     f"uses {good_only_rule()} in their place")  # fmt: skip
     if good.n_neg > 0:
-        on_good = fit_threshold(good, good_only, options)
-        fitted[good_only] = describe_at(c, good_only, on_good.threshold, on_good.objective).to_dict()
+        for rule in normal_only:
+            on_good = fit_threshold(good, rule, options)
+            fitted[rule] = describe_at(c, rule, on_good.threshold, on_good.objective).to_dict()
     else:
-        notes.append(f"no good validation image: {good_only} not fitted")
+        notes.append(f"no good validation image: {'/'.join(normal_only)} not fitted")
     return fitted, notes
+
+
+ALL = "all"  # threshold.anomalous_images: every anomalous validation image
+
+
+def anomalous_subset(rows: pd.DataFrame, count: int | str, seed: int, where: str = "params.yaml") -> np.ndarray:
+    """Which anomalous rows of one product's validation images fit the thresholds (a bool mask over ``rows``).
+
+    ``count`` = ``all`` keeps every one. Otherwise ``count`` images, stratified by ``defect_type``: each type's
+    images in a random order, the types in a random order, then taken round-robin (one of each type before a second
+    of any), so that 1, 2, 4, 8 images spread over as many types as they can. The draw is a function of (``seed``,
+    product) and nested: the first k images of a larger draw are the draw of k. More than the product has is a
+    :class:`~iadbench.errors.ParamsError` naming the product and its count.
+    """
+    anomalous = (rows["label"] == "anomalous").to_numpy()
+    if count == ALL:
+        return anomalous
+    product = str(rows["product"].iloc[0]) if len(rows) else "?"
+    if int(count) > anomalous.sum():
+        raise ParamsError(f"{where}: threshold.anomalous_images = {count} but product {product!r} has only "
+                          f"{int(anomalous.sum())} anomalous validation image(s)")  # fmt: skip
+    rng = stream(seed, f"anomalous_subset:{product}")
+    positions = np.flatnonzero(anomalous)
+    types = rows["defect_type"].astype(str).to_numpy()[positions]
+    ids = rows["image_id"].astype(str).to_numpy()[positions]
+    groups = []
+    for kind in sorted(set(types)):
+        members = positions[types == kind][np.argsort(ids[types == kind])]  # a fixed order before the shuffle
+        groups.append(list(members[rng.permutation(len(members))]))
+    groups = [groups[i] for i in rng.permutation(len(groups))]
+    order = [g[k] for k in range(max((len(g) for g in groups), default=0)) for g in groups if k < len(g)]
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[order[: int(count)]] = True
+    return keep
 
 
 def rule_used(fitted: dict[str, Any], rule: str) -> str | None:
@@ -90,7 +136,12 @@ def curve_table(c: Counts, level: str, fitted: dict[str, dict[str, Any]]) -> pd.
 
 
 def fit_thresholds(
-    cell: Cell, dataset: str | None, fingerprint: str, options: Options | None = None
+    cell: Cell,
+    dataset: str | None,
+    fingerprint: str,
+    options: Options | None = None,
+    factors: dict[str, float] | None = None,
+    used: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Fit every rule on one cell's validation images.
 
@@ -100,17 +151,32 @@ def fit_thresholds(
         fingerprint: the split's fingerprint for the product (evaluate refuses thresholds of another split).
         options: the rules' settings, e.g. the good-only budget ``{"good_fpr": 0.05}``
             (:func:`~iadbench.metrics.rules.fit_threshold` fills in the defaults).
+        factors: quantile × factor's factor per level (``{"pixel": 1.421, "image": 1.0}``); None: the options'.
+        used: which validation images fit (:func:`anomalous_subset` or'd with the good ones); None: all.
 
     Returns:
         The thresholds document (a :class:`~iadbench.evaluation.records.ThresholdsRecord` as JSON) and the curve
         table (:func:`curve_table` per level).
 
     """
+    n_images, n_anomalous_all = int(len(cell.labels)), int(cell.labels.sum())
+    if used is not None and not used.all():
+        cell = replace(cell, rows=cell.rows[used].reset_index(drop=True), scores=cell.scores[used],
+                       maps=None if cell.maps is None else cell.maps[used],
+                       masks=None if cell.masks is None else cell.masks[used])  # fmt: skip
+    level_options = {lv: {**(options or {}), **({"good_factor": factors[lv]} if factors else {})}
+                     for lv in ("image", "pixel")}  # fmt: skip
     labels = cell.labels
     scores = cell.scores.astype(np.float64)
     image_counts = confusion_counts(scores, labels)
-    image_fits, image_notes = fit_all(image_counts, confusion_counts(scores[~labels], labels[~labels]), options)
-    validation = {"images": int(len(labels)), "good": int((~labels).sum()), "anomalous": int(labels.sum())}
+    image_fits, image_notes = fit_all(image_counts, confusion_counts(scores[~labels], labels[~labels]),
+                                      level_options["image"])  # fmt: skip
+    validation: dict[str, Any] = {"images": n_images, "good": int((~labels).sum()), "anomalous": int(labels.sum())}
+    if int(labels.sum()) != n_anomalous_all:
+        validation.update(anomalous_available=n_anomalous_all,
+                          anomalous_used=sorted(cell.rows.loc[labels, "image_id"].astype(str)))  # fmt: skip
+        image_notes.append(f"fitted on {int(labels.sum())} of {n_anomalous_all} anomalous validation image(s) "
+                           "(threshold.anomalous_images) and every good one")  # fmt: skip
     pixel_fits, pixel_notes = None, ["model writes no anomaly maps: image level only"]
     curves = [curve_table(image_counts, "image", image_fits)]
     if cell.maps is not None:
@@ -119,7 +185,7 @@ def fit_thresholds(
         good_rows = ~labels
         good_pixels = (pixel_curves(cell.maps[good_rows], cell.masks[good_rows], with_pro=False).pixels
                        if good_rows.any() else confusion_counts(np.empty(0), np.empty(0, bool)))  # fmt: skip
-        pixel_fits, pixel_notes = fit_all(pixel, good_pixels, options)
+        pixel_fits, pixel_notes = fit_all(pixel, good_pixels, level_options["pixel"])
         excluded = int((~keep).sum())
         if excluded:
             pixel_notes.append(f"{excluded} anomalous validation image(s) with an empty mask left out of pixel level")

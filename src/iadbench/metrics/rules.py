@@ -7,14 +7,31 @@ Rules, fitted on the validation split only (``s ≥ t`` is anomalous; rates as i
 
 - **ROC-T**: argmax_t √(TPR·(1−FPR)); **IoU-T**: argmax_t √(IoU·(1−FPR)); **PR-T**: argmax_t F1 — the three rules
   of [Rethinking] (docs/references.md), which need anomalous validation samples;
-- **good-FPR** (good-only, a false-alarm budget): the lowest threshold that flags at most a share b of the *good*
-  validation samples — good images (image level) or the pixels of the good images (pixel level) — with b =
-  ``threshold.good_fpr`` (1 % by default); fitted always, usable as ``threshold.method``, and standing in for the
-  others on a product whose validation split has no anomalous sample;
+- **normal-only rules**, fitted on the *good* validation samples alone — good images (image level) or the pixels of
+  the good images (pixel level) — so that a product without anomalous validation images (MVTec AD 2 ships none)
+  still gets thresholds. With the good scores ``g_1 … g_n``:
+
+  - **good-FPR** (a quantile at a false-alarm budget): the lowest threshold that flags at most a share b of the good
+    samples, b = ``threshold.good_fpr`` (1 % by default); it stands in for the anomalous-sample rules in the
+    headline of a product whose validation split has no anomalous sample (the notes and tables say so);
+  - **mean + k·σ**: ``t = mean(g) + k·std(g)`` (population σ, ``ddof = 0``), k = ``threshold.good_k`` (3 by
+    default) — the "3σ rule" that industrial tools apply to normal scores (e.g. RoBiS, arXiv:2505.21152, binarises
+    MVTec AD 2 maps with mean + 3·std);
+  - **max good**: the maximum good score, with anomalib's strict ``score > t`` (``F1AdaptiveThreshold``'s fallback
+    without anomalous validation samples, anomalib 2.7 ``metrics/threshold/f1_adaptive_threshold.py``): here, where
+    ``s ≥ t`` is anomalous, ``t = nextafter(max(g), +∞)`` — no good validation sample is flagged;
+  - **quantile × factor** (SuperADD): ``t = Q_q(g) · f``, the q-quantile with linear interpolation (numpy's and
+    ``torch.quantile``'s default) times a factor; q = ``threshold.good_quantile`` (0.95), f =
+    ``threshold.good_factor`` per level (pixel 1.421, image 1.0) — the values of SuperADD's post-processor
+    (anomalib 2.7 ``models/image/super_add/post_processor.py``, from https://github.com/LukasRoom/SuperADD). It
+    assumes non-negative scores (a factor > 1 lowers a negative quantile);
+
 - **oracle**: the test-optimal pixel threshold (maximum mean per-image IoU on the test images themselves) — an
   upper bound reported beside the rules, never a result.
 
-Ties between thresholds go to the highest threshold (the first in descending order).
+Ties between thresholds go to the highest threshold (the first in descending order). A normal-only statistic
+(mean, σ, quantile) is computed exactly from the counts: the good samples are the multiset of distinct scores
+``thresholds[k]`` with multiplicities ``FP_k − FP_{k−1}``.
 """
 
 from __future__ import annotations
@@ -34,33 +51,86 @@ Rates = dict[str, np.ndarray]
 
 
 Options = dict[str, float]  # a rule's settings from params.yaml's ``threshold`` section (e.g. the budget good_fpr)
-DEFAULT_GOOD_FPR = 0.01  # threshold.good_fpr when not given: the good-only rule's budget before it was a param
-Select = Callable[[Rates, Options], tuple[int, float]]
+DEFAULT_OPTIONS: Options = {  # threshold.<key> when not given (the values of params.yaml and of the sources)
+    "good_fpr": 0.01,  # the good-FPR budget before it was a param
+    "good_k": 3.0,  # mean + 3σ
+    "good_quantile": 0.95,  # SuperADD's percentile
+    "good_factor": 1.421,  # SuperADD's pixel factor (its image factor is 1.0: threshold.good_factor.image)
+}
+DEFAULT_GOOD_FPR = DEFAULT_OPTIONS["good_fpr"]
+Select = Callable[[Counts, Rates, Options], tuple[float, float]]  # -> (threshold, objective)
+
+
+def _at_index(c: Counts, k: int) -> float:
+    """The threshold at index ``k`` of ``c`` (descending); -1: just above the highest score (nothing flagged)."""
+    return float(np.nextafter(c.thresholds[0], np.inf)) if k < 0 else float(c.thresholds[k])
 
 
 def argmax_rule(goal: Callable[[Rates], np.ndarray]) -> Select:
     """A rule that maximises ``goal`` over thresholds (NaN rates count as 0; ties: the highest threshold)."""
 
-    def select(r: Rates, options: Options) -> tuple[int, float]:
+    def select(c: Counts, r: Rates, options: Options) -> tuple[float, float]:
         values = goal({k: np.nan_to_num(v) for k, v in r.items()})
         k = int(np.argmax(values))
-        return k, float(values[k])
+        return _at_index(c, k), float(values[k])
 
     return select
 
 
 def lowest_within_budget(option: str) -> Select:
-    """The lowest threshold whose FPR ≤ ``options[option]`` (the budget); index -1 (above every score) when even the
-    top one exceeds it.
+    """The lowest threshold whose FPR ≤ ``options[option]`` (the budget); just above every score when even the top
+    one exceeds it. Objective: the FPR on the good samples.
     """
 
-    def select(r: Rates, options: Options) -> tuple[int, float]:
+    def select(c: Counts, r: Rates, options: Options) -> tuple[float, float]:
         limit = options[option]
         ok = np.flatnonzero(r["fpr"] <= limit + 1e-12)
         k = int(ok[-1]) if len(ok) else -1
-        return k, float(r["fpr"][k]) if k >= 0 else 0.0
+        return _at_index(c, k), float(r["fpr"][k]) if k >= 0 else 0.0
 
     return select
+
+
+def negative_samples(c: Counts) -> tuple[np.ndarray, np.ndarray]:
+    """The negative (good) samples of ``c`` as (distinct scores ascending, multiplicities)."""
+    weights = np.diff(c.fp, prepend=0.0)
+    keep = weights > 0
+    return c.thresholds[keep][::-1], weights[keep][::-1]
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The q-quantile of the multiset (``values`` ascending, integer ``weights``) with linear interpolation —
+    exactly ``np.quantile(np.repeat(values, weights), q)`` (numpy's default method), without the repeat.
+    """
+    n = float(weights.sum())
+    position = q * (n - 1)  # 0-based position in the sorted multiset
+    lower = int(np.floor(position))
+    ends = np.cumsum(weights)  # the sorted multiset's index of each value's last copy is ends - 1
+    i = int(np.searchsorted(ends, lower, side="right"))
+    j = int(np.searchsorted(ends, min(lower + 1, n - 1), side="right"))
+    frac = position - lower
+    return float(values[i] + (values[j] - values[i]) * frac) if frac else float(values[i])
+
+
+def mean_k_sigma(c: Counts, r: Rates, options: Options) -> tuple[float, float]:
+    """``mean + k·σ`` of the good samples (population σ); objective: σ."""
+    values, weights = negative_samples(c)
+    mean = float(np.sum(values * weights) / weights.sum())
+    sigma = float(np.sqrt(np.sum(weights * (values - mean) ** 2) / weights.sum()))
+    return mean + options["good_k"] * sigma, sigma
+
+
+def max_good(c: Counts, r: Rates, options: Options) -> tuple[float, float]:
+    """Just above the highest good score (anomalib's fallback with its strict ``>``); objective: that score."""
+    values, _ = negative_samples(c)
+    return float(np.nextafter(values[-1], np.inf)), float(values[-1])
+
+
+def quantile_times_factor(c: Counts, r: Rates, options: Options) -> tuple[float, float]:
+    """``Q_q(good) · f`` (SuperADD); objective: the quantile before the factor."""
+    values, weights = negative_samples(c)
+    q = weighted_quantile(values, weights, options["good_quantile"])
+    return q * options["good_factor"], q
 
 
 @dataclass(frozen=True)
@@ -70,9 +140,11 @@ class Rule:
     name: str  # key in the thresholds/evaluate files, the tables and threshold.method
     label: str  # how tables and figures name it
     objective: str  # the formula, for docs and the thresholds file's readers
-    select: Select | None  # (rates per threshold, options) -> (index, objective); None: oracle
-    needs_anomalous: bool = True  # False: fitted on good samples alone (the counts of the good samples only)
+    select: Select | None  # (counts, rates per threshold, options) -> (threshold, objective); None: oracle
+    needs_anomalous: bool = True  # False: normal-only, fitted on good samples alone (the counts of the good samples)
     headline: bool = True  # may be threshold.method
+    figures: bool = True  # the figures stage draws its overlays and thumbnail masks (False: tables only)
+    options: tuple[str, ...] = ()  # the threshold.<key> settings it reads
     levels: tuple[str, ...] = ("image", "pixel")
     marker: str = "d"  # matplotlib marker and colour of its point on the report's curves
     color: str = "k"
@@ -87,7 +159,16 @@ RULE_TABLE: dict[str, Rule] = {
              marker="s", color="tab:orange"),
         Rule("pr", "PR-T", "argmax F1", argmax_rule(lambda r: r["f1"]), marker="^", color="tab:green"),
         Rule("good_fpr", "good-FPR (good only)", "lowest t flagging ≤ threshold.good_fpr of the good samples",
-             lowest_within_budget("good_fpr"), needs_anomalous=False, marker="x", color="tab:red"),
+             lowest_within_budget("good_fpr"), needs_anomalous=False, marker="x", color="tab:red",
+             options=("good_fpr",)),
+        Rule("good_ksigma", "mean+kσ (good only)", "mean + threshold.good_k · σ of the good samples", mean_k_sigma,
+             needs_anomalous=False, figures=False, marker="P", color="tab:brown", options=("good_k",)),
+        Rule("good_max", "max good (good only)", "just above the highest good sample (anomalib's fallback)",
+             max_good, needs_anomalous=False, figures=False, marker="v", color="tab:gray"),
+        Rule("good_quantile", "quantile×factor (good only, SuperADD)",
+             "threshold.good_quantile-quantile of the good samples × threshold.good_factor", quantile_times_factor,
+             needs_anomalous=False, figures=False, marker="X", color="tab:olive",
+             options=("good_quantile", "good_factor")),
         Rule("oracle", "oracle (upper bound)", "argmax mean per-image IoU on test", None, headline=False,
              levels=("pixel",), marker="*", color="tab:purple"),
     )
@@ -104,10 +185,22 @@ def anomalous_rules() -> tuple[str, ...]:
     return tuple(n for n in fitted_rules() if RULE_TABLE[n].needs_anomalous)
 
 
+def normal_only_rules() -> tuple[str, ...]:
+    """Validation rules fitted on good samples alone, in table order."""
+    return tuple(n for n in fitted_rules() if not RULE_TABLE[n].needs_anomalous)
+
+
+STAND_IN = "good_fpr"  # the normal-only rule behind the headline of a product without anomalous validation samples
+
+
 def good_only_rule() -> str:
-    """The rule fitted on good samples alone, which stands in for the others without anomalous samples."""
-    (name,) = (n for n in fitted_rules() if not RULE_TABLE[n].needs_anomalous)
-    return name
+    """The normal-only rule that stands in for the headline rule without anomalous samples (:data:`STAND_IN`)."""
+    return STAND_IN
+
+
+def figure_rules() -> tuple[str, ...]:
+    """The headline rules the figures stage draws overlays and thumbnail masks for."""
+    return tuple(n for n in headline_rules() if RULE_TABLE[n].figures)
 
 
 def headline_rules() -> tuple[str, ...]:
@@ -161,14 +254,14 @@ class FittedThreshold:
 
 
 def fit_threshold(c: Counts, rule: str, options: Options | None = None) -> FittedThreshold:
-    """Fit ``rule`` (a validation rule of :data:`RULE_TABLE`) on validation counts ``c``, with ``options`` (default:
-    ``{"good_fpr": DEFAULT_GOOD_FPR}``).
+    """Fit ``rule`` (a validation rule of :data:`RULE_TABLE`) on validation counts ``c``, with ``options`` (missing
+    keys: :data:`DEFAULT_OPTIONS`).
 
     A good-only rule is meant for the counts of the good samples alone (:func:`describe_at` then gives the pooled
     counts at its threshold). Rules that need anomalous samples refuse counts without them (a ``ValueError`` names
     the good-only rule).
     """
-    options = {"good_fpr": DEFAULT_GOOD_FPR, **(options or {})}
+    options = {**DEFAULT_OPTIONS, **(options or {})}
     if not len(c.thresholds):
         raise ValueError("no validation samples to fit a threshold on")
     if rule not in fitted_rules():
@@ -178,8 +271,7 @@ def fit_threshold(c: Counts, rule: str, options: Options | None = None) -> Fitte
         raise ValueError(f"rule {rule!r} needs anomalous validation samples; use {good_only_rule()!r}")
     if not spec.needs_anomalous and c.n_neg == 0:
         raise ValueError(f"{rule} needs good validation samples")
-    k, objective = spec.select(rates(c), options)
-    threshold = float(np.nextafter(c.thresholds[0], np.inf)) if k < 0 else float(c.thresholds[k])
+    threshold, objective = spec.select(c, rates(c), options)
     return describe_at(c, rule, threshold, objective)
 
 

@@ -9,7 +9,7 @@ import argparse
 from iadbench.paths import ASSIGNMENT
 from iadbench.stages import read_params
 
-HELP = "draw the overlays of every headline rule and the drift examples: reports/overlays"
+HELP = "draw the overlays of every figure rule (roc, iou, pr, good_fpr) and the drift examples: reports/overlays"
 IMPORTS = ("iadbench.evaluation.panels",)  # imported before any work: the warm worker preloads them
 
 
