@@ -116,7 +116,19 @@ def study(name: str) -> None:
     keep = body[: next((i for i, line in enumerate(body) if line.startswith("## Per product")), len(body))]
     lines = [f"From `reports/studies/{name}.md` (`iadbench study {name}`, then `python benchmarks/results.py study "
              f"{name}`); per-product tables and experiment names are in that file.", "", *keep]  # fmt: skip
-    lines = [f"#### {line[3:]}" if line.startswith("## ") else line for line in lines]  # under the README's ###
+    lines = [f"#### {line[3:]}" if line.startswith("## ") else f"##### {line[4:]}" if line.startswith("### ") else line
+             for line in lines]  # under the README's ###  # fmt: skip
+    brief, skip = [], False  # per-category and per-background tables of a by-rule study: in the .md only
+    for line in lines:
+        if line.startswith("##### "):
+            skip = " defects" in line or " background" in line
+        elif line.startswith("#### "):
+            skip = False
+        if not skip:
+            brief.append(line)
+    lines = brief
+    if (PROJECT / f"reports/studies/{name}.png").is_file():
+        lines += ["", f"![{name}: mean IoU against anomalous validation images](reports/studies/{name}.png)"]
     replace_block(f"study-{name}", lines)
 
 

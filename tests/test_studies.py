@@ -13,7 +13,7 @@ from iadbench.studies.summary import cell, mean_std, render_markdown, segad_pair
 
 
 def test_every_study_of_the_issue_is_registered():
-    assert list(STUDIES) == ["seeds", "drift", "noise", "size", "validation", "unified", "segad"]
+    assert list(STUDIES) == ["seeds", "drift", "noise", "size", "validation", "unified", "segad", "fewshot"]
 
 
 def test_grid_names_conditions_and_seeds():
@@ -41,6 +41,8 @@ def test_grid_names_conditions_and_seeds():
         ("size", ["20"], r"study size: condition must be an image size in \[32, 1024\]"),
         ("validation", ["best_on_test"], "study validation: unknown condition 'best_on_test'"),
         ("unified", ["clean", "clean"], "a condition is listed twice"),
+        ("fewshot", ["-1"], r"study fewshot: condition must be a number of anomalous validation images"),
+        ("fewshot", ["few"], r"study fewshot: condition must be a number of anomalous validation images"),
     ],
 )
 def test_bad_conditions_are_refused_before_anything_runs(study, conditions, message):
@@ -50,7 +52,7 @@ def test_bad_conditions_are_refused_before_anything_runs(study, conditions, mess
 
 def test_unknown_study_and_bad_seeds():
     with pytest.raises(
-        StudyError, match="unknown study 'fog'; valid: seeds, drift, noise, size, validation, unified, segad"
+        StudyError, match="unknown study 'fog'; valid: seeds, drift, noise, size, validation, unified, segad, fewshot"
     ):
         get_study("fog")
     with pytest.raises(StudyError, match="--seeds must be >= 1"):
@@ -108,6 +110,31 @@ def test_an_existing_experiment_with_other_params_is_an_error(monkeypatch):
     plan = studies.run_study("size", seeds=2, conditions=["64"], dry_run=True, echo=lines.append)
     assert plan == {"study": "size", "planned": ["size-64-s1"], "done": 1}
     assert "skip size-64-s0: done already with the same params" in lines
+
+
+def test_fewshot_grid_runs_seedless_conditions_once():
+    """0 (normal-only rules) and all (every anomalous image) draw nothing: one experiment each, whatever --seeds."""
+    points = grid(get_study("fewshot"), None, 3)
+    assert [p[0] for p in points] == ["fewshot-0-s0", *(f"fewshot-{c}-s{s}" for c in ("1", "2", "4", "8")
+                                                        for s in range(3)), "fewshot-all-s0"]  # fmt: skip
+    assert points[1][3] == {"threshold.anomalous_images": 1, "threshold.seed": 0}
+    assert points[-1][3] == {"threshold.anomalous_images": "all", "threshold.seed": 0}
+
+
+def test_fewshot_refuses_more_anomalous_images_than_a_product_has(tmp_path, monkeypatch):
+    from iadbench.studies import run as studies
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("data: {datasets: [synthetic], products: [nut, weave], image_size: 64}\n")
+    (tmp_path / "data").mkdir()
+    rows = ["image_id,dataset,product,split,label,defect_type,image_path,mask_path,sha256"]
+    rows += [f"{p}/{k},synthetic,{p},validation,anomalous,scratch,x.png,m.png,0" for p, n in (("nut", 5), ("weave", 2))
+             for k in range(n)]  # fmt: skip
+    (tmp_path / "data/assignment.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setattr(studies, "experiments", lambda rev=None: {})
+    with pytest.raises(StudyError, match=r"condition '4': 4 anomalous validation images per product asked, but "
+                                         r"weave has 2"):  # fmt: skip
+        studies.run_study("fewshot", seeds=1, conditions=["1", "4"], dry_run=True, echo=lambda _: None)
 
 
 def test_size_refuses_a_size_a_selected_model_cannot_take(tmp_path, monkeypatch):

@@ -98,6 +98,35 @@ def test_drift_study_queues_runs_and_tabulates(repo):
     assert _summary(repo, "drift")[0]["metrics"] == doc["metrics"]
 
 
+def test_fewshot_study_refits_thresholds_only_and_tabulates_every_rule(repo):
+    """0 and 1 anomalous validation images: the anomalous-sample rules are not applicable at 0, the normal-only
+    rules are the same in both conditions, each cell is its experiment's categories table, nothing retrained."""
+    import io
+
+    import pandas as pd
+
+    root, env = repo
+    out = _study(repo, "fewshot", "--conditions", "0,1")
+    assert "study fewshot: 2/2 done, 0 failed" in out.stdout
+    doc, md = _summary(repo, "fewshot")
+    assert doc["conditions"] == ["0", "1"] and not doc["failed"]
+    table = doc["by_rule"]["mean_iou"]
+    for rule in ("roc", "iou", "pr"):
+        assert table[f"ae · {rule}"]["0"]["n"] == 0 and table[f"ae · {rule}"]["1"]["n"] == 1
+    for rule in ("good_fpr", "good_ksigma", "good_max", "good_quantile"):
+        assert table[f"ae · {rule}"]["0"]["values"] == table[f"ae · {rule}"]["1"]["values"]
+    for condition in ("0", "1"):
+        rev = doc["experiments"][f"fewshot-{condition}-s0"]
+        cats = pd.read_csv(io.StringIO(_git_show(repo, rev, "reports/tables/categories.csv")))
+        row = cats[(cats["rule"] == "good_ksigma") & (cats["group"] == "all")].iloc[0]
+        assert table["ae · good_ksigma"][condition]["mean"] == pytest.approx(row["mean_iou"])
+        fitted = json.loads(_dvc_read(repo, rev, "reports/thresholds/ae/nut.json"))
+        assert fitted["validation"]["anomalous"] == int(condition)
+        assert _dvc_read(repo, rev, "models/ae/nut/meta.json") == (root / "models/ae/nut/meta.json").read_text()
+    assert "## Per threshold rule" in md and "| ae · iou | – |" in md
+    assert (root / "reports/studies/fewshot.png").stat().st_size > 10_000
+
+
 def test_noise_study_keeps_completed_experiments_when_one_fails(repo):
     out = _study(repo, "noise", "--conditions", "0.25,0.67", check=False)
     assert out.returncode != 0

@@ -64,8 +64,8 @@ def test_suites_agree_with_the_code_they_stand_for():
     from iadbench.metrics.rules import level_rules
     from iadbench.params import DataParams, Range
 
-    pixels = {e["kwargs"]["column"][4:] for e in _suite("evaluate.pixels")["expectations"] if "column" in e["kwargs"]}
-    assert pixels == set(level_rules("pixel"))  # every pixel-level rule's IoU is checked
+    columns = {e["kwargs"]["column"] for e in _suite("evaluate.pixels")["expectations"] if "column" in e["kwargs"]}
+    assert columns == {f"iou_{r}" for r in level_rules("pixel")} | {"aupimo"}  # every rule's IoU is checked, and AUPIMO
     for name in ("maps.maps", "thresholds.thresholds"):  # "finite" means gates.FINITE wherever a suite says it
         bounds = [e["kwargs"].get("max_value") for e in _suite(name)["expectations"]]
         assert gates.FINITE in bounds and all(b in (None, 1, gates.FINITE) or isinstance(b, dict) for b in bounds)

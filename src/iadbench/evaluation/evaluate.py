@@ -7,7 +7,9 @@ labelled upper bound — it counts, per test image, TP/FP/FN/TN pixels and the i
 intervals); cell-level figures, threshold-free metrics, thresholds, weights and versions go to the ``.json`` beside it.
 
 Threshold-free metrics are those of :data:`iadbench.metrics.registry.METRIC_TABLE` (image AUROC, F1-max, PG2, PB2,
-FPR@95TPR; pixel AUROC, AP, F1-max and AUPRO@``aupro_fpr_limit`` over the pooled test pixels).
+FPR@95TPR; pixel AUROC, AP, F1-max and AUPRO@``aupro_fpr_limit`` over the pooled test pixels) and, per anomalous
+test image with a mask, AUPIMO (:mod:`iadbench.metrics.pimo`: its TPR over log shared FPR 1e-5…1e-4 of the good
+test images' pixels; column ``aupimo``, the cell's mean and the integration's points in ``pixel.aupimo``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from iadbench.evaluation.thresholds import rule_used
 from iadbench.metrics.counts import confusion_counts
 from iadbench.metrics.curves import ratio
 from iadbench.metrics.maps import iou, oracle_threshold, per_image_confusion, pixel_curves
+from iadbench.metrics.pimo import aupimo
 from iadbench.metrics.registry import level_metrics
 from iadbench.metrics.rules import RULE_TABLE, level_rules
 from iadbench.paths import EVALUATE_DIR
@@ -139,6 +142,15 @@ def _pixel_level(
     if np.isfinite(oracle_t):
         thresholds[ORACLE] = oracle_t
         used[ORACLE] = ORACLE
+    pimo = aupimo(cell.maps[keep], cell.masks[keep])
+    per_image_aupimo = np.full(len(labels), np.nan)
+    per_image_aupimo[np.flatnonzero(keep)] = pimo.scores
+    table["aupimo"] = per_image_aupimo
+    pixel["aupimo"] = {
+        "mean": float(np.nanmean(pimo.scores)) if np.isfinite(pimo.scores).any() else None,
+        "images": int(np.isfinite(pimo.scores).sum()), "points": pimo.points,
+        "fpr_bounds_reached": list(pimo.fpr_bounds), "note": pimo.note,
+    }  # fmt: skip
     names = list(thresholds)
     counts = per_image_confusion(cell.maps, cell.masks, np.array([thresholds[r] for r in names]))
     has_mask, good = cell.has_mask, ~labels

@@ -453,6 +453,8 @@ def _figures(
     for model in models:  # drawn by the figures stage, one per figure rule (none for a normal-only rule but good_fpr)
         if overlay_path(method, model).is_file():
             figures.append((overlay_title(model, method), overlay_path(method, model)))
+    for curve in sorted(STUDIES_DIR.glob("*.png")) if STUDIES_DIR.is_dir() else []:  # drawn by `iadbench study`
+        figures.append((f"Study {curve.stem}: mean IoU against anomalous validation images, per rule", curve))
     return figures
 
 

@@ -156,6 +156,9 @@ def group_metrics(rows: pd.DataFrame, rule: str, p: EvaluateParams, key: str, st
     out: dict[str, Any] = {"n_images": len(rows), "n_good": int(good.sum()), "n_anomalous": int(anomalous.sum())}
     if n_na:
         out["n_not_applicable"] = n_na
+    if "aupimo" in rows:  # threshold-free (the same in every rule's row): mean over the group's anomalous images
+        values = rows["aupimo"].to_numpy(dtype=float)
+        out["aupimo"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     pixel_rows = rows if stand_in else _applicable(rows, f"na_pix_{rule}")
     image_rows = rows if stand_in else _applicable(rows, f"na_img_{rule}")
     iou_col = f"iou_{rule}"
@@ -312,6 +315,10 @@ def headline(
         block["oracle_mean_iou"] = all_rules["mean_iou"].get(ORACLE)
         by_cat = heads[heads["kind"] == "defect_category"].set_index("group")
         block["mean_iou_by_category"] = {c: by_cat["mean_iou"].get(c) for c in DEFECT_CATEGORIES}
+        block["aupimo"] = every.get("aupimo")  # mean per-image AUPIMO of the anomalous test images (all products)
+        block["aupimo_by_category"] = (
+            {c: by_cat["aupimo"].get(c) for c in DEFECT_CATEGORIES} if "aupimo" in by_cat else {}
+        )
         block["n_test_images"] = int(every["n_images"])
         block["n_good_only_products"] = int((prod["rule_used"] == good_only_rule()).sum())
         out[model] = block

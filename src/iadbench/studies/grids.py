@@ -65,7 +65,7 @@ def _size_fits_models(condition: str, params: dict[str, Any]) -> str | None:
     from iadbench.models.registry import size_problem
 
     problems = [p for m in params.get("models") or [] if (p := size_problem(m, int(condition)))]
-    return "; ".join(problems) or None
+    return f"{'; '.join(problems)} (models in params.yaml)" if problems else None
 
 
 def _segad(condition: str) -> dict[str, Any]:
@@ -84,6 +84,37 @@ def _segad(condition: str) -> dict[str, Any]:
         raise StudyError("study segad: no model of params.yaml writes anomaly maps (SegAD needs them)")
     return {"segad.detectors": detectors, "segad.ensembles": ["all"] if len(detectors) > 1 else [],
             "segad.shots": int(condition)}  # fmt: skip
+
+
+def _fewshot(condition: str) -> dict[str, Any]:
+    """``threshold.anomalous_images``: a number of anomalous validation images per product, or ``all``."""
+    if condition != "all" and (not condition.isdigit() or int(condition) > 1024):
+        raise StudyError(f"study fewshot: condition must be a number of anomalous validation images in [0, 1024] "
+                         f"or 'all', got {condition!r}")  # fmt: skip
+    return {"threshold.anomalous_images": condition if condition == "all" else int(condition)}
+
+
+def _fewshot_fits(condition: str, params: dict[str, Any]) -> str | None:
+    """A condition asking for more anomalous validation images than a product has: named with the product and its
+    count, before anything is queued (from ``data/assignment.csv``, the split the experiments start from).
+    """
+    from iadbench.data.manifest import read_table
+    from iadbench.paths import ASSIGNMENT
+
+    if condition == "all" or not ASSIGNMENT.is_file():
+        return None
+    split = read_table(ASSIGNMENT)
+    anomalous = split[(split["split"] == "validation") & (split["label"] == "anomalous")]
+    counts = anomalous.groupby("product").size()
+    short = [f"{p} has {int(counts.get(p, 0))}" for p in lookup_products(params) if counts.get(p, 0) < int(condition)]
+    if short:
+        return f"{condition} anomalous validation images per product asked, but {', '.join(short)}"
+    return None
+
+
+def lookup_products(params: dict[str, Any]) -> list[str]:
+    """``data.products`` of a params dict (the products of the matrix; <dataset>/<product> names stay whole)."""
+    return list((params.get("data") or {}).get("products") or [])
 
 
 def _choice(key: str, values: dict[str, Any], study: str) -> Callable[[str], dict[str, Any]]:
@@ -108,6 +139,8 @@ class Study:
     extras: tuple[str, ...] = ()  # per-cell facts read from reports/predict (e.g. the epochs early stopping kept)
     metrics: tuple[tuple[str, str], ...] = METRICS  # the keys of reports/metrics.json it tabulates
     precheck: Callable[[str, dict[str, Any]], str | None] | None = None  # (condition, params.yaml) -> problem
+    seedless: tuple[str, ...] = ()  # conditions no seed key changes: one experiment (seed 0), whatever --seeds
+    by_rule: bool = False  # also tabulate every threshold rule's figures per category (reports/tables/categories.csv)
 
     def params(self, condition: str, seed: int) -> dict[str, Any]:
         """Every ``-S`` override of one experiment."""
@@ -153,6 +186,14 @@ STUDIES: dict[str, Study] = {
             ("train.seed", "segad.seed"),
             metrics=(("image_auroc", "image AUROC"), ("fpr_at_95tpr", "FPR@95TPR (image)"), ("pg2", PG2_TITLE)),
         ),
+        Study(
+            "fewshot", "How many anomalous validation images does a product need to fit a threshold, and which "
+            "normal-only rule comes closest without any?", "Rethinking Benchmarking Framework… ('only very few' "
+            "anomalous validation images); MVTec AD 2 (a validation split of good images only)",
+            ("0", "1", "2", "4", "8", "all"), _fewshot, ("threshold.seed",), precheck=_fewshot_fits,
+            seedless=("0", "all"), by_rule=True,
+            metrics=(("mean_iou", "mean IoU at the headline rule"), ("image_recall", "image recall (headline rule)")),
+        ),
     )
 }  # fmt: skip
 
@@ -176,4 +217,5 @@ def grid(study: Study, conditions: list[str] | None, seeds: int) -> list[tuple[s
     chosen = list(conditions or study.conditions)
     if len(set(chosen)) != len(chosen):
         raise StudyError(f"study {study.name}: a condition is listed twice: {chosen}")
-    return [(experiment_name(study.name, c, s), c, s, study.params(c, s)) for c in chosen for s in range(seeds)]
+    return [(experiment_name(study.name, c, s), c, s, study.params(c, s)) for c in chosen
+            for s in (range(1) if c in study.seedless else range(seeds))]  # fmt: skip

@@ -96,7 +96,7 @@ def _precheck(study: Study, points: list[tuple[str, str, int, dict[str, Any]]]) 
     params = load_params()
     for condition in dict.fromkeys(c for _, c, _, _ in points):
         if problem := study.precheck(condition, params):
-            raise StudyError(f"study {study.name}: condition {condition!r}: {problem} (models in params.yaml)")
+            raise StudyError(f"study {study.name}: condition {condition!r}: {problem}")
 
 
 def _missing(

@@ -63,6 +63,107 @@ def _extra(rev: str, params: dict[str, Any], key: str) -> dict[str, float]:
     return out
 
 
+def _rule_metrics() -> tuple[tuple[str, str, str, str], ...]:
+    """(key, column of the categories table, group, title) of a by-rule study's tables: mean IoU over all test images,
+    per defect category and per background category, image recall and false-alarm rate.
+    """
+    from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES
+
+    return (
+        ("mean_iou", "mean_iou", "all", "mean IoU, all test images"),
+        *((f"mean_iou:{c}", "mean_iou", c, f"mean IoU, {c} defects") for c in DEFECT_CATEGORIES),
+        *((f"mean_iou:{b}_background", "mean_iou", b, f"mean IoU, {b} background") for b in BACKGROUNDS),
+        ("image_recall", "image_recall", "all", "image recall"),
+        ("image_false_alarm", "image_false_alarm", "all", "image false-alarm rate"),
+    )
+
+
+def _categories(rev: str) -> list[dict[str, Any]]:
+    """The pooled rows (every dataset) of an experiment's ``reports/tables/categories.csv``."""
+    import io
+
+    import pandas as pd
+
+    text = git_show(rev, "reports/tables/categories.csv")
+    if text is None:
+        return []
+    table = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+    if table["dataset"].nunique() > 1:
+        table = table[table["dataset"] == "all"]
+    return table.to_dict("records")
+
+
+def _rule_table(runs: dict[str, dict[int, dict[str, Any]]], order: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Key -> "model · rule" -> condition -> mean ± std over seeds, for every rule of every experiment (a rule not
+    applicable in a condition — no anomalous validation image — has no value there: ``–``).
+    """
+    from iadbench.metrics.rules import RULE_TABLE
+
+    by_rule: dict[str, dict[str, dict[str, list]]] = {k: {} for k, *_ in _rule_metrics()}
+    for condition in order:
+        for run in runs[condition].values():
+            rows = _categories(run["rev"])
+            for key, column, group, _ in _rule_metrics():
+                for row in rows:
+                    if row["group"] == group and row["rule"] in RULE_TABLE and column in row:
+                        name = f"{row['model']} · {row['rule']}"
+                        by_rule[key].setdefault(name, {}).setdefault(condition, []).append(row[column])
+    rank = {r: i for i, r in enumerate(RULE_TABLE)}
+    return {
+        key: {name: {c: mean_std(v.get(c, [])) for c in order}
+              for name, v in sorted(cells.items(), key=lambda kv: (kv[0].split(" · ")[0], rank[kv[0].split(" · ")[1]]))}
+        for key, cells in by_rule.items()
+    }  # fmt: skip
+
+
+def rule_curves(summary: dict[str, Any], path: Any) -> Any:
+    """The curve of a by-rule study: mean IoU (all test images) against the condition (anomalous validation images
+    per product), one panel per model, a line per rule (mean ± std over seeds); a rule with no value in a condition
+    (an anomalous-sample rule without anomalous images) has no point there. Normal-only rules do not depend on the
+    anomalous images: their points at 0 are their values.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from iadbench.metrics.rules import RULE_TABLE
+
+    conditions = summary["conditions"]
+    table = summary["by_rule"]["mean_iou"]
+    models = list(dict.fromkeys(name.split(" · ")[0] for name in table))
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False, sharey=True)
+    x = list(range(len(conditions)))
+    for ax, model in zip(axes[0], models, strict=True):
+        for name, by_condition in table.items():
+            m, rule = name.split(" · ")
+            if m != model or rule not in RULE_TABLE or RULE_TABLE[rule].select is None and rule != "oracle":
+                continue
+            spec = RULE_TABLE[rule]
+            points = [(i, by_condition[c]) for i, c in enumerate(conditions) if by_condition[c]["mean"] is not None]
+            if not points:
+                continue
+            xs = [i for i, _ in points]
+            ys = [st["mean"] for _, st in points]
+            errs = [st["std"] or 0.0 for _, st in points]
+            style = "--" if not spec.needs_anomalous or spec.select is None else "-"
+            ax.errorbar(xs, ys, yerr=errs, marker=spec.marker, color=spec.color, linestyle=style, capsize=2,
+                        markersize=4, linewidth=1, label=spec.label)  # fmt: skip
+        ax.set_xticks(x, conditions)
+        ax.set_title(model, fontsize=9)
+        ax.set_xlabel("anomalous validation images per product", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean IoU (test)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7, frameon=False)
+    fig.suptitle(f"Study {summary['study']}: mean IoU vs anomalous validation images (dashed: normal-only rules "
+                 "and the oracle, which do not use them)", fontsize=9)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
 def run_records(study: str, baseline: str) -> list[dict[str, Any]]:
     """The recorded runs of a study on one baseline commit (``reports/studies/runs.jsonl``)."""
     if not RUNS.is_file():
@@ -119,7 +220,12 @@ def collect(
         "metrics": table,
         "per_product": products,
     }
+    if study.by_rule:
+        summary["by_rule"] = _rule_table(runs, order)
+        summary["by_rule_titles"] = [[key, title] for key, _, _, title in _rule_metrics()]
     STUDIES_DIR.mkdir(parents=True, exist_ok=True)
+    if study.by_rule:
+        rule_curves(summary, STUDIES_DIR / f"{study.name}.png")
     (STUDIES_DIR / f"{study.name}.json").write_text(json.dumps(summary, indent=1) + "\n")
     (STUDIES_DIR / f"{study.name}.md").write_text(render_markdown(summary))
     echo(f"wrote {STUDIES_DIR / study.name}.json and .md ({sum(len(v) for v in runs.values())} experiment(s))")
@@ -261,6 +367,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for key, title in (*titles, *extras):
         digits = 1 if key == "epochs" else 3
         lines += ["", f"## {title}", "", *_md_table(summary["metrics"][key], conditions, "model", digits)]
+    if summary.get("by_rule"):
+        lines += ["", f"## Per threshold rule (the curve: `{summary['study']}.png`)", "",
+                  "Rows model · rule; `–`: the rule is not applicable in that condition (it needs anomalous "
+                  "validation images). Normal-only rules (good_*) use the good validation images alone, so their "
+                  "values do not depend on the condition; the oracle is the test-optimal upper bound."]  # fmt: skip
+        for key, title in summary["by_rule_titles"]:
+            lines += ["", f"### {title}", "", *_md_table(summary["by_rule"][key], conditions, "model · rule", 3)]
     for key, title in PRODUCT_METRICS:
         if summary["per_product"].get(key):
             lines += ["", f"## Per product: {title}", "",
