@@ -247,6 +247,9 @@ class SynthesizeParams(Section):
     products: Annotated[tuple[Literal[SYNTHETIC_PRODUCTS], ...], Field(min_length=1), _distinct("a product")]
 
 
+VALIDATION_SOURCES = ("from_test", "shipped")  # split.validation: drawn from the test images | the dataset's own
+
+
 class SplitParams(Section):
     """``split``: validation fraction of each product's test images, the seed, and the share of noisy train labels.
 
@@ -259,6 +262,7 @@ class SplitParams(Section):
     val_fraction: Fraction
     train_noise: ranged(Float, 0.0, 1.0, False, True) = 0.0  # share of each product's train images replaced by
     # anomalous ones (noise study)
+    validation: Literal[VALIDATION_SOURCES] = "from_test"  # where the validation split comes from
 
 
 class GateParams(Section):

@@ -95,6 +95,25 @@ def mvtec3d(root: Path) -> Path:
     return root
 
 
+def mvtec_ad2(root: Path, public: bool = True) -> Path:
+    """MVTec AD 2 as released: train/good, validation/good (good only), test_public/{good,bad} with
+    ground_truth/bad/<stem>_mask.png, and the private test sets without ground truth."""
+    p = root / "can"
+    for k in range(3):
+        _image(p / "train" / "good" / f"{k:03d}_regular.png")
+    for k in range(2):
+        _image(p / "validation" / "good" / f"{k:03d}_regular.png")
+    if public:
+        _image(p / "test_public" / "good" / "000_regular.png")
+        for k in range(2):
+            _image(p / "test_public" / "bad" / f"{k:03d}_overexposed.png")
+            _mask(p / "test_public" / "ground_truth" / "bad" / f"{k:03d}_overexposed_mask.png")
+    for k in range(2):
+        _image(p / "test_private" / f"{k:03d}.png")
+    _image(p / "test_private_mixed" / "000.png")
+    return root
+
+
 def folder(root: Path, masks: bool = True) -> Path:
     """anomalib's Folder layout: good/, one folder per defect type, masks/<type>/ (one mask missing)."""
     for k in range(6):
@@ -117,7 +136,7 @@ def mvtec(root: Path, product: str = "bottle", types: tuple[str, ...] = ("broken
 
 
 @pytest.mark.parametrize("make, name", [(btad, "btad"), (visa, "visa"), (mvtec3d, "mvtec3d"), (folder, "folder"),
-                                        (mvtec, "mvtec")])  # fmt: skip
+                                        (mvtec, "mvtec"), (mvtec_ad2, "mvtec_ad2")])  # fmt: skip
 def test_each_fixture_is_detected_as_its_format(tmp_path, make, name):
     assert detect_format(make(tmp_path / name)) == name
 
@@ -176,6 +195,30 @@ def test_mvtec3d_validation_images_join_train_and_are_reported(workdir, tmp_path
     assert not list(dest.rglob("*.tiff"))  # RGB only
     assert not (dest / "bagel/ground_truth/good").exists()  # good test gt (all zero) is not a defect mask
     _masks_ok(dest)  # 16-bit 0/65535 masks came out 0/255
+
+
+def test_mvtec_ad2_keeps_its_validation_split_and_skips_the_private_tests(workdir, tmp_path):
+    src = mvtec_ad2(tmp_path / "mvtec_ad_2")
+    before = tree_digest(src)
+    result = import_dataset(src, "ad2", track=False)
+    assert tree_digest(src) == before
+    dest = workdir / "data/raw/ad2/can"
+    assert sorted(p.name for p in (dest / "validation/good").iterdir()) == ["000_regular.png", "001_regular.png"]
+    assert len(list((dest / "train/good").iterdir())) == 3 and len(list((dest / "test/good").iterdir())) == 1
+    assert sorted(p.name for p in (dest / "ground_truth/bad").iterdir()) == [
+        "000_overexposed_mask.png", "001_overexposed_mask.png"]  # fmt: skip
+    assert any("skipped (no ground truth) test_private: 2, test_private_mixed: 1" in n for n in result.notes)
+    assert not (dest / "test_private").exists() and not (dest / "test_public").exists()
+    listing = list_files(workdir / "data/raw/ad2")
+    assert sorted({s for _, s, _, _ in listing.images}) == ["test", "train", "validation"]
+    _masks_ok(workdir / "data/raw/ad2")
+
+
+def test_mvtec_ad2_without_test_public_is_refused(workdir, tmp_path):
+    src = mvtec_ad2(tmp_path / "mvtec_ad_2", public=False)
+    with pytest.raises(InputErrors, match=r"can: MVTec AD 2 product has no test_public/"):
+        import_dataset(src, "ad2", track=False, fmt="mvtec_ad2")
+    assert not (workdir / "data/raw").exists()
 
 
 def test_folder_import_missing_mask_policies(workdir, tmp_path):
@@ -251,7 +294,7 @@ def test_shipped_maps_are_valid_and_the_count_table_reads_them():
     table = count_table("mvtec").set_index("product")
     bottle = table.loc["bottle"]
     assert (bottle["map_structural"], bottle["map_contamination"], bottle["paper_structural"]) == (42, 21, "41")
-    assert set(FORMATS) == {"mvtec", "btad", "visa", "mvtec3d", "folder"}
+    assert set(FORMATS) == {"mvtec", "btad", "visa", "mvtec3d", "mvtec_ad2", "folder"}  # no map: types say nothing
 
 
 def test_a_bad_map_file_is_refused(tmp_path):

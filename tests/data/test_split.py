@@ -242,3 +242,55 @@ def test_segad_brf_part_of_fewer_than_two_images_is_refused(tiny_repo, split_par
         make_split(manifest, categories, split_params, _segad(brf_fraction=0.2))
     with pytest.raises(InputError, match=r"and 1 for the detectors.*product nut: 0.9 of 3 good train images is 3"):
         make_split(manifest, categories, split_params, _segad(brf_fraction=0.9))
+
+
+def _with_shipped_validation(
+    manifest: pd.DataFrame, categories: pd.DataFrame, products: tuple[str, ...]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The manifest plus, per product of ``products``, two good images in a shipped validation/ folder (MVTec AD 2's
+    layout: good only), and their categories rows (a train image's: no defect, its product's background)."""
+    extra, cats = [], []
+    for product in products:
+        row = manifest[(manifest["product"] == product) & (manifest["split_folder"] == "train")].iloc[0]
+        cat = categories[categories["image_id"] == row["image_id"]].iloc[0]
+        for k in range(2):
+            image_id = f"{product}/validation/good/{k:03d}.png"
+            extra.append({**row.to_dict(), "image_id": image_id, "split_folder": "validation",
+                          "sha256": f"shipped{product}{k}"})  # fmt: skip
+            cats.append({**cat.to_dict(), "image_id": image_id})
+    return (pd.concat([manifest, pd.DataFrame(extra)], ignore_index=True),
+            pd.concat([categories, pd.DataFrame(cats)], ignore_index=True))  # fmt: skip
+
+
+def test_shipped_validation_is_the_validation_split_and_test_keeps_every_test_image(tiny_repo, split_params):
+    manifest, categories = _tables()
+    products = tuple(sorted(manifest["product"].unique()))
+    manifest, categories = _with_shipped_validation(manifest, categories, products)
+    shipped = SplitParams.from_params({"split": {**split_params.model_dump(), "validation": "shipped"}})
+    split = make_split(manifest, categories, shipped)
+    validation = split[split["split"] == "validation"]
+    assert set(validation["image_id"]) == set(manifest.loc[manifest["split_folder"] == "validation", "image_id"])
+    assert (validation["label"] == "good").all()
+    assert set(split.loc[split["split"] == "test", "image_id"]) == set(
+        manifest.loc[manifest["split_folder"] == "test", "image_id"]
+    )  # nothing drawn from test
+    assert split_gate(split, manifest, {"split": "data/split.csv"}, validation="shipped").success
+    # the same split judged as from_test fails: validation must hold anomalous images there
+    assert not split_gate(split, manifest, {"split": "data/split.csv"}).success
+    # from_test (the default): the shipped images are in no split, validation is drawn from test as before
+    default = make_split(manifest, categories, split_params)
+    assert (default.loc[default["image_id"].str.contains("/validation/"), "split"] == "excluded").all()
+    before = make_split(*_tables(), split_params)
+    assert default[~default["image_id"].str.contains("/validation/")].reset_index(drop=True).equals(before)
+    assert split_gate(default, manifest, {"split": "data/split.csv"}).success
+
+
+def test_shipped_validation_on_a_product_that_ships_none_names_it(tiny_repo, split_params):
+    manifest, categories = _tables()
+    products = sorted(manifest["product"].unique())
+    manifest, categories = _with_shipped_validation(manifest, categories, tuple(products[:1]))
+    shipped = SplitParams.from_params({"split": {**split_params.model_dump(), "validation": "shipped"}})
+    with pytest.raises(InputError, match=rf"split.validation: shipped needs validation images.*{products[1]}"):
+        make_split(manifest, categories, shipped)
+    with pytest.raises(ParamsError, match="split.validation must be one of"):
+        SplitParams.from_params({"split": {**split_params.model_dump(), "validation": "held_out"}})

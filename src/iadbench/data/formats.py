@@ -19,6 +19,11 @@ Layouts (as the public releases ship them; the MVTec AD layout is the target):
 - ``mvtec3d``: ``<product>/{train,validation,test}/<type>/rgb/*.png``, masks ``<product>/test/<type>/gt/*.png``;
   RGB only (``xyz/`` is ignored). ``validation/good`` images join train (renamed ``validation_<name>``) and the
   import record says how many: the pipeline draws its own validation split from the test images.
+- ``mvtec_ad2``: ``<product>/train/good``, ``<product>/validation/good``, ``<product>/test_public/{good,bad}``, masks
+  ``<product>/test_public/ground_truth/bad/<stem>_mask.png`` (MVTec AD 2, Heckler-Kram et al., 2025).
+  ``validation/good`` is kept as ``<product>/validation/good`` (the split's ``split.validation: shipped`` uses it as
+  the validation split, as shipped: good images only); ``test_private`` and ``test_private_mixed`` ship no ground
+  truth and are skipped, with a note.
 - ``folder``: ``good/`` and one folder per defect type, optional ``masks/<type>/<stem>.*`` (or ``masks/<stem>.*``)
   — anomalib's ``Folder`` layout for users' own data; one product (``--product``, default the dataset name). A
   share of the good images (``--good-test-fraction``, anomalib's default 0.2), chosen by a hash of the file name so
@@ -236,6 +241,52 @@ def _collect_mvtec3d(root: Path, options: Options) -> Collected:
     return out
 
 
+# --- mvtec_ad2 -----------------------------------------------------------------------------------------------------
+
+AD2_PRIVATE = ("test_private", "test_private_mixed")  # MVTec AD 2's test sets without public ground truth
+
+
+def _detect_mvtec_ad2(product: Path) -> bool:
+    return (
+        bool(images_in(product / "train" / "good"))
+        and (product / "validation" / "good").is_dir()
+        and not (product / "test").is_dir()
+    )
+
+
+def _collect_mvtec_ad2(root: Path, options: Options) -> Collected:
+    out = Collected(items=[])
+    problems: list[InputError] = []
+    for product in subdirs(root):
+        public = product / "test_public"
+        if not public.is_dir():
+            why = "it is the only test set with ground truth (test_private* have none)"
+            problems.append(InputError(product, "MVTec AD 2 product has no test_public/", why))
+            continue
+        for image in images_in(product / "train" / "good"):
+            _add(out, Item(product.name, "train", "good", image))
+        for type_dir in subdirs(product / "validation"):
+            if type_dir.name != "good":  # MVTec AD 2 ships good validation images only: anything else is refused
+                problems.append(InputError(type_dir, "MVTec AD 2 validation/ holds good images only"))
+                continue
+            for image in images_in(type_dir):
+                _add(out, Item(product.name, "validation", "good", image))
+        for type_dir in subdirs(public):
+            if type_dir.name == "ground_truth":
+                continue
+            for image in images_in(type_dir):
+                mask = None
+                if type_dir.name != "good":
+                    mask = _mask_by_stem(public / "ground_truth" / type_dir.name, image.stem, (MASK_SUFFIX,))
+                _add(out, Item(product.name, "test", type_dir.name, image, mask))
+        skipped = [f"{d}: {len(images_in(product / d))}" for d in AD2_PRIVATE if (product / d).is_dir()]
+        if skipped:
+            out.notes.append(f"{product.name}: skipped (no ground truth) {', '.join(skipped)} image(s)")
+    if problems:
+        raise InputErrors(problems)
+    return out
+
+
 # --- folder --------------------------------------------------------------------------------------------------------
 
 FOLDER_GOOD = "good"
@@ -288,6 +339,8 @@ FORMATS: dict[str, Format] = {
         Format("visa", "<product>/Data/Images/ (and split_csv/1cls.csv)", _detect_visa, _collect_visa,
                aux=("split_csv",)),
         Format("mvtec3d", "<product>/train/good/rgb/", _detect_mvtec3d, _collect_mvtec3d),
+        Format("mvtec_ad2", "<product>/train/good/ and <product>/validation/good/ beside test_public/",
+               _detect_mvtec_ad2, _collect_mvtec_ad2),
         Format("folder", "good/<images> beside one folder per defect type", _detect_folder, _collect_folder,
                per_product=False),
     )

@@ -128,7 +128,7 @@ def list_files(root: Path) -> Listing:
             problems.append(InputError(product_dir, "product folder must hold train/ and test/ (MVTec AD layout)"))
             continue
         found = 0
-        for split_dir in (train, test):
+        for split_dir in (train, test, product_dir / "validation"):  # validation/: shipped (MVTec AD 2), optional
             for defect_dir in subdirs(split_dir):
                 for image in images_in(defect_dir):
                     images.append((product, split_dir.name, defect_dir.name, image))

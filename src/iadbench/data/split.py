@@ -21,6 +21,13 @@ forest and the detectors no longer see them, so that a detector and the same det
 images. With ``segad.shots`` = N > 0, N anomalous test images per product (stratified by defect type) join ``brf``
 too and leave validation and test. With SegAD off the file is the one written before SegAD existed.
 
+A dataset that ships its own validation images (MVTec AD 2: ``<product>/validation/good``, good images only) keeps
+them out of every split by default (``excluded``: ``split.validation: from_test`` draws validation from the test
+images, as for every other dataset); with ``split.validation: shipped`` they *are* the validation split, as shipped,
+and every test image stays in test — a product may then have no anomalous validation image, and only the
+normal-only threshold rules are fitted for it. ``shipped`` on a product that ships no validation folder is an error
+naming it.
+
 Within a stratum the chosen images come from a generator seeded by ``(seed, product, stratum)`` over the images
 sorted by id, so the split does not depend on file-system order, and the same params write the same file.
 
@@ -158,6 +165,16 @@ def make_split(
     table["defect_categories"] = table["defect_categories"].fillna("")
     table["background"] = table["background"].fillna("")
     table["split"] = np.where(table["split_folder"] == "train", "train", "test")
+    shipped = table["split_folder"] == "validation"
+    table.loc[shipped, "split"] = "validation" if params.validation == "shipped" else "excluded"
+    if params.validation == "shipped":
+        without = sorted(set(table["product"]) - set(table.loc[shipped, "product"]))
+        if without:
+            raise InputError(
+                "params.yaml",
+                "split.validation: shipped needs validation images the dataset ships (<product>/validation/)",
+                f"product(s) {without} ship none (MVTec AD 2 does; for the others use split.validation: from_test)",
+            )
     noisy, replaced = noisy_train(table, params)
     table.loc[table["image_id"].isin(noisy), "split"] = "train"
     table.loc[table["image_id"].isin(replaced), "split"] = "excluded"
@@ -165,7 +182,7 @@ def make_split(
     table.loc[table["image_id"].isin(brf), "split"] = "brf"
     validation: set[str] = set()
     remaining = table[(table["split_folder"] == "test") & ~table["image_id"].isin(noisy | brf)]
-    for product, group in remaining.groupby("product", sort=True):
+    for product, group in remaining.groupby("product", sort=True) if params.validation == "from_test" else ():
         good = group.loc[group["label"] == "good", "image_id"].tolist()
         validation |= _pick(good, _quota(len(good), params.val_fraction), params.seed, str(product), "good")
         anomalous = group[group["label"] == "anomalous"]
@@ -173,6 +190,7 @@ def make_split(
         alloc = largest_remainder({k: len(v) for k, v in strata.items()}, _quota(len(anomalous), params.val_fraction))
         for stratum, ids in strata.items():
             validation |= _pick(ids, alloc[stratum], params.seed, str(product), "anomalous", stratum)
-    table.loc[table["image_id"].isin(validation), "split"] = "validation"
+    if params.validation == "from_test":
+        table.loc[table["image_id"].isin(validation), "split"] = "validation"
     out = table[SPLIT_COLUMNS].sort_values("image_id", kind="stable").reset_index(drop=True)
     return out

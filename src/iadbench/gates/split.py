@@ -18,6 +18,7 @@ def split_gate(
     paths: dict[str, str],
     train_noise: float = 0.0,
     segad: Any = None,
+    validation: str = "from_test",
 ) -> GateResult:
     """Run the split gate (suites ``gx/expectations/split/*.json``): disjoint splits, train only good, categories
     present, validation usable, counts. What the params decide is a column the suites compare with.
@@ -48,6 +49,10 @@ def split_gate(
     products["n_train_anomalous"] = products["product"].map(anomalous_train).fillna(0).astype(int)
     excluded = split[split["split"] == "excluded"].groupby("product").size()
     products["n_excluded"] = products["product"].map(excluded).fillna(0).astype(int)
+    shipped = manifest[manifest["split_folder"] == "validation"].groupby("product").size()
+    unused = products["product"].map(shipped).fillna(0).astype(int) if validation == "from_test" else 0
+    products["n_excluded_expected"] = products["n_train_anomalous"] + unused  # + shipped validation images unused
+    products["n_validation_anomalous_min"] = 0 if validation == "shipped" else 1  # shipped: good images only
     on = segad is not None and segad.on
     brf = split[split["split"] == "brf"]
     for label in ("good", "anomalous"):
@@ -73,6 +78,6 @@ def run(params: dict[str, Any]) -> GateResult:
     from iadbench.params import SegadParams, SplitParams
     from iadbench.paths import MANIFEST, SPLIT
 
-    noise = SplitParams.from_params(params).train_noise
-    return split_gate(read_table(SPLIT), read_table(MANIFEST), {"split": str(SPLIT)}, noise,
-                      SegadParams.from_params(params))  # fmt: skip
+    p = SplitParams.from_params(params)
+    return split_gate(read_table(SPLIT), read_table(MANIFEST), {"split": str(SPLIT)}, p.train_noise,
+                      SegadParams.from_params(params), p.validation)  # fmt: skip
