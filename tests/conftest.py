@@ -35,7 +35,7 @@ TINY = {
         "annotators": 3,
         "annotator_error": 0.1,
     },
-    "split": {"seed": 0, "val_fraction": 0.3, "train_noise": 0.0},
+    "split": {"seed": 0, "val_fraction": 0.3, "train_noise": 0.0, "validation": "from_test"},
     "gates": {"empty_mask": "warn"},
     "threshold": {
         "method": "iou",

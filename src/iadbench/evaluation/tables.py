@@ -6,6 +6,12 @@ without) and all images, each × dataset; columns model × threshold rule. A cat
 over the test images carrying that category (an image with two categories counts in both). A category with no test
 image is reported as absent (``n_images = 0``, values null), never as 0.
 
+A rule not fitted for a product (ROC-T, IoU-T, PR-T without anomalous validation images) is *not applicable* there:
+its rows leave that product's images out and count them (``n_not_applicable``); only the headline at
+``threshold.method`` counts them at the stand-in ``good_fpr`` (``n_good_only_products`` says how many products).
+AUPIMO (``aupimo``) is threshold-free: the mean per-image value of the group's anomalous images, the same in every
+rule's row.
+
 Confidence intervals are percentile bootstrap intervals over test images (``evaluate.bootstrap`` resamples, seeded
 by ``evaluate.seed``): a ratio of sums (pooled IoU, image F1) is resampled image by image; image AUROC is resampled
 within each product and class, and the all-products value is the mean over products (threshold-free metrics are
