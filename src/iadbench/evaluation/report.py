@@ -108,7 +108,7 @@ def table1(categories: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 def detail_table(categories: pd.DataFrame, method: str) -> tuple[list[str], list[list[str]]]:
     """At the headline rule: mean IoU with its interval, pooled IoU, pixel FPR on good images, image figures."""
     header = ["model", "category", "dataset", "n images", "mean IoU [95 % CI]", "pooled IoU", "pixel FPR (good)",
-              "image recall", "image false alarms", "image F1 [95 % CI]"]  # fmt: skip
+              "image recall", "image false alarms", "image F1 [95 % CI]", "AUPIMO (threshold-free)"]  # fmt: skip
     body = []
     for r in categories[categories["rule"] == method].itertuples(index=False):
         d = r._asdict()
@@ -120,7 +120,7 @@ def detail_table(categories: pd.DataFrame, method: str) -> tuple[list[str], list
                      fmt(d.get("pooled_iou")), fmt(d.get("pixel_fpr_good"), 4), fmt(d.get("image_recall")),
                      fmt(d.get("image_false_alarm")),
                      f"{fmt(d.get('image_f1'))} [{fmt(d.get('image_f1_lo'))}, {fmt(d.get('image_f1_hi'))}]"
-                     if pd.notna(d.get("image_f1")) else "–"])  # fmt: skip
+                     if pd.notna(d.get("image_f1")) else "–", fmt(d.get("aupimo"))])  # fmt: skip
     return header, body
 
 
@@ -409,11 +409,12 @@ def _sections(
     aupro_fpr_limit = EvaluateParams.from_params(params).aupro_fpr_limit
     headline_rows = [[m, fmt(b.get("mean_iou")), f"[{fmt(b.get('mean_iou_lo'))}, {fmt(b.get('mean_iou_hi'))}]",
                       fmt(b.get("pooled_iou")), fmt(b.get("pixel_fpr_good"), 4), fmt(b.get("image_f1")),
-                      fmt(b.get("image_auroc")), fmt(b.get("pg2")), fmt(b.get("pixel_aupro")),
+                      fmt(b.get("image_auroc")), fmt(b.get("pg2")), fmt(b.get("pixel_aupro")), fmt(b.get("aupimo")),
                       fmt(b.get("oracle_mean_iou"))] for m, b in metrics.items()]  # fmt: skip
     aupro_title = METRIC_TABLE[("pixel", "aupro")].label.format(limit=f"{aupro_fpr_limit:g}")
     headline_header = ["model", f"mean IoU ({rule_label(method)})", "95 % CI", "pooled IoU", "pixel FPR (good)",
-                       "image F1", "image AUROC", "PG2", aupro_title, "oracle mean IoU (upper bound)"]  # fmt: skip
+                       "image F1", "image AUROC", "PG2", aupro_title, "AUPIMO (FPR 1e-5…1e-4)",
+                       "oracle mean IoU (upper bound)"]  # fmt: skip
     return [
         ("Headline (all products)", headline_header, headline_rows),
         training_section(evaluated_models(params), list(DataParams.from_params(params).products)),
