@@ -7,6 +7,7 @@ import math
 import pytest
 
 from iadbench.cli import main
+from iadbench.studies import NAMES
 from iadbench.studies.dvc import head
 from iadbench.studies.grids import STUDIES, StudyError, experiment_name, get_study, grid
 from iadbench.studies.summary import cell, mean_std, render_markdown, segad_pairs
@@ -14,6 +15,7 @@ from iadbench.studies.summary import cell, mean_std, render_markdown, segad_pair
 
 def test_every_study_of_the_issue_is_registered():
     assert list(STUDIES) == ["seeds", "drift", "noise", "size", "validation", "unified", "segad", "fewshot"]
+    assert list(NAMES) == list(STUDIES)  # the CLI's help lists them without importing the registry
 
 
 def test_grid_names_conditions_and_seeds():

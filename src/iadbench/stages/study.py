@@ -9,9 +9,9 @@ HELP = "run a study as queued DVC experiments; write reports/studies/NAME.{json,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The verb's arguments."""
-    from iadbench.studies.grids import STUDIES
+    from iadbench.studies import NAMES
 
-    parser.add_argument("name", help=" | ".join(STUDIES))
+    parser.add_argument("name", help=" | ".join(NAMES))
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per condition (default 3)")
     parser.add_argument("--jobs", type=int, default=1, help="experiments run in parallel (dvc queue start --jobs)")
     parser.add_argument("--conditions", help="comma-separated conditions instead of the study's default grid")

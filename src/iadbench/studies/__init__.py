@@ -18,3 +18,6 @@ log kept in the JSON, and it stays out of the means; the command then exits non-
 Modules: :mod:`~iadbench.studies.grids` (the registry), :mod:`~iadbench.studies.dvc` (what DVC is asked),
 :mod:`~iadbench.studies.run` (queue and follow), :mod:`~iadbench.studies.summary` (the tables).
 """
+
+NAMES = ("seeds", "drift", "noise", "size", "validation", "unified", "segad", "fewshot")  # :data:`grids.STUDIES`'
+# keys, here so that building the CLI parser (`iadbench study --help`) imports nothing heavy; a test keeps them equal
