@@ -100,21 +100,18 @@ def _fewshot_fits(condition: str, params: dict[str, Any]) -> str | None:
     """
     from iadbench.data.manifest import read_table
     from iadbench.paths import ASSIGNMENT
+    from iadbench.studies.dvc import lookup  # here: studies.dvc imports this module
 
     if condition == "all" or not ASSIGNMENT.is_file():
         return None
     split = read_table(ASSIGNMENT)
     anomalous = split[(split["split"] == "validation") & (split["label"] == "anomalous")]
     counts = anomalous.groupby("product").size()
-    short = [f"{p} has {int(counts.get(p, 0))}" for p in lookup_products(params) if counts.get(p, 0) < int(condition)]
+    products = lookup(params, "data.products") or []
+    short = [f"{p} has {int(counts.get(p, 0))}" for p in products if counts.get(p, 0) < int(condition)]
     if short:
         return f"{condition} anomalous validation images per product asked, but {', '.join(short)}"
     return None
-
-
-def lookup_products(params: dict[str, Any]) -> list[str]:
-    """``data.products`` of a params dict (the products of the matrix; <dataset>/<product> names stay whole)."""
-    return list((params.get("data") or {}).get("products") or [])
 
 
 def _choice(key: str, values: dict[str, Any], study: str) -> Callable[[str], dict[str, Any]]:

@@ -84,13 +84,12 @@ def _categories(rev: str) -> list[dict[str, Any]]:
 
     import pandas as pd
 
+    from iadbench.evaluation.tables import pooled
+
     text = git_show(rev, "reports/tables/categories.csv")
     if text is None:
         return []
-    table = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
-    if table["dataset"].nunique() > 1:
-        table = table[table["dataset"] == "all"]
-    return table.to_dict("records")
+    return pooled(pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])).to_dict("records")
 
 
 def _rule_table(runs: dict[str, dict[int, dict[str, Any]]], order: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -136,8 +135,8 @@ def rule_curves(summary: dict[str, Any], path: Any) -> Any:
     x = list(range(len(conditions)))
     for ax, model in zip(axes[0], models, strict=True):
         for name, by_condition in table.items():
-            m, rule = name.split(" · ")
-            if m != model or rule not in RULE_TABLE or RULE_TABLE[rule].select is None and rule != "oracle":
+            m, rule = name.split(" · ")  # every rule of the table: _rule_table keeps RULE_TABLE's only
+            if m != model:
                 continue
             spec = RULE_TABLE[rule]
             points = [(i, by_condition[c]) for i, c in enumerate(conditions) if by_condition[c]["mean"] is not None]
