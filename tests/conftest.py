@@ -81,6 +81,7 @@ TINY = {
             "reg_alpha": 1.0,
         },
     },
+    "export": {"cells": []},
     "model_options": {"padim": {"n_features": 50}, "ae": {"latent_dim": 32, "base_channels": 16, "lr": 0.0002}},
 }
 

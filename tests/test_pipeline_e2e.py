@@ -45,7 +45,10 @@ def _set_params(repo: Path, **sections) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> tuple[Path, dict]:
-    return make_repo(tmp_path_factory.mktemp("e2e") / "iadbench", TINY)
+    return make_repo(tmp_path_factory.mktemp("e2e") / "iadbench", {**TINY, "export": {"cells": [EXPORT]}})
+
+
+EXPORT = {"model": "padim", "product": "nut", "rule": "iou", "format": "torch"}  # the export stage, once in CI
 
 
 def warm_up(root: Path, env: dict) -> None:
@@ -85,6 +88,7 @@ def test_repro_builds_every_stage(repo, first_build):
         "check_params", "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split",
         "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures", "gate_thresholds",
         "gate_evaluate", "gate_tables", "gate_docs", *_cells("train", "predict", "thresholds", "evaluate"),
+        "export@0",
     }  # fmt: skip
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
     docs = (root / "reports/gates/docs/index.html").read_text()
@@ -193,7 +197,7 @@ def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo, first_build):
     assert _stages_run(out.stdout) == {  # a split param reruns the split and everything after it, nothing before
         "check_params", "split", "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures",
         "gate_thresholds", "gate_evaluate", "gate_tables", "gate_docs",
-        *_cells("train", "predict", "thresholds", "evaluate"),
+        *_cells("train", "predict", "thresholds", "evaluate"), "export@0",
     }  # fmt: skip
     shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
     assert "val60" in shown and "images.validation" in shown

@@ -175,6 +175,7 @@ def stage_report(dvc_yaml: Path) -> dict[str, dict[str, list[str]]]:
     exempt = set(exemptions(dvc_yaml))
     out = {}
     for name, stage in spec.items():
+        stage = stage.get("do", stage)  # a foreach stage: its template (the same command and deps for every item)
         cmd = stage["cmd"]  # YAML merge keys (<<: *anchor) are resolved by the loader
         deps = [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps") or []]
         verb, argv = parse_command(cmd)

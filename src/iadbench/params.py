@@ -500,6 +500,28 @@ class SegadParams(SegadSection):
         return cls(**s.model_dump(exclude={"xgboost"}), xgboost=tuple(sorted(s.xgboost.model_dump().items())))
 
 
+EXPORT_FORMATS = ("torch", "onnx", "openvino")  # iadbench.deploy.bundle.FORMATS (a test keeps them equal)
+
+
+class ExportCell(BaseModel):
+    """One (model, product, rule, format) that the ``export`` stage keeps exported (``iadbench export``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: StrictStr
+    product: StrictStr
+    rule: StrictStr
+    format: Literal["torch", "onnx", "openvino"] = "onnx"
+
+
+class ExportParams(Section):
+    """``export``: the cells the ``export`` stage writes to ``exports/<model>/<product>/<rule>-<format>`` (an empty
+    list: no export stage). Model, product and rule are checked when the stage runs (a trained cell, a fitted rule).
+    """
+
+    section: ClassVar[str] = "export"
+    cells: tuple[ExportCell, ...] = ()
+
+
 class ParamsFile(BaseModel):
     """The whole of ``params.yaml``: every section, no other (``model_options`` is checked per model by the
     registry, through ``iadbench check`` and the train stage: its keys are the options each model declares).
@@ -517,6 +539,7 @@ class ParamsFile(BaseModel):
     train: TrainParams
     drift: DriftParams = DriftParams()
     segad: SegadSection = SegadSection()
+    export: ExportParams = ExportParams()
     model_options: dict[StrictStr, dict[StrictStr, Any] | None] = {}
 
 

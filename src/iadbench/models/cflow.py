@@ -63,6 +63,18 @@ class TrainingReferenceMap(nn.Module):
                 "cflow: the training log-likelihood maxima that normalise its maps are missing "
                 "(a cell trained before iadbench fixed CFLOW's batch dependence): run its train stage again"
             )
+        return self.combine(distribution, height, width, image_size)
+
+    def combine(
+        self,
+        distribution: list[torch.Tensor],
+        height: list[int],
+        width: list[int],
+        image_size: tuple[int, int] | torch.Size | None = None,
+    ) -> torch.Tensor:
+        """``L − Σ_l upsample(exp(ll_l − m_l))`` with the recorded ``m_l`` (no checks: :meth:`forward` checks them;
+        an exported graph, :mod:`iadbench.deploy.graph`, checks them once before tracing).
+        """
         total: torch.Tensor | None = None
         for index in range(len(self.pool_layers)):
             layer = torch.exp(distribution[index].detach() - self.reference[index])
