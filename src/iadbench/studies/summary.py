@@ -131,7 +131,8 @@ def rule_curves(summary: dict[str, Any], path: Any) -> Any:
     conditions = summary["conditions"]
     table = summary["by_rule"]["mean_iou"]
     models = list(dict.fromkeys(name.split(" · ")[0] for name in table))
-    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False, sharey=True)
+    width = max(3.6 * len(models), 8.0)  # one model: wide enough for the title and the legend
+    fig, axes = plt.subplots(1, len(models), figsize=(width, 3.4), squeeze=False, sharey=True)
     x = list(range(len(conditions)))
     for ax, model in zip(axes[0], models, strict=True):
         for name, by_condition in table.items():
