@@ -20,6 +20,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from iadbench.deploy.bundle import read_bundle
 from iadbench.metrics.rules import fitted_rules
 from tests.conftest import TINY, chromium_screenshot, drawn_share, make_repo, tree_digest
 from tests.conftest import run_in as _run
@@ -91,6 +92,8 @@ def test_repro_builds_every_stage(repo, first_build):
         "export@0",
     }  # fmt: skip
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
+    exported = read_bundle(root / "exports/padim/nut/iou-torch")  # the export stage's folder: complete, unchanged
+    assert exported.manifest["model"] == "padim" and exported.thresholds["rule"] == "iou"
     docs = (root / "reports/gates/docs/index.html").read_text()
     assert "manifest.images" in docs and "https://" not in docs  # GX Data Docs, offline
     assert "reports/gates/docs" not in (root / "reports/report.html").read_text()  # linked relative to the report

@@ -218,3 +218,34 @@ def test_params_refuse_an_unknown_export_format_or_key():
                                                         "format": "tflite"}]}})  # fmt: skip
     with pytest.raises(ParamsError, match=r"export.cells\[0\].modle: unknown key"):
         ExportParams.from_params({"export": {"cells": [{"modle": "padim", "product": "nut", "rule": "iou"}]}})
+
+
+def test_a_model_the_exporter_cannot_trace_is_refused_with_the_reason(tmp_path, monkeypatch):
+    """What a user sees for a model torch.export refuses (the default models all export: test_parity.py)."""
+    from iadbench.deploy import export as export_module
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Could not guard on data-dependent expression Eq(u0, 1)\nmore detail")
+
+    monkeypatch.setattr("iadbench.deploy.graph.trace", refuse)
+    monkeypatch.setattr(export_module, "_fitted", lambda *a: (None, {}))
+    monkeypatch.setattr("iadbench.models.run.split_rows", lambda *a: _one_image(tmp_path))
+    monkeypatch.setattr(export_module, "_train_channels", lambda product: [3])
+    monkeypatch.setattr("iadbench.models.registry.build_model", lambda cfg: (torch.nn.Identity(), None, None, None))
+    monkeypatch.setattr("iadbench.models.run.load_state", lambda *a: None)
+    monkeypatch.setattr("torch.load", lambda *a, **k: {})
+    monkeypatch.chdir(tmp_path)
+    params = _workspace(tmp_path)
+    (tmp_path / "reports/evaluate/padim").mkdir(parents=True)
+    (tmp_path / "reports/evaluate/padim/nut.json").write_text("{}")
+    with pytest.raises(IadbenchError, match=r"padim cannot be exported as any format .*: RuntimeError: Could not "
+                       r"guard on data-dependent expression Eq\(u0, 1\)$"):  # fmt: skip
+        export_cell(params, "padim", "nut", "iou", "onnx", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def _one_image(root: Path):
+    import pandas as pd
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "one.png")
+    return pd.DataFrame({"image_path": [str(root / "one.png")]})

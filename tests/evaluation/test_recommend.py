@@ -147,3 +147,19 @@ def test_under_trained_models_are_named_beside_the_ranking():
     assert "under-trained: b (10 of 100, profile demo)" in text
     rows = {line.split()[1]: line.split() for line in text.splitlines() if line[:1].isdigit()}
     assert "50/50" in rows["a"] and "10/100" in rows["b"] and "pass" in rows["c"]  # epochs run / full length
+
+
+def test_latency_of_an_exported_format_replaces_the_predict_throughput():
+    from iadbench.stages.recommend import with_deploy_latency
+
+    table, docs = _world(("a", A_IOU, A_IOU / 2, 0), ("b", A_IOU - 0.1, A_IOU / 4, 0))
+    deploy = {"models": {m: {"onnx": {"p95_ms": 8.0}, "torch": {"p95_ms": 40.0}} for m in ("a", "b", "c")}}
+    costs = with_deploy_latency(COSTS, deploy, "onnx")
+    assert costs["a"]["images_per_second"] == pytest.approx(125.0) and costs["a"]["fit_seconds"] == 10.0
+    rec = recommend(table, docs, costs, SURFACE_OR_CONTAMINATION, P, Constraints(max_ms_per_image=10.0))
+    assert rec.candidates and all(c["ms_per_image"] == pytest.approx(8.0) for c in rec.candidates)
+    slow = with_deploy_latency(COSTS, deploy, "torch")  # 40 ms at the line: over the budget
+    with pytest.raises(UsageError, match=r"ms per image 40 > 10 \(--max-ms-per-image\)"):
+        recommend(table, docs, slow, SURFACE_OR_CONTAMINATION, P, Constraints(max_ms_per_image=10.0))
+    with pytest.raises(InputError, match="no openvino latency for model 'a'"):
+        with_deploy_latency(COSTS, deploy, "openvino")

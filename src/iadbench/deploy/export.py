@@ -220,12 +220,22 @@ def export_cell(
     check_image = str(spec_rows.iloc[0]["image_path"])
     provisional = preprocess_spec(cfg.image_size, [0.0] * 3, [1.0] * 3, _train_channels(product))
     example = torch.from_numpy(prepare(check_image, provisional)[0])
-    program, traced = trace(module, cfg.image_size, meta.get("receptive_field_shifts", {}), example)
+    try:
+        program, traced = trace(module, cfg.image_size, meta.get("receptive_field_shifts", {}), example)
+    except IadbenchError:
+        raise
+    except Exception as exc:  # torch.export's refusals are many kinds of exception; each says why
+        raise _not_exportable(model, "any format (torch.export traces every one)", exc) from exc
     spec = preprocess_spec(cfg.image_size, traced["mean"], traced["std"], provisional["train_channels"])
     out = Path(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
     try:
-        _convert(program, example, fmt, staging)
+        try:
+            _convert(program, example, fmt, staging)
+        except IadbenchError:
+            raise
+        except Exception as exc:
+            raise _not_exportable(model, fmt, exc) from exc
         (staging / "preprocess.json").write_text(json.dumps(spec, indent=1) + "\n")
         thresholds = {
             "rule": rule,
@@ -260,6 +270,12 @@ def export_cell(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _not_exportable(model: str, fmt: str, exc: Exception) -> IadbenchError:
+    """The refusal of a model the exporter cannot carry: which, to what, and the exporter's own first line."""
+    reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return IadbenchError(f"{model} cannot be exported as {fmt}: {type(exc).__name__}: {reason[:400]}")
 
 
 def _check(folder: Path, image: str, reference: list[np.ndarray]) -> dict[str, Any]:

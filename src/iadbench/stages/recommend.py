@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-false-alarm", type=float, help="share of good test images flagged, at most F")
     parser.add_argument("--min-recall", type=float, help="share of anomalous test images flagged, at least R")
     parser.add_argument("--max-ms-per-image", type=float, help="predict time per test image, at most T ms")
+    parser.add_argument("--latency", metavar="FORMAT", help="ms per image = the p95 latency of the model exported as "
+                        "FORMAT (torch | onnx | openvino) in reports/bench/deploy.json (benchmarks/deploy_speed.py), "
+                        "not the predict stage's batch throughput")  # fmt: skip
     parser.add_argument("--max-memory-mib", type=float, help="peak memory of training or prediction, at most M MiB")
     parser.add_argument("--rev", action="append", default=[], help="also read this commit or experiment name "
                         "(repeatable; runs over different datasets or products are pooled)")  # fmt: skip
@@ -135,11 +138,46 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError("--no-workspace needs at least one --rev")
     runs = [_load(*_reader(rev)) for rev in revs]
     table, docs, costs = _pool(runs)
+    if args.latency:
+        costs = with_deploy_latency(costs, _read_deploy(), args.latency)
     rec = recommend(table, docs, costs, profile, EvaluateParams.from_params(read_params(args)), constraints)
     if args.json:
         print(json.dumps(_as_json(rec), indent=1))
     else:
         print(render(rec))
+
+
+DEPLOY_BENCH = "reports/bench/deploy.json"
+
+
+def _read_deploy() -> dict[str, Any]:
+    from pathlib import Path
+
+    from iadbench.errors import InputError
+
+    path = Path(DEPLOY_BENCH)
+    if not path.is_file():
+        raise InputError(path, "not found", "measure the exported formats first: python benchmarks/deploy_speed.py")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(path, "not valid JSON", str(exc)) from exc
+
+
+def with_deploy_latency(costs: dict[str, Any], deploy: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """``costs`` with each model's images per second replaced by ``1000 / p95 ms`` of its ``fmt`` export (so that
+    ``--max-ms-per-image`` bounds the latency at the line); a model or format not measured there is an error.
+    """
+    from iadbench.errors import InputError
+
+    out = {}
+    for model, block in costs.items():
+        measured = (deploy.get("models") or {}).get(model, {}).get(fmt)
+        if measured is None:
+            raise InputError(DEPLOY_BENCH, f"no {fmt} latency for model {model!r}",
+                             "run python benchmarks/deploy_speed.py with that model in params.yaml")  # fmt: skip
+        out[model] = {**block, "images_per_second": 1000.0 / float(measured["p95_ms"])}
+    return out
 
 
 def _as_json(rec: Any) -> list[dict[str, Any]]:
