@@ -228,7 +228,8 @@ def export_cell(
         raise _not_exportable(model, "any format (torch.export traces every one)", exc) from exc
     spec = preprocess_spec(cfg.image_size, traced["mean"], traced["std"], provisional["train_channels"])
     out = Path(out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # beside it: the rename is atomic
     try:
         try:
             _convert(program, example, fmt, staging)
@@ -265,7 +266,6 @@ def export_cell(
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         if out.exists():
             shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
