@@ -14,7 +14,9 @@ are in the graph, not in a context that only exists at predict time:
   are checked once before tracing (a cell without them is refused, as predict refuses it).
 
 anomalib's CFLOW moves each decoder to the input's device inside ``forward``; an export is traced on one device,
-so in the exported copy (never in the benchmark's module) that move is a no-op. Nothing else is changed.
+so in the exported copy (never in the benchmark's module) that move is a no-op; and every tensor of the copy gets
+its own compact storage (a buffer that is a view, like PaDiM's channel index, would otherwise be saved with the
+unset memory of its larger storage: exports that differ from process to process). Nothing else is changed.
 
 Measured (``tests/deploy/test_parity.py`` on the tiny configuration, ``benchmarks/deploy_speed.py`` on the demo's
 cells): the exported torch program returns exactly the float32 values of the same module run eagerly at batch 1
@@ -86,6 +88,13 @@ def normalisation(module: Any, size: int) -> tuple[list[float], list[float]]:
 def _exportable_copy(network: nn.Module) -> nn.Module:
     """A copy of the network with the two export adjustments of the module docstring (the original is untouched)."""
     net = copy.deepcopy(network).eval()
+    for module in net.modules():  # each tensor its own compact storage: a view's spare storage is unset memory,
+        for name, buffer in module._buffers.items():  # which torch.export.save would write (PaDiM's channel index)
+            if buffer is not None:
+                module._buffers[name] = buffer.clone(memory_format=torch.contiguous_format)
+        for param in module._parameters.values():
+            if param is not None:
+                param.data = param.data.clone(memory_format=torch.contiguous_format)
     generator = getattr(net, "anomaly_map_generator", None)
     if isinstance(generator, TrainingReferenceMap):
         if torch.isnan(generator.reference).any():

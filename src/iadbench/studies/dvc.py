@@ -35,16 +35,6 @@ def _failed(args: tuple[str, ...], proc: subprocess.CompletedProcess) -> StudyEr
     return StudyError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}".rstrip())
 
 
-def lookup(params: dict[str, Any], dotted: str) -> Any:
-    """``params["a"]["b"]`` for ``"a.b"`` (None where a part is missing)."""
-    value: Any = params
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def head(rev: str = "HEAD") -> str:
     """The full hash of ``rev`` (default: the current commit, which queued experiments derive from)."""
     proc = subprocess.run(["git", "rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], capture_output=True, text=True)

@@ -27,6 +27,16 @@ POLL_SECONDS = 5.0
 WORKER_GRACE_SECONDS = 60.0  # queued experiments and no worker for this long: the worker did not start
 
 
+def lookup(params: dict[str, Any], dotted: str) -> Any:
+    """``params["a"]["b"]`` for ``"a.b"`` (None where a part is missing)."""
+    value: Any = params
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 class StudyError(IadbenchError):
     """A study cannot be queued or summarised as asked."""
 
@@ -100,7 +110,6 @@ def _fewshot_fits(condition: str, params: dict[str, Any]) -> str | None:
     """
     from iadbench.data.manifest import read_table
     from iadbench.paths import ASSIGNMENT
-    from iadbench.studies.dvc import lookup  # here: studies.dvc imports this module
 
     if condition == "all" or not ASSIGNMENT.is_file():
         return None

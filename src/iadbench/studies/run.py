@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from iadbench.paths import STUDIES_DIR
-from iadbench.studies.dvc import dvc, dvc_env, experiments, head, log_tail, lookup, parse_queue_status, queue_status
+from iadbench.studies.dvc import dvc, dvc_env, experiments, head, log_tail, parse_queue_status, queue_status
 from iadbench.studies.grids import (
     POLL_SECONDS,
     RUNS,
@@ -20,6 +20,7 @@ from iadbench.studies.grids import (
     StudyError,
     get_study,
     grid,
+    lookup,
     yaml_value,
 )
 from iadbench.studies.summary import collect

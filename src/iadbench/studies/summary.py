@@ -13,8 +13,8 @@ from typing import Any
 from iadbench.depsclosure import code_fingerprints
 from iadbench.params import SEGAD_SUFFIX
 from iadbench.paths import STUDIES_DIR
-from iadbench.studies.dvc import experiments, git_show, head, lookup
-from iadbench.studies.grids import METRICS, PRODUCT_METRICS, RUNS, Study, StudyError, yaml_value
+from iadbench.studies.dvc import experiments, git_show, head
+from iadbench.studies.grids import METRICS, PRODUCT_METRICS, RUNS, Study, StudyError, lookup, yaml_value
 
 
 def mean_std(values: list[float]) -> dict[str, Any]:
