@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from iadbench.deploy.bundle import read_bundle
 from iadbench.synth.generate import generate
 from tests.conftest import TINY, make_repo, tiny_synth
 from tests.conftest import run_in as _run
@@ -47,9 +48,12 @@ def btad_layout(tmp: Path) -> Path:
     return out
 
 
+EXPORT = {"model": "padim", "product": "btad/01", "rule": "iou", "format": "torch"}  # the export stage, once in CI
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    params = {**TINY, "models": ["padim"]}
+    params = {**TINY, "models": ["padim"], "export": {"cells": [EXPORT]}}
     params["data"] = {"datasets": ["synthetic", "btad"], "products": ["synthetic/nut", "btad/01"], "image_size": 64}
     tmp = tmp_path_factory.mktemp("multi")
     root, env = make_repo(tmp / "iadbench", params)
@@ -76,7 +80,10 @@ def test_two_datasets_give_table1_rows_per_dataset(repo, first_build):
     root, env = repo
     out = first_build
     ran = _stages_run(out.stdout)
-    assert {"train@padim-synthetic/nut", "train@padim-btad/01", "evaluate@padim-btad/01"} <= ran
+    assert {"train@padim-synthetic/nut", "train@padim-btad/01", "evaluate@padim-btad/01", "export@0"} <= ran
+    exported = read_bundle(root / "exports/padim/btad/01/iou-torch")  # a <dataset>/<product> cell: nested folders
+    assert (exported.manifest["product"], exported.manifest["dataset"], exported.thresholds["rule"]) == (
+        "btad/01", "btad", "iou")  # fmt: skip
     assert (root / "models/padim/btad/01/model.pt").is_file() and (root / "data/maps/padim/synthetic/nut.npz").is_file()
     categories = pd.read_csv(root / "reports/tables/categories.csv", dtype={"dataset": str})
     assert list(dict.fromkeys(categories["dataset"])) == ["synthetic", "btad", "all"]

@@ -20,7 +20,6 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from iadbench.deploy.bundle import read_bundle
 from iadbench.metrics.rules import fitted_rules
 from tests.conftest import TINY, chromium_screenshot, drawn_share, make_repo, tree_digest
 from tests.conftest import run_in as _run
@@ -46,10 +45,7 @@ def _set_params(repo: Path, **sections) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> tuple[Path, dict]:
-    return make_repo(tmp_path_factory.mktemp("e2e") / "iadbench", {**TINY, "export": {"cells": [EXPORT]}})
-
-
-EXPORT = {"model": "padim", "product": "nut", "rule": "iou", "format": "torch"}  # the export stage, once in CI
+    return make_repo(tmp_path_factory.mktemp("e2e") / "iadbench", TINY)
 
 
 def warm_up(root: Path, env: dict) -> None:
@@ -89,11 +85,8 @@ def test_repro_builds_every_stage(repo, first_build):
         "check_params", "synthesize", "manifest", "gate_manifest", "categories", "gate_categories", "split",
         "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures", "gate_thresholds",
         "gate_evaluate", "gate_tables", "gate_docs", *_cells("train", "predict", "thresholds", "evaluate"),
-        "export@0",
     }  # fmt: skip
     assert json.loads((root / "reports/gates/maps.json").read_text())["success"]
-    exported = read_bundle(root / "exports/padim/nut/iou-torch")  # the export stage's folder: complete, unchanged
-    assert exported.manifest["model"] == "padim" and exported.thresholds["rule"] == "iou"
     docs = (root / "reports/gates/docs/index.html").read_text()
     assert "manifest.images" in docs and "https://" not in docs  # GX Data Docs, offline
     assert "reports/gates/docs" not in (root / "reports/report.html").read_text()  # linked relative to the report
@@ -200,7 +193,7 @@ def test_exp_run_val_fraction_is_listed_with_summary_metrics(repo, first_build):
     assert _stages_run(out.stdout) == {  # a split param reruns the split and everything after it, nothing before
         "check_params", "split", "gate_split", "summary", "gate_maps", "metrics", "report", "costs", "figures",
         "gate_thresholds", "gate_evaluate", "gate_tables", "gate_docs",
-        *_cells("train", "predict", "thresholds", "evaluate"), "export@0",
+        *_cells("train", "predict", "thresholds", "evaluate"),
     }  # fmt: skip
     shown = _run(["dvc", "exp", "show", "--md"], root, env).stdout
     assert "val60" in shown and "images.validation" in shown

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,9 @@ import yaml
 from PIL import Image
 
 from iadbench.cli import main
-from iadbench.deploy.bundle import FORMATS
+from iadbench.deploy.bundle import FORMATS, sha256
 from iadbench.deploy.export import CONVERSION_TOLERANCE
-from tests.conftest import TINY, registry_params
+from tests.conftest import TINY, registry_params, run_in
 
 pytestmark = pytest.mark.slow
 MODELS = ("ae", "stfpm", "padim", "cflow", "patchcore")  # params.yaml's default models
@@ -118,4 +119,11 @@ def test_export_and_infer_reproduce_the_pipeline(built, model, monkeypatch, tmp_
         if fmt == "torch":  # the same kernels as the eager module at batch 1
             assert card["export_check"]["max_abs_map_difference"] == 0.0
     assert set(FORMATS) >= set(_formats())
+    if model == "padim":  # the same export from a fresh process: byte-identical files (no process history inside)
+        again = tmp_path / "again"
+        cmd = [sys.executable, "-m", "iadbench", "export", "--model", model, "--product", "nut", "--rule", RULE,
+               "--format", "torch", "--out", str(again), "--no-git"]  # fmt: skip
+        run_in(cmd, built, {**os.environ, "IADBENCH_WARM": "0", "HF_HUB_OFFLINE": "1"})  # fmt: skip
+        first = tmp_path / "export-torch"
+        assert {f.name: sha256(f) for f in again.iterdir()} == {f.name: sha256(f) for f in first.iterdir()}
     assert os.path.isfile(f"models/{model}/nut/model.pt")  # nothing of the workspace was moved or removed
