@@ -41,19 +41,14 @@ def _eager_runner(params: dict, model: str, product: str):
     """iadbench's own module, eager, under grid placement with the cell's shifts (batch of one)."""
     import torch
 
+    from iadbench.deploy.export import trained_module
     from iadbench.deploy.graph import DeployedDetector, normalisation
     from iadbench.models.geometry import GridPlacement, parse_shifts
-    from iadbench.models.registry import build_model
-    from iadbench.models.run import load_state, model_config
 
-    cfg = model_config(params, model)
-    module, *_ = build_model(cfg)
-    cell = Path("models") / model / product
-    load_state(module, torch.load(cell / "model.pt", map_location="cpu", weights_only=True))
-    module.eval()
+    module, cfg, meta = trained_module(params, model, product)
     mean, std = normalisation(module, cfg.image_size)
     detector = DeployedDetector(module.model, mean, std, cfg.image_size).eval()
-    shifts = parse_shifts(json.loads((cell / "meta.json").read_text()).get("receptive_field_shifts", {}))
+    shifts = parse_shifts(meta.get("receptive_field_shifts", {}))
 
     def run(x: np.ndarray) -> tuple[np.ndarray, float]:
         with torch.no_grad(), GridPlacement((cfg.image_size, cfg.image_size), shifts):

@@ -163,6 +163,20 @@ def _convert(program: Any, example: Any, fmt: str, out: Path) -> None:
             ov.save_model(ov.convert_model(str(onnx_path)), str(out / "model.xml"), compress_to_fp16=False)
 
 
+def trained_module(params: dict[str, Any], model: str, product: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(the cell's module with its trained state, in eval mode; its model config; its ``meta.json``)."""
+    import torch
+
+    from iadbench.models.registry import build_model
+    from iadbench.models.run import load_state, model_config
+
+    cell = MODELS_DIR / model / product
+    cfg = model_config(params, model)
+    module, *_ = build_model(cfg)
+    load_state(module, torch.load(cell / "model.pt", map_location="cpu", weights_only=True))
+    return module.eval(), cfg, json.loads((cell / "meta.json").read_text())
+
+
 def export_cell(
     params: dict[str, Any],
     model: str,
@@ -191,8 +205,8 @@ def export_cell(
     import torch
 
     from iadbench.deploy.graph import trace
-    from iadbench.models.registry import build_model, get_entry
-    from iadbench.models.run import load_state, model_config, split_rows
+    from iadbench.models.registry import get_entry
+    from iadbench.models.run import split_rows
     from iadbench.params import DataParams
 
     if fmt not in FORMATS:
@@ -211,11 +225,7 @@ def export_cell(
     evaluation = EVALUATE_DIR / model / f"{product}.json"
     if not evaluation.is_file():
         raise IadbenchError(f"{evaluation}: {model}/{product} is not evaluated yet (dvc repro)")
-    meta = json.loads((cell / "meta.json").read_text())
-    cfg = model_config(params, model)
-    module, *_ = build_model(cfg)
-    load_state(module, torch.load(cell / "model.pt", map_location="cpu", weights_only=True))
-    module.eval()
+    module, cfg, meta = trained_module(params, model, product)
     spec_rows = split_rows(product, ("validation",))
     check_image = str(spec_rows.iloc[0]["image_path"])
     provisional = preprocess_spec(cfg.image_size, [0.0] * 3, [1.0] * 3, _train_channels(product))

@@ -124,7 +124,7 @@ def trace(module: Any, size: int, shifts: dict[str, list[float]], example: torch
     """
     mean, std = normalisation(module, size)
     detector = DeployedDetector(_exportable_copy(module.model), mean, std, size).eval()
-    with torch.no_grad(), GridPlacement((size, size), parse_shifts(shifts)) as placement:
+    with torch.no_grad(), GridPlacement((size, size), parse_shifts(shifts)):
         reference = detector(example)
     with torch.no_grad(), GridPlacement((size, size), parse_shifts(shifts)) as placement:
         program = torch.export.export(detector, (example,), strict=False)
