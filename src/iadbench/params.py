@@ -361,7 +361,9 @@ class ThresholdParams(Section):
 
 
 class EvaluateParams(Section):
-    """``evaluate``: AUPRO's FPR limit and the bootstrap behind the confidence intervals (0 resamples: none)."""
+    """``evaluate``: AUPRO's FPR limit, the bootstrap behind the confidence intervals (0 resamples: none), and
+    whether masks accepted unchanged from a detector's pre-drawn regions count in pixel figures.
+    """
 
     section: ClassVar[str] = "evaluate"
     optional: ClassVar[bool] = False
@@ -369,6 +371,13 @@ class EvaluateParams(Section):
     bootstrap: ranged(StrictInt, 0)
     confidence: Fraction
     seed: Seed
+    exclude_prefill_accepted: StrictBool
+
+    def excluded_mask_sources(self) -> tuple[str, ...]:
+        """Mask sources left out of pixel thresholds and metrics: a mask a person accepted unchanged from a
+        detector's pre-drawn regions favours that detector (``exclude_prefill_accepted``, on by default).
+        """
+        return ("prefill_accepted",) if self.exclude_prefill_accepted else ()
 
 
 class DriftParams(Section):

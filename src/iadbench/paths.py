@@ -12,6 +12,7 @@ MANIFEST_SEGMENTS = Path("data/manifest_segments.csv")  # one row per product: i
 CATEGORIES = Path("data/categories.csv")
 SPLIT = Path("data/split.csv")
 ASSIGNMENT = Path("data/assignment.csv")  # the split without annotations: what models and evaluation read
+MASKS_TABLE = Path("data/masks.csv")  # every split image's mask and its source: thresholds and evaluation read it
 GATES_DIR = Path("reports/gates")
 GATE_DOCS = GATES_DIR / "docs"  # Great Expectations Data Docs of the gates (iadbench gate-docs)
 MODELS_DIR = Path("models")

@@ -58,7 +58,10 @@ def test_good_export_is_written_in_a_stable_order(exports):
     assert [t["data"]["image_id"] for t in written] == sorted(IDS)
     assert [a["id"] for a in written[0]["annotations"]] == [1, 9]
     assert result == {"path": str(exports), "tasks": 2, "votes": 3, "unlabelled_tasks": 0, "merged": True,
-                      "labelled_now": 2, "kept_previous": 0, "only_previous": 0}  # fmt: skip
+                      "labelled_now": 2, "kept_previous": 0, "only_previous": 0, "masks_path": "", "masks": 0,
+                      "mask_sources": {}, "with_regions": 0, "unchanged_shipped": 0, "without_regions": 2,
+                      "mean_agreement_iou": None}  # fmt: skip
+    assert not Path("annotation/masks").exists()  # categories only: no mask export
     assert not list(exports.parent.glob(".*pulling"))
 
 
@@ -181,7 +184,7 @@ def test_status_counts_labelled_tasks_people_and_disagreements():
              _task(3, "x", _ann(4, 5, ["surface"], cancelled=True))]  # fmt: skip
     status = c.labelling_status(tasks)
     assert status == {"tasks": 3, "labelled": 2, "annotators": 2, "by_annotators": {"0": 1, "1": 1, "2": 1},
-                      "disagreements": 1, "cancelled": 1}  # fmt: skip
+                      "disagreements": 1, "cancelled": 1, "with_regions": 0}  # fmt: skip
     assert c.status(FakeClient(tasks), "tile")["labelled"] == 2
 
 

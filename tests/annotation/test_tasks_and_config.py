@@ -7,11 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from PIL import Image
 
 from iadbench.annotation.client import stable_export
 from iadbench.annotation.config import CONFIG_PATH, label_config, write_examples
-from iadbench.annotation.tasks import build_tasks, suggest_defect
+from iadbench.annotation.masks import components, decode_region, suggest_region
+from iadbench.annotation.tasks import build_tasks
 from iadbench.cli import main
+from iadbench.data.categories import result_choices
+from iadbench.evaluation.cells import read_split_with_masks
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES
 from tests.conftest import TINY
 
@@ -28,31 +32,36 @@ def test_label_config_offers_the_taxonomy_with_hints():
     assert choices["defect_category"].get("choice") == "multiple"
     assert [c.get("value") for c in choices["defect_category"]] == list(DEFECT_CATEGORIES)
     assert all(c.get("hint") for c in choices["defect_category"])
+    assert choices["defect_category"].get("required") is None  # regions decide; choices only without a region
     assert [c.get("value") for c in choices["background"]] == list(BACKGROUNDS)
-    assert {i.get("name") for i in root.iter("Image")} == {"image", "mask", "reference"}
+    assert {i.get("name") for i in root.iter("Image")} == {"image", "reference"}  # the mask is drawn on the image
+    (brush,) = root.iter("BrushLabels")
+    assert brush.get("name") == "defect_region" and brush.get("toName") == "image"
+    assert [label.get("value") for label in brush] == ["structural", "surface", "contamination"]
+    assert all(label.get("hint") for label in brush)
     assert [t.get("name") for t in root.iter("TextArea")] == ["note"]
 
 
-def test_suggestion_from_the_mask():
+def test_region_suggestions_from_the_mask():
     one = np.zeros((50, 50), bool)
     one[10:12, 10:12] = True
-    assert suggest_defect(one) == ["surface"]
+    assert suggest_region(one) == "surface"
     big = np.zeros((50, 50), bool)
     big[5:30, 5:30] = True
-    assert suggest_defect(big) == ["structural"]
-    assert suggest_defect(big, ("contamination",)) == ["contamination"]
+    assert suggest_region(big) == "structural"
+    assert suggest_region(big, ("contamination",)) == "contamination"
+    assert suggest_region(big, ("combined",)) == "structural"  # combined is never one region's category
     two = one.copy()
     two[40:42, 40:42] = True
-    assert suggest_defect(two, ("surface",)) == ["combined"]
-    diagonal = np.eye(6, dtype=bool)  # 8-connected: one component
-    assert suggest_defect(diagonal) != ["combined"]
+    assert len(components(two)) == 2
+    assert len(components(np.eye(6, dtype=bool))) == 1  # 8-connected: one component
 
 
 def test_tasks_cover_anomalous_validation_and_test_images_once(tiny_repo):
     Path("params.yaml").write_text(yaml.safe_dump(TINY))
     for verb in (["--quiet", "manifest"], ["categories"], ["split"]):
         assert main(verb) == 0
-    assignment = pd.read_csv("data/assignment.csv", keep_default_na=False)
+    assignment = read_split_with_masks()
     categories = pd.read_csv("data/categories.csv", keep_default_na=False)
     tasks = build_tasks(assignment, categories, "synthetic")
     wanted = assignment[(assignment["label"] == "anomalous") & (assignment["split"] != "train")]
@@ -61,7 +70,14 @@ def test_tasks_cover_anomalous_validation_and_test_images_once(tiny_repo):
     assert first["data"]["image"].startswith("/data/local-files/?d=data/raw/synthetic/")
     assert first["data"]["mask"].endswith("_mask.png") and "/train/good/" in first["data"]["reference"]
     result = first["predictions"][0]["result"]
-    assert {r["from_name"] for r in result} == {"defect_category", "background"}
+    assert {r["from_name"] for r in result} == {"defect_region", "background"}
+    # the shipped mask, shown as regions on the image: their union is the mask, pixel for pixel
+    with Image.open(assignment.set_index("image_id").loc[first["data"]["image_id"], "mask_path"]) as m:
+        shipped = np.asarray(m.convert("L")) > 0
+    regions = [decode_region(r, shipped.shape[::-1]) for r in result if r["type"] == "brushlabels"]
+    assert np.array_equal(np.logical_or.reduce(regions), shipped)
+    current = categories.set_index("image_id").loc[first["data"]["image_id"], "defect_categories"]
+    assert result_choices(result)[0] == (frozenset({current}) if current != "combined" else result_choices(result)[0])
     examples = write_examples(Path("data/split.csv"), Path("examples"))
     assert examples and all(p.stat().st_size > 1000 for p in examples)
     assert {p.stem for p in examples} <= set(DEFECT_CATEGORIES)

@@ -50,7 +50,7 @@ def test_fraction_is_respected_and_strata_are_balanced():
             "dataset": "x", "product": "p", "split_folder": "test",
             "label": ["good"] * 100 + ["anomalous"] * 100,
             "defect_type": ["good"] * 100 + ["crack"] * 60 + ["stain"] * 40, "image_path": "", "mask_path": "",
-            "sha256": "",
+            "sha256": "", "mask_source": [""] * 100 + ["shipped"] * 100,
         }
     )  # fmt: skip
     categories = pd.DataFrame(

@@ -14,7 +14,7 @@ from scipy import stats
 from iadbench.evaluation.tables import auroc_replicates, ratio_ci
 from iadbench.params import EvaluateParams
 
-P = EvaluateParams(aupro_fpr_limit=0.3, bootstrap=20_000, confidence=0.95, seed=0)
+P = EvaluateParams(aupro_fpr_limit=0.3, bootstrap=20_000, confidence=0.95, seed=0, exclude_prefill_accepted=True)
 TOL = 0.006
 
 
@@ -48,7 +48,7 @@ def test_auroc_replicates_are_a_class_stratified_bootstrap():
     pos, neg = rng.normal(1.0, 1.0, 30), rng.normal(0.0, 1.0, 40)
     scores = np.r_[pos, neg]
     labels = np.r_[np.ones(30, bool), np.zeros(40, bool)]
-    p = EvaluateParams(aupro_fpr_limit=0.3, bootstrap=4000, confidence=0.95, seed=0)
+    p = EvaluateParams(aupro_fpr_limit=0.3, bootstrap=4000, confidence=0.95, seed=0, exclude_prefill_accepted=True)
     reps = auroc_replicates(scores, labels, p, "auroc")
 
     def auc(a, b, axis=-1):  # Mann-Whitney U / (n_pos n_neg), ties count one half
@@ -63,5 +63,5 @@ def test_auroc_replicates_are_a_class_stratified_bootstrap():
 
 
 def test_no_resamples_no_interval():
-    p = EvaluateParams(aupro_fpr_limit=0.3, bootstrap=0, confidence=0.95, seed=0)
+    p = EvaluateParams(aupro_fpr_limit=0.3, bootstrap=0, confidence=0.95, seed=0, exclude_prefill_accepted=True)
     assert all(np.isnan(ratio_ci(np.ones(3), np.ones(3), p, "k")))

@@ -14,7 +14,7 @@ from iadbench.evaluation.recommend import MIN_IMAGES, Constraints, Profile, reco
 from iadbench.evaluation.records import EvaluateRecord
 from iadbench.params import EvaluateParams
 
-P = EvaluateParams(aupro_fpr_limit=0.3, bootstrap=2000, confidence=0.95, seed=0)
+P = EvaluateParams(aupro_fpr_limit=0.3, bootstrap=2000, confidence=0.95, seed=0, exclude_prefill_accepted=True)
 # 12 anomalous images on background "with" (6 surface, 4 contamination, 2 structural), 3 on "without", 4 good
 CATEGORY = ["surface"] * 6 + ["contamination"] * 4 + ["structural"] * 2
 A_IOU = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0, 0.5, 0.5])  # model a at rule iou, per image

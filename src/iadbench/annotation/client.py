@@ -27,9 +27,23 @@ URL_ENV = "LABEL_STUDIO_URL"
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 
 
-def project_title(dataset: str) -> str:
-    """The title that identifies a dataset's project (push finds it again by this title)."""
-    return f"iadbench {dataset}"
+SANDBOX_ROOT = Path("annotation/sandbox")  # git-ignored: a sandbox pull's export and masks, never a pipeline input
+
+
+def project_title(dataset: str, sandbox: bool = False) -> str:
+    """The title that identifies a dataset's project (push finds it again by this title); a sandbox is its own."""
+    return f"iadbench {dataset}" + (" (sandbox)" if sandbox else "")
+
+
+def pull_targets(dataset: str, sandbox: bool = False) -> tuple[Path, Path]:
+    """Where a pull writes (export file, mask folder): the versioned inputs of the pipeline, or for a sandbox
+    ``annotation/sandbox/<dataset>/``, which no stage reads.
+    """
+    from iadbench.data.drawn import drawn_root
+
+    if sandbox:
+        return SANDBOX_ROOT / dataset / "export.json", SANDBOX_ROOT / dataset / "masks"
+    return export_path(dataset), drawn_root(dataset)
 
 
 def connect(url: str | None = None, token: str | None = None) -> Any:
@@ -60,9 +74,9 @@ def connect(url: str | None = None, token: str | None = None) -> Any:
     return client
 
 
-def find_project(client: Any, dataset: str) -> Any | None:
-    """The dataset's project, or None."""
-    title = project_title(dataset)
+def find_project(client: Any, dataset: str, sandbox: bool = False) -> Any | None:
+    """The dataset's project (or its sandbox), or None."""
+    title = project_title(dataset, sandbox)
     matches = [p for p in client.projects.list() if p.title == title]
     return min(matches, key=lambda p: p.id) if matches else None
 
@@ -71,18 +85,33 @@ def _existing_image_ids(client: Any, project_id: int) -> dict[str, int]:
     return {t.data.get("image_id"): t.id for t in client.tasks.list(project=project_id, fields="all")}
 
 
-def push(client: Any, dataset: str, assignment: pd.DataFrame, categories: pd.DataFrame) -> dict[str, Any]:
+def push(
+    client: Any,
+    dataset: str,
+    assignment: pd.DataFrame,
+    categories: pd.DataFrame,
+    prefill: str | None = None,
+    prefill_rule: str = "good_fpr",
+    sandbox: bool = False,
+) -> dict[str, Any]:
     """Create or update the project and import the tasks it lacks (re-running imports nothing twice).
 
-    Refused: the synthetic dataset (its export is the synthesize stage's output, written by simulated annotators: a
-    pull could never bring labels back), and a dataset whose images are not in ``data/assignment.csv`` (pushing
-    another dataset's images under this dataset's project title is how labels end up on the wrong images).
+    ``assignment``: the split's rows with their masks (``data/assignment.csv`` joined with ``data/masks.csv``).
+    ``prefill``: a model whose trained cells pre-draw regions on the images without a mask, at the normal-only
+    pixel threshold ``prefill_rule``. ``sandbox``: a separate project (``iadbench NAME (sandbox)``) whose pulls go
+    to ``annotation/sandbox/``, never to the pipeline's inputs: to learn the interface, on the synthetic data too.
+
+    Refused: the synthetic dataset outside a sandbox (its export is the synthesize stage's output, written by
+    simulated annotators: a pull could never bring labels back), and a dataset whose images are not in
+    ``data/assignment.csv`` (pushing another dataset's images under this dataset's project title is how labels end
+    up on the wrong images).
     """
-    if dataset == "synthetic":
+    if dataset == "synthetic" and not sandbox:
         raise InputError(
             export_path(dataset), "the synthetic dataset is not labelled in Label Studio",
             "its categories come from simulated annotators in the synthesize stage, whose output this file is; a "
-            "pull could never replace it. Import a real dataset (iadbench import) and push that",
+            "pull could never replace it. Try the interface on it with --sandbox, or import a real dataset "
+            "(iadbench import) and push that",
         )  # fmt: skip
     in_run = sorted(set(assignment["dataset"].astype(str)))
     if dataset not in in_run:
@@ -93,15 +122,18 @@ def push(client: Any, dataset: str, assignment: pd.DataFrame, categories: pd.Dat
     root = dataset_root(dataset)
     if not root.is_dir():
         raise InputError(root, "dataset not found", f"import it first: iadbench import PATH --name {dataset}")
-    tasks = build_tasks(assignment[assignment["dataset"] == dataset], categories, dataset)
+    rows = assignment[assignment["dataset"] == dataset]
+    masks, version = _prefill(rows, prefill, prefill_rule) if prefill else ({}, "")
+    tasks = build_tasks(rows, categories, dataset, masks, version)
     if not tasks:
         raise InputError(ASSIGNMENT, f"no anomalous validation/test image of dataset {dataset!r} to label")
-    project = find_project(client, dataset)
+    project = find_project(client, dataset, sandbox)
     created = project is None
     if created:
         project = client.projects.create(
-            title=project_title(dataset), label_config=label_config(),
-            description=f"Defect and background categories of {dataset} (iadbench; see annotation/README.md)",
+            title=project_title(dataset, sandbox), label_config=label_config(),
+            description=f"Defect regions and background categories of {dataset} (iadbench; see annotation/README.md)"
+            + (": a sandbox, whose labels never reach the pipeline" if sandbox else ""),
         )  # fmt: skip
     elif project.label_config != label_config():
         client.projects.update(id=project.id, label_config=label_config())
@@ -116,7 +148,25 @@ def push(client: Any, dataset: str, assignment: pd.DataFrame, categories: pd.Dat
     if new:
         client.projects.import_tasks(id=project.id, request=new, commit_to_project=True)
     return {"project_id": project.id, "created": created, "imported": len(new), "already_there": len(existing),
-            "tasks": len(tasks)}  # fmt: skip
+            "tasks": len(tasks), "prefilled": len(masks), "prefill_version": version}  # fmt: skip
+
+
+def _prefill(rows: pd.DataFrame, model: str, rule: str) -> tuple[dict[str, Any], str]:
+    """The detector's regions for every anomalous validation/test image without a mask, per product (its cell)."""
+    from iadbench.annotation.masks import prefill_masks
+
+    candidates = rows["split"].isin(["validation", "test"]) & (rows["label"] == "anomalous")
+    wanted = rows[candidates & (rows["mask_path"] == "")]
+    if wanted.empty:
+        raise IadbenchError(f"--prefill {model}: every anomalous validation/test image already has a mask; nothing to "
+                            "pre-draw (the tasks show the masks themselves)")  # fmt: skip
+    masks: dict[str, Any] = {}
+    versions = set()
+    for product, group in wanted.groupby("product", sort=True):
+        found, _, version = prefill_masks(model, str(product), rule, sorted(group["image_id"]))
+        masks.update(found)
+        versions.add(version)
+    return masks, "; ".join(sorted(versions))
 
 
 def _order(value: object) -> tuple:
@@ -184,12 +234,13 @@ def merge_exports(previous: list[dict], current: list[dict]) -> tuple[list[dict]
     return merged, counts
 
 
-def _download(client: Any, dataset: str) -> tuple[Any, object]:
+def _download(client: Any, dataset: str, sandbox: bool = False) -> tuple[Any, object]:
     """The dataset's project and its whole export (every task, labelled or not), parsed."""
-    project = find_project(client, dataset)
+    project = find_project(client, dataset, sandbox)
     if project is None:
-        title = project_title(dataset)
-        raise IadbenchError(f"Label Studio has no project {title!r}: run `iadbench annotate push` first")
+        title = project_title(dataset, sandbox)
+        flag = " --sandbox" if sandbox else ""
+        raise IadbenchError(f"Label Studio has no project {title!r}: run `iadbench annotate push{flag}` first")
     raw = b"".join(client.projects.exports.download_sync(id=project.id, export_type="JSON", download_all_tasks=True))
     try:
         return project, json.loads(raw)
@@ -198,15 +249,27 @@ def _download(client: Any, dataset: str) -> tuple[Any, object]:
 
 
 def pull(
-    client: Any, dataset: str, manifest_ids: set[str], track: bool = True, replace: bool = False
+    client: Any,
+    dataset: str,
+    manifest_ids: set[str],
+    track: bool = True,
+    replace: bool = False,
+    images: dict[str, tuple[Path, Path | None]] | None = None,
+    sandbox: bool = False,
 ) -> dict[str, Any]:
     """Export the project, merge it into the versioned export (``replace``: overwrite it instead), validate the
-    result like the categories stage will, then replace the export file atomically.
+    result like the categories stage will, turn its regions into masks (:func:`iadbench.annotation.masks.build_masks`,
+    ``images``: image id -> (image, shipped mask) of the dataset's anomalous validation/test images), then replace
+    the export file and the mask folder atomically. Any problem: nothing is written. ``sandbox``: the sandbox
+    project, written to ``annotation/sandbox/<dataset>/`` and never tracked.
     """
-    target = export_path(dataset)
-    if dataset == "synthetic":
-        raise InputError(target, "the synthetic export is written by the synthesize stage", "pull a real dataset")
-    _, tasks = _download(client, dataset)
+    from iadbench.annotation.masks import build_masks, write_masks
+
+    target, masks_root = pull_targets(dataset, sandbox)
+    if dataset == "synthetic" and not sandbox:
+        raise InputError(target, "the synthetic export is written by the synthesize stage",
+                         "pull a real dataset, or the synthetic sandbox with --sandbox")  # fmt: skip
+    _, tasks = _download(client, dataset, sandbox)
     counts: dict[str, int] = {}
     if not replace and isinstance(tasks, list) and target.is_file():
         try:
@@ -221,24 +284,36 @@ def pull(
     staging.write_text(stable_export(tasks) if isinstance(tasks, list) else json.dumps(tasks))
     try:
         votes = parse_export(staging, dataset_root(dataset).as_posix(), manifest_ids)
+        drawn, mask_counts = build_masks(target, tasks if isinstance(tasks, list) else [], images or {})
     except IadbenchError as exc:
         staging.unlink()
-        raise IadbenchError(f"the export was not written ({target} is unchanged): {exc}") from None
+        raise IadbenchError(f"nothing was written ({target} and {masks_root} are unchanged): {exc}") from None
     unlabelled = sum(1 for t in tasks if not [a for a in t.get("annotations") or [] if not a.get("was_cancelled")])
     os.replace(staging, target)
-    if track:
-        _dvc_add(target)
+    wrote_masks = bool(drawn) or masks_root.exists()
+    if wrote_masks:
+        write_masks(masks_root, drawn, dataset)
+    if track and not sandbox:
+        _dvc_add(target, *([masks_root] if wrote_masks else []))
+    sources: dict[str, int] = {}
+    for m in drawn:
+        sources[m.source] = sources.get(m.source, 0) + 1
+    agreements = [m.agreement_iou for m in drawn if m.agreement_iou is not None]
     return {"path": str(target), "tasks": len(tasks), "votes": len(votes), "unlabelled_tasks": unlabelled,
-            "merged": not replace and bool(counts), **counts}  # fmt: skip
+            "merged": not replace and bool(counts), **counts, "masks_path": str(masks_root) if wrote_masks else "",
+            "masks": len(drawn), "mask_sources": dict(sorted(sources.items())), **mask_counts,
+            "mean_agreement_iou": round(sum(agreements) / len(agreements), 4) if agreements else None}  # fmt: skip
 
 
 def labelling_status(tasks: list[dict]) -> dict[str, Any]:
     """Progress of a project from its export: tasks, labelled ones, annotators per task, disagreements (tasks whose
-    people chose different defect categories or backgrounds), cancellations, and the people who labelled.
+    people chose different defect categories or backgrounds), cancellations, the people who labelled, and the tasks
+    with drawn regions (masks on the next pull).
     """
     from iadbench.data.categories import result_choices
+    from iadbench.labelstudio import REGION_FIELD
 
-    per_task, disagree, cancelled, people = [], 0, 0, set()
+    per_task, disagree, cancelled, people, regions = [], 0, 0, set(), 0
     for task in tasks:
         live = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
         cancelled += sum(1 for a in task.get("annotations") or [] if isinstance(a, dict) and a.get("was_cancelled"))
@@ -246,21 +321,23 @@ def labelling_status(tasks: list[dict]) -> dict[str, Any]:
         people |= {annotator_of(a) for a in live}
         if len({result_choices(a.get("result") or []) for a in live}) > 1:
             disagree += 1
+        regions += any(r.get("from_name") == REGION_FIELD for a in live for r in a.get("result") or [])
     by_count: dict[str, int] = {}
     for n in per_task:
         by_count[str(n)] = by_count.get(str(n), 0) + 1
     return {"tasks": len(tasks), "labelled": sum(n > 0 for n in per_task), "annotators": len(people),
             "by_annotators": dict(sorted(by_count.items())), "disagreements": disagree,
-            "cancelled": cancelled}  # fmt: skip
+            "cancelled": cancelled, "with_regions": regions}  # fmt: skip
 
 
-def status(client: Any, dataset: str) -> dict[str, Any]:
+def status(client: Any, dataset: str, sandbox: bool = False) -> dict[str, Any]:
     """:func:`labelling_status` of the dataset's project, read from the server (nothing is written)."""
-    project, tasks = _download(client, dataset)
+    project, tasks = _download(client, dataset, sandbox)
     return {"project_id": project.id, **labelling_status(tasks if isinstance(tasks, list) else [])}
 
 
-def _dvc_add(path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "dvc", "add", str(path)], capture_output=True, text=True)
+def _dvc_add(*paths: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "dvc", "add", *map(str, paths)], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise IadbenchError(f"`dvc add {path}` failed:\n{proc.stderr.strip() or proc.stdout.strip()}")
+        names = " ".join(map(str, paths))
+        raise IadbenchError(f"`dvc add {names}` failed:\n{proc.stderr.strip() or proc.stdout.strip()}")

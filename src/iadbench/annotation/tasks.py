@@ -1,12 +1,15 @@
 """Label Studio tasks for a dataset: one per anomalous validation/test image, with a suggested answer.
 
-A suggestion (a Label Studio *prediction*, shown pre-filled so annotators confirm rather than start blank):
+A suggestion (a Label Studio *prediction*, shown pre-filled so annotators confirm or correct rather than start blank):
 
-- defect category: ``combined`` when the mask has two or more 8-connected components ([Rethinking] in
-  docs/references.md: several defects, several components); otherwise the image's current category from
-  ``data/categories.csv`` when it has one (e.g. the provisional per-defect-type mapping of ``iadbench import``),
-  else ``surface`` for a defect covering under 2 % of the image and ``structural`` above (a coarse prior: surface
-  defects are small by definition);
+- regions: the image's mask, shipped or drawn before, as brush regions on the image (one per 8-connected component,
+  :func:`iadbench.annotation.masks.mask_regions`); for an image without a mask, with ``--prefill MODEL``, the regions
+  a trained detector finds at a normal-only threshold (:func:`iadbench.annotation.masks.prefill_masks`), versioned
+  ``iadbench-prefill <model> <rule> t=<threshold>``; else none (the annotator draws). A region's category: the
+  image's current category from ``data/categories.csv`` when it is a single region category (e.g. the provisional
+  per-defect-type map of ``iadbench import``), else ``surface`` for a component covering under 2 % of the image and
+  ``structural`` above (a coarse prior: surface defects are small by definition). The image's categories follow from
+  its regions' (several categories: ``combined``, [Rethinking] in docs/references.md);
 - background: the product's majority background in ``data/categories.csv``.
 """
 
@@ -15,46 +18,44 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from PIL import Image
-from scipy import ndimage
 
 from iadbench.annotation.config import MASK_FIELD, REFERENCE_FIELD
-from iadbench.labelstudio import BACKGROUND_FIELD, DEFECT_FIELD, IMAGE_FIELD, choices_result, local_file_url
+from iadbench.labelstudio import BACKGROUND_FIELD, IMAGE_FIELD, choices_result, local_file_url
 from iadbench.taxonomy import split_categories
 
-SUGGESTION_VERSION = "iadbench-suggest-1"
-SMALL_DEFECT = 0.02  # fraction of the image below which a single-component defect is suggested as surface
+SUGGESTION_VERSION = "iadbench-suggest-2"
 
 
-def suggest_defect(mask: np.ndarray, current: tuple[str, ...] = ()) -> list[str]:
-    """Suggested defect categories for one mask (see the module docstring)."""
-    mask = np.asarray(mask, dtype=bool)
-    _, components = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    if components >= 2:
-        return ["combined"]
-    if current:
-        return list(current)
-    return ["surface"] if mask.mean() < SMALL_DEFECT else ["structural"]
-
-
-def read_mask(path: str) -> np.ndarray:
-    """A ground-truth mask as booleans (non-zero = defect); empty if the image has no mask file."""
+def read_mask(path: str) -> np.ndarray | None:
+    """A mask as booleans (non-zero = defect); None if the image has no mask file."""
     if not path:
-        return np.zeros((1, 1), dtype=bool)
+        return None
     with Image.open(path) as im:
         return np.asarray(im.convert("L")) > 0
 
 
-def build_tasks(assignment: pd.DataFrame, categories: pd.DataFrame, dataset: str) -> list[dict]:
-    """Tasks (data + one prediction) for the anomalous validation/test images, sorted by image id."""
+def build_tasks(
+    rows: pd.DataFrame,
+    categories: pd.DataFrame,
+    dataset: str,
+    prefill: dict[str, np.ndarray] | None = None,
+    prefill_version: str = "",
+) -> list[dict]:
+    """Tasks (data + one prediction) for the anomalous validation/test images, sorted by image id.
+
+    ``rows``: the split's rows with ``mask_path`` and ``mask_source`` (``data/assignment.csv`` joined with
+    ``data/masks.csv``); ``prefill``: image id -> a detector's decision at map size, for images without a mask.
+    """
+    from iadbench.annotation.masks import mask_regions, resize_mask
+
     cats = categories.set_index("image_id")
     majority = categories.groupby("product")["background"].agg(lambda s: s.value_counts().sort_index().idxmax())
-    goods = assignment[(assignment["split"] == "train") & (assignment["label"] == "good")].sort_values("image_id")
+    goods = rows[(rows["split"] == "train") & (rows["label"] == "good")].sort_values("image_id")
     reference = goods.groupby("product")["image_path"].first()
-    rows = assignment[assignment["split"].isin(["validation", "test"]) & (assignment["label"] == "anomalous")]
+    chosen = rows[rows["split"].isin(["validation", "test"]) & (rows["label"] == "anomalous")]
     tasks = []
-    for r in rows.sort_values("image_id").itertuples(index=False):
+    for r in chosen.sort_values("image_id").itertuples(index=False):
         current = split_categories(cats["defect_categories"].get(r.image_id, ""))
-        defect = suggest_defect(read_mask(r.mask_path), current)
         background = str(majority.get(r.product, "without"))
         data = {
             IMAGE_FIELD: local_file_url(r.image_path),
@@ -64,12 +65,16 @@ def build_tasks(assignment: pd.DataFrame, categories: pd.DataFrame, dataset: str
             "product": r.product,
             "dataset": dataset,
             "defect_type": r.defect_type,
+            "mask_source": r.mask_source,
         }
-        result = [
-            choices_result(DEFECT_FIELD, defect, "suggest-d"),
-            choices_result(BACKGROUND_FIELD, [background], "suggest-b"),
-        ]
-        for entry in result:
-            entry["origin"] = "prediction"
-        tasks.append({"data": data, "predictions": [{"model_version": SUGGESTION_VERSION, "result": result}]})
+        mask, version = read_mask(r.mask_path), SUGGESTION_VERSION
+        if mask is None and prefill is not None and r.image_id in prefill:
+            with Image.open(r.image_path) as im:
+                mask = resize_mask(prefill[r.image_id], im.size)
+            version = prefill_version
+        result = mask_regions(mask, current, "region-") if mask is not None else []
+        background_choice = choices_result(BACKGROUND_FIELD, [background], "suggest-b")
+        background_choice["origin"] = "prediction"
+        prediction = {"model_version": version, "result": [*result, background_choice]}
+        tasks.append({"data": data, "predictions": [prediction]})
     return tasks

@@ -24,5 +24,20 @@ def push_steps(name: str) -> list[str]:
 
 
 def pull_steps(name: str) -> list[str]:
-    """After ``iadbench annotate pull``: commit the export's DVC file, push it, rebuild what reads categories."""
-    return [f"git add annotation/exports/{name}.json.dvc", f'git commit -m "{name} labels"', "dvc push", "dvc repro"]
+    """After ``iadbench annotate pull``: commit the export's and the masks' DVC files, push them, rebuild what reads
+    categories and masks (no model retrains: models read neither).
+    """
+    return [
+        f"git add annotation/exports/{name}.json.dvc annotation/masks/{name}.dvc annotation/masks/.gitignore",
+        f'git commit -m "{name} labels and masks"',
+        "dvc push",
+        "dvc repro",
+    ]
+
+
+def sandbox_steps(name: str) -> list[str]:
+    """After ``iadbench annotate push --sandbox``: try the interface, then pull into annotation/sandbox/ to look."""
+    return [
+        f"iadbench annotate status --dataset {name} --sandbox",
+        f"iadbench annotate pull --dataset {name} --sandbox",
+    ]

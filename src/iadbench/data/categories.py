@@ -1,6 +1,8 @@
 """Defect and background categories from a Label Studio JSON export.
 
-Parsing (:func:`parse_export`) turns the export into one vote per (task, annotator); resolution
+Parsing (:func:`parse_export`) turns the export into one vote per (task, annotator): an annotation with brush regions
+votes for its regions' categories (one category, or ``combined`` when its regions carry different ones), one without
+for the categories it chose (older exports, the import map, the synthetic annotators). Resolution
 (:func:`resolve_categories`) turns votes into one row per manifest image:
 
 - **defect categories** (multi-label): a category is kept when more than half of the annotators chose it; a
@@ -35,7 +37,10 @@ from iadbench.labelstudio import (
     IMAGE_FIELD,
     IMPORT_ANNOTATOR,
     NOTE_FIELD,
+    REGION_CATEGORIES,
+    REGION_FIELD,
     SIMULATED_PREFIX,
+    region_defects,
 )
 from iadbench.taxonomy import BACKGROUNDS, DEFECT_CATEGORIES, join_categories
 
@@ -197,10 +202,15 @@ def relative_ids(manifest: pd.DataFrame, root: Path) -> dict[str, str]:
 
 
 def result_choices(result: list) -> tuple[frozenset[str], str | None]:
-    """(defect categories, background) chosen in one annotation's or prediction's result list."""
+    """(defect categories, background) of one annotation's or prediction's result list: the categories of its
+    regions (:func:`iadbench.labelstudio.region_defects`) where it has regions, else the categories chosen.
+    """
     defects: set[str] = set()
+    regions: set[str] = set()
     background = None
     for entry in result or []:
+        if isinstance(entry, dict) and entry.get("type") == "brushlabels" and entry.get("from_name") == REGION_FIELD:
+            regions |= set((entry.get("value") or {}).get("brushlabels") or [])
         if not isinstance(entry, dict) or entry.get("type") != "choices":
             continue
         chosen = (entry.get("value") or {}).get("choices") or []
@@ -208,7 +218,7 @@ def result_choices(result: list) -> tuple[frozenset[str], str | None]:
             defects |= set(chosen)
         elif entry.get("from_name") == BACKGROUND_FIELD and chosen:
             background = chosen[0]
-    return frozenset(defects), background
+    return (region_defects(regions) if regions else frozenset(defects)), background
 
 
 def _suggestion(task: dict) -> tuple[frozenset[str], str | None] | None:
@@ -222,10 +232,18 @@ def _suggestion(task: dict) -> tuple[frozenset[str], str | None] | None:
 
 def _vote(annotation: dict, task_id: int, image_id: str, bad) -> Vote | None:  # noqa: ANN001 - local callback
     defects: set[str] = set()
+    regions: set[str] = set()
     background: str | None = None
     ok = True
     note = ""
     for result in annotation.get("result") or []:
+        if result.get("type") == "brushlabels" and result.get("from_name") == REGION_FIELD:
+            labels = (result.get("value") or {}).get("brushlabels") or []
+            if len(labels) != 1 or labels[0] not in REGION_CATEGORIES:
+                bad(task_id, f"a region must carry one category of {list(REGION_CATEGORIES)}",
+                    f"region {result.get('id')} has {labels}")  # fmt: skip
+                ok = False
+            regions |= set(labels)
         if result.get("type") == "textarea" and result.get("from_name") == NOTE_FIELD:
             note = " ".join(str(t) for t in (result.get("value") or {}).get("text") or []).strip()
         if result.get("type") != "choices":
@@ -251,7 +269,7 @@ def _vote(annotation: dict, task_id: int, image_id: str, bad) -> Vote | None:  #
         task_id=task_id,
         image_id=image_id,
         annotator=annotator_of(annotation),
-        defect_categories=frozenset(defects),
+        defect_categories=region_defects(regions) if regions else frozenset(defects),
         background=background,
         cancelled=bool(annotation.get("was_cancelled")),
         note=note,

@@ -45,7 +45,7 @@ from PIL import Image
 from iadbench.data.manifest import MASK_SUFFIX, images_in, subdirs
 from iadbench.errors import IadbenchError, InputError, InputErrors
 
-MISSING_MASK_POLICIES = ("error", "empty", "skip")
+MISSING_MASK_POLICIES = ("error", "empty", "skip", "annotate")
 
 
 @dataclass(frozen=True)
@@ -423,7 +423,7 @@ def refuse_missing_masks(collected: Collected) -> None:
     """Raise, naming every anomalous image that has no mask (``--missing-masks error``, the default)."""
     if collected.missing_masks:
         raise InputErrors(
-            [InputError(i.image, "anomalous image has no mask", "--missing-masks empty|skip to import anyway")
+            [InputError(i.image, "anomalous image has no mask", "--missing-masks annotate|empty|skip to import anyway")
              for i in collected.missing_masks]
         )  # fmt: skip
 
@@ -433,7 +433,9 @@ def write_items(collected: Collected, dest: Path, missing_masks: str, progress: 
 
     ``missing_masks``: ``error`` (refuse, listing the images), ``empty`` (write an all-zero mask: the pipeline then
     uses the image at image level only, as the manifest gate's ``gates.empty_mask`` says), ``skip`` (leave the
-    image out). Whatever is done is counted in the record.
+    image out), ``annotate`` (no mask file: the image is anomalous with its mask *pending*, listed in the record's
+    ``pending_masks``, until a mask drawn in Label Studio arrives under ``annotation/masks/<dataset>``). Whatever is
+    done is counted in the record.
     """
     if missing_masks not in MISSING_MASK_POLICIES:
         raise IadbenchError(f"--missing-masks must be one of {list(MISSING_MASK_POLICIES)}, got {missing_masks!r}")
@@ -442,7 +444,7 @@ def write_items(collected: Collected, dest: Path, missing_masks: str, progress: 
         refuse_missing_masks(collected)
     from tqdm import tqdm
 
-    written = 0
+    written, pending = 0, []
     for item in tqdm(collected.items, desc="import", unit="img", disable=not progress):
         if id(item) in missing and missing_masks == "skip":
             continue
@@ -453,6 +455,9 @@ def write_items(collected: Collected, dest: Path, missing_masks: str, progress: 
         if item.split == "test" and item.defect_type != "good":
             stem = Path(item.target_name).stem
             mask_target = dest / item.product / "ground_truth" / item.defect_type / f"{stem}{MASK_SUFFIX}.png"
+            if item.mask is None and missing_masks == "annotate":
+                pending.append(f"{item.product}/{item.split}/{item.defect_type}/{item.target_name}")
+                continue
             mask_target.parent.mkdir(parents=True, exist_ok=True)
             if item.mask is not None:
                 Image.fromarray(binary_mask(item.mask), mode="L").save(mask_target)
@@ -462,7 +467,14 @@ def write_items(collected: Collected, dest: Path, missing_masks: str, progress: 
                 Image.fromarray(np.zeros(size[::-1], np.uint8), mode="L").save(mask_target)
     notes = list(collected.notes)
     if collected.missing_masks:
-        verb = "got an empty mask (image-level only)" if missing_masks == "empty" else "were left out"
+        verb = {
+            "empty": "got an empty mask (image-level only)",
+            "skip": "were left out",
+            "annotate": "wait for a mask drawn in Label Studio (iadbench annotate push)",
+        }[missing_masks]
         notes.append(f"{len(collected.missing_masks)} anomalous image(s) without a mask {verb}: "
                      + ", ".join(i.image.name for i in collected.missing_masks[:10]))  # fmt: skip
-    return {"images": written, "notes": notes, "missing_masks": len(collected.missing_masks)}
+    record: dict[str, object] = {"images": written, "notes": notes, "missing_masks": len(collected.missing_masks)}
+    if missing_masks == "annotate":
+        record["pending_masks"] = sorted(pending)
+    return record

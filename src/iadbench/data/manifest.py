@@ -26,7 +26,7 @@ IMAGE_COLUMNS = [
     "image_id", "dataset", "product", "split_folder", "label", "defect_type", "image_path", "sha256",
     "decodes", "decode_error", "width", "height", "channels", "mode", "format",
     "mask_path", "mask_exists", "mask_decodes", "mask_width", "mask_height", "mask_binary", "mask_empty",
-    "mask_fraction",
+    "mask_fraction", "mask_source",
 ]  # fmt: skip
 MASK_COLUMNS = [
     "mask_id", "dataset", "product", "defect_type", "mask_path", "image_id", "has_image",
@@ -142,12 +142,25 @@ def list_files(root: Path) -> Listing:
     return Listing(images=images, masks=masks)
 
 
-def scan(root: Path, dataset: str, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def scan(
+    root: Path,
+    dataset: str,
+    progress: bool = True,
+    drawn: dict[str, tuple[Path, str]] | None = None,
+    pending: set[str] | frozenset[str] = frozenset(),
+    drawn_record: Path | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scan ``root`` (= ``data/raw/<dataset>``) into ``(images, masks)`` tables.
 
     Paths in the tables are as given by ``root`` (relative to the repository root in the pipeline), POSIX-style.
-    Raises :class:`InputErrors` for layout problems (see :func:`list_files`).
+    ``drawn``: image id -> (mask file, mask source) of the dataset's drawn masks (``annotation/masks/<dataset>``,
+    read by :mod:`iadbench.data.drawn`, named ``drawn_record`` in errors); a drawn mask is the image's mask (instead
+    of a shipped one where a person corrected it). ``pending``: image ids imported without a mask, to be drawn.
+    ``mask_source`` says where each anomalous image's mask comes from. Raises :class:`InputErrors` for layout
+    problems (see :func:`list_files`) and :class:`InputError` for a drawn mask of an image that is not an anomalous
+    validation/test image.
     """
+    provenance = drawn or {}
     listing = list_files(root)
     entries, mask_files = listing.images, listing.masks
     masks_by_key = {
@@ -159,6 +172,12 @@ def scan(root: Path, dataset: str, progress: bool = True) -> tuple[pd.DataFrame,
         label = "good" if defect_type == "good" else "anomalous"
         facts, _ = decode(path)
         mask_path = masks_by_key.get((product, defect_type, path.stem)) if split_folder == "test" else None
+        relative = path.relative_to(root).as_posix()
+        source = ""
+        if label == "anomalous" and split_folder != "train":
+            source = "shipped" if mask_path is not None else "pending" if relative in pending else ""
+            if relative in provenance:
+                mask_path, source = provenance[relative]
         row = {
             "image_id": path.relative_to(root).as_posix(),
             "dataset": dataset,
@@ -183,6 +202,7 @@ def scan(root: Path, dataset: str, progress: bool = True) -> tuple[pd.DataFrame,
             "mask_binary": False,
             "mask_empty": False,
             "mask_fraction": 0.0,
+            "mask_source": source,
         }
         if mask_path is not None:
             image_of_mask[mask_path] = path.relative_to(root).as_posix()
@@ -194,6 +214,14 @@ def scan(root: Path, dataset: str, progress: bool = True) -> tuple[pd.DataFrame,
                 row.update(mask_binary=binary, mask_empty=empty, mask_fraction=round(fraction, 8))
         rows.append(row)
     images = pd.DataFrame(rows, columns=IMAGE_COLUMNS).sort_values("image_id", kind="stable").reset_index(drop=True)
+    eligible = set(images.loc[(images["label"] == "anomalous") & (images["split_folder"] != "train"), "image_id"])
+    strays = sorted(set(provenance) - eligible)
+    if strays:
+        raise InputError(
+            drawn_record or root,
+            f"drawn masks for images that are not anomalous validation/test images of {root}",
+            f"{len(strays)} image(s), e.g. {strays[:3]}; pull again or remove them",
+        )
 
     mask_rows = []
     for product, defect_type, m in mask_files:
@@ -213,9 +241,15 @@ def scan(root: Path, dataset: str, progress: bool = True) -> tuple[pd.DataFrame,
 
 
 def scan_datasets(
-    roots: dict[str, Path], prefixes: dict[str, str], progress: bool = True
+    roots: dict[str, Path],
+    prefixes: dict[str, str],
+    progress: bool = True,
+    drawn: dict[str, dict[str, tuple[Path, str]]] | None = None,
+    pending: dict[str, set[str]] | None = None,
+    drawn_records: dict[str, Path] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Scan several datasets (``roots``: name -> folder) into one ``(images, masks, segments)`` triple.
+    """Scan several datasets (``roots``: name -> folder) into one ``(images, masks, segments)`` triple
+    (``drawn``, ``pending``, ``drawn_records``: per dataset name, see :func:`scan`).
 
     ``prefixes[name]`` is put before each dataset's image ids, mask ids and product names (``btad/`` in a run of
     several datasets, ``""`` in a run of one), so that rows of two datasets never share an id and every product
@@ -230,7 +264,8 @@ def scan_datasets(
         raise InputErrors(missing)
     parts: list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = []
     for name, root in roots.items():
-        images, masks = scan(root, name, progress=progress)
+        images, masks = scan(root, name, progress, (drawn or {}).get(name), (pending or {}).get(name, set()),
+                             (drawn_records or {}).get(name))  # fmt: skip
         segments = scan_segments(root, images)
         prefix = prefixes[name]
         if prefix:

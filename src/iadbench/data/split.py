@@ -49,9 +49,12 @@ from iadbench.seeding import stream
 
 SPLIT_COLUMNS = [
     "image_id", "dataset", "product", "split", "label", "defect_type", "defect_categories", "background",
-    "image_path", "mask_path", "sha256",
+    "image_path", "mask_path", "sha256", "mask_source",
 ]  # fmt: skip
-ASSIGNMENT_COLUMNS = [c for c in SPLIT_COLUMNS if c not in ("defect_categories", "background")]
+# what models read: no annotation (categories, masks), so that new labels or masks retrain nothing
+ASSIGNMENT_COLUMNS = [c for c in SPLIT_COLUMNS if c not in ("defect_categories", "background", "mask_path",
+                                                            "mask_source")]  # fmt: skip
+MASK_TABLE_COLUMNS = ["image_id", "mask_path", "mask_source"]  # data/masks.csv: what thresholds and evaluation read
 
 
 def _quota(n: int, fraction: float) -> int:

@@ -71,5 +71,9 @@ def data_summary(split: pd.DataFrame, manifest: pd.DataFrame, categories: pd.Dat
         "anomalous_images": int(len(anomalous)),
         "empty": int(anomalous["mask_empty"].astype(bool).sum()),
         "mean_defect_area_fraction": round(float(anomalous["mask_fraction"].mean()), 6) if len(anomalous) else 0.0,
+        # shipped, drawn in Label Studio, pre-drawn by a detector (edited or accepted), pending (iadbench.data.drawn)
+        "sources": {str(s): int(n) for s, n in sorted(anomalous["mask_source"].astype(str).value_counts().items())}
+        if "mask_source" in anomalous
+        else {},
     }
     return out

@@ -1,7 +1,7 @@
 """What one (model, product) cell's evaluation reads: its rows of the split, its scores and maps, the masks.
 
-Everything comes from files on disk (``data/assignment.csv``, ``data/maps/<model>/<product>.npz``, the ground-truth
-PNGs); nothing is recomputed by a model.
+Everything comes from files on disk (``data/assignment.csv`` joined with ``data/masks.csv``,
+``data/maps/<model>/<product>.npz``, the ground-truth PNGs); nothing is recomputed by a model.
 """
 
 from __future__ import annotations
@@ -18,7 +18,38 @@ from PIL import Image
 
 from iadbench.errors import InputError
 from iadbench.paths import ASSIGNMENT as SPLIT
-from iadbench.paths import MAPS_DIR, THRESHOLDS_DIR
+from iadbench.paths import MAPS_DIR, MASKS_TABLE, THRESHOLDS_DIR
+
+PREFILL_ACCEPTED = "prefill_accepted"  # a mask submitted unchanged from a detector's regions (data/drawn.py)
+
+
+def read_split_with_masks(assignment: Path = SPLIT, masks: Path = MASKS_TABLE) -> pd.DataFrame:
+    """``data/assignment.csv`` with each image's ``mask_path`` and ``mask_source`` from ``data/masks.csv``.
+
+    The two files are apart so that masks drawn later change what thresholds and evaluation read, never what the
+    models read (a new mask retrains nothing). A masks table that misses an image of the assignment is refused.
+    """
+    for path in (assignment, masks):
+        if not path.is_file():
+            raise InputError(path, "table not found", "run the split stage (dvc repro)")
+    rows = pd.read_csv(assignment, keep_default_na=False, na_values=[])
+    table = pd.read_csv(masks, keep_default_na=False, na_values=[])
+    missing = sorted(set(rows["image_id"]) - set(table["image_id"]))
+    if missing:
+        raise InputError(masks, f"{len(missing)} image(s) of {assignment} have no row", f"e.g. {missing[:3]}; rerun "
+                         "the split stage (dvc repro)")  # fmt: skip
+    return rows.merge(table[["image_id", "mask_path", "mask_source"]], on="image_id", how="left", validate="1:1")
+
+
+def without_masks_of(rows: pd.DataFrame, sources: tuple[str, ...]) -> pd.DataFrame:
+    """``rows`` with the masks of the given sources removed: those images count at image level only (the rule of
+    ``evaluate.exclude_prefill_accepted``); an empty ``sources`` changes nothing.
+    """
+    if not sources or "mask_source" not in rows:
+        return rows
+    rows = rows.copy()
+    rows.loc[rows["mask_source"].isin(sources), "mask_path"] = ""
+    return rows
 
 
 def maps_path(model: str, product: str) -> Path:

@@ -57,7 +57,11 @@ TRAINING_KEYS = ("epochs", "epochs_rule", "epochs_full")  # what the evaluation 
 
 
 def evaluate(
-    cell: Cell, fitted: ThresholdsRecord, provenance: dict[str, Any], aupro_fpr_limit: float = 0.3
+    cell: Cell,
+    fitted: ThresholdsRecord,
+    provenance: dict[str, Any],
+    aupro_fpr_limit: float = 0.3,
+    excluded: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Evaluate one cell's test images at the thresholds ``fitted`` on its validation split.
 
@@ -66,6 +70,7 @@ def evaluate(
         fitted: the cell's thresholds record.
         provenance: the cell's predict record (image score kind, weights, versions); empty when absent.
         aupro_fpr_limit: the FPR bound of AUPRO.
+        excluded: mask sources left out of pixel figures (``evaluate.exclude_prefill_accepted``), recorded.
 
     Returns:
         The cell document (an :class:`~iadbench.evaluation.records.EvaluateRecord` as JSON) and the per-image table.
@@ -85,6 +90,8 @@ def evaluate(
         "good": int((~labels).sum()),
         "anomalous": int(labels.sum()),
         "anomalous_with_mask": int((labels & cell.has_mask).sum()) if cell.maps is not None else None,
+        "mask_sources": mask_sources(cell),
+        "mask_sources_excluded": list(excluded),
     }
     record = EvaluateRecord(
         cell.model, cell.product, fitted.dataset, fitted.split_fingerprint, provenance.get("image_score", "unknown"),
@@ -94,6 +101,16 @@ def evaluate(
         {k: provenance[k] for k in TRAINING_KEYS} if set(TRAINING_KEYS) <= set(provenance) else {},  # SegAD: none
     )  # fmt: skip
     return record.to_json(), table
+
+
+def mask_sources(cell: Cell) -> dict[str, int]:
+    """Anomalous test images per mask source (``shipped``, ``drawn``, ``pending``, ...; see
+    :mod:`iadbench.data.drawn`): how many masks are pending or came from a detector's pre-drawn regions.
+    """
+    if "mask_source" not in cell.rows:
+        return {}
+    sources = cell.rows.loc[cell.labels, "mask_source"].astype(str).replace("", "none")
+    return {str(k): int(v) for k, v in sorted(sources.value_counts().items())}
 
 
 def _image_level(

@@ -82,7 +82,7 @@ class EvaluateRecord(_Record):
     dataset: str | None
     split_fingerprint: str
     image_score: str  # map_max | model | unknown (from the predict record)
-    test: dict[str, int | None]  # images, good, anomalous, anomalous_with_mask
+    test: dict[str, Any]  # images, good, anomalous, anomalous_with_mask, mask_sources, mask_sources_excluded
     rule_used: dict[str, dict[str, str | None]]  # level -> rule -> the rule that stood in (good-only) or None
     notes: list[str]
     image: dict[str, Any]  # threshold-free metrics, and "at": rule -> figures

@@ -40,6 +40,7 @@ from iadbench.paths import (
     FIGURES,
     GATE_DOCS,
     GATES_DIR,
+    MASKS_TABLE,
     METRICS,
     PREDICT_REPORTS,
     PRODUCT_TABLE,
@@ -50,6 +51,39 @@ from iadbench.paths import (
     thumbs_path,
 )
 from iadbench.taxonomy import DEFECT_CATEGORIES, DEFECT_DEFINITIONS, split_categories
+
+MASK_SOURCE_COLUMNS = ("shipped", "shipped_corrected", "drawn", "prefill_edited", "prefill_accepted", "pending")
+
+
+def mask_section(
+    masks: pd.DataFrame, categories: pd.DataFrame, excluded: tuple[str, ...]
+) -> tuple[str, list[str], list[list[str]], str]:
+    """Where the anomalous validation/test images' masks come from, per product and defect category
+    (:mod:`iadbench.data.drawn`), and what the pixel figures did with them: pending masks are image-level only;
+    masks accepted unchanged from a detector's pre-drawn regions are left out when ``excluded`` names them.
+    """
+    rows = masks.merge(categories[["image_id", "product", "label", "defect_categories"]], on="image_id")
+    rows = rows[(rows["label"] == "anomalous") & (rows["mask_source"].astype(str) != "")]
+    body = []
+    for product, group in rows.groupby("product", sort=True):
+        for category in DEFECT_CATEGORIES:
+            mine = group[group["defect_categories"].map(lambda cs, c=category: c in split_categories(cs))]
+            if len(mine):
+                counts = mine["mask_source"].value_counts()
+                body.append([str(product), category, str(len(mine)),
+                             *(str(int(counts.get(s, 0))) for s in MASK_SOURCE_COLUMNS)])  # fmt: skip
+    counted = rows["mask_source"].value_counts()
+    accepted, pending = int(counted.get("prefill_accepted", 0)), int(counted.get("pending", 0))
+    done = ("left out of pixel thresholds and metrics (evaluate.exclude_prefill_accepted: true): a mask a detector "
+            "drew and nobody changed favours that detector; their images count at image level"
+            if "prefill_accepted" in excluded else "counted in pixel thresholds and metrics "
+            "(evaluate.exclude_prefill_accepted: false): they favour the detector that pre-drew them")  # fmt: skip
+    note = (
+        f"{accepted} mask(s) accepted unchanged from a detector's pre-drawn regions: {done}. {pending} mask(s) "
+        "pending (imported with --missing-masks annotate, not drawn yet): image-level metrics only."
+    )
+    header = ["product", "category", "anomalous images", *MASK_SOURCE_COLUMNS]
+    return "Masks: where each anomalous image's mask comes from (validation and test)", header, body, note
 
 
 def annotation_sections(categories: pd.DataFrame, max_notes: int = 100) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -428,6 +462,11 @@ def _sections(
         ),
         *([section] if (section := segad_section(params, metrics)) else []),
         *annotation_sections(pd.read_csv(CATEGORIES, keep_default_na=False)),
+        mask_section(
+            pd.read_csv(MASKS_TABLE, keep_default_na=False),
+            pd.read_csv(CATEGORIES, keep_default_na=False),
+            EvaluateParams.from_params(params).excluded_mask_sources(),
+        ),  # fmt: skip
         *study_sections(),
         gate_section(),
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from iadbench.paths import ASSIGNMENT
 from iadbench.stages import add_cell_arguments, read_params
 
 if TYPE_CHECKING:
@@ -24,12 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Evaluate one (model, product) cell on its test split at every fitted threshold."""
-    from iadbench.data.manifest import read_table
+    from iadbench.evaluation.cells import read_split_with_masks, without_masks_of
     from iadbench.formatting import fmt as _fmt
     from iadbench.params import EvaluateParams
 
-    limit = EvaluateParams.from_params(read_params(args)).aupro_fpr_limit
-    doc = write_cell(args.model, args.product, read_table(ASSIGNMENT), limit)
+    params = EvaluateParams.from_params(read_params(args))
+    excluded = params.excluded_mask_sources()
+    split = without_masks_of(read_split_with_masks(), excluded)
+    doc = write_cell(args.model, args.product, split, params.aupro_fpr_limit, excluded)
     pixel = doc["pixel"] or {}
     print(
         f"evaluated {args.model}/{args.product} on {doc['test']['images']} test images: image AUROC "
@@ -59,9 +60,12 @@ def read_thresholds(model: str, product: str, split: pd.DataFrame) -> Thresholds
     return record
 
 
-def write_cell(model: str, product: str, split: pd.DataFrame, aupro_fpr_limit: float) -> dict[str, Any]:
+def write_cell(
+    model: str, product: str, split: pd.DataFrame, aupro_fpr_limit: float, excluded: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Evaluate the cell's test images (its maps, its thresholds, its predict record for provenance); write
-    ``reports/evaluate/<model>/<product>.json`` and the per-image ``.csv`` beside it.
+    ``reports/evaluate/<model>/<product>.json`` and the per-image ``.csv`` beside it. ``excluded``: the mask sources
+    whose masks ``split`` no longer holds (recorded, see :func:`iadbench.evaluation.cells.without_masks_of`).
     """
     import json
 
@@ -73,5 +77,5 @@ def write_cell(model: str, product: str, split: pd.DataFrame, aupro_fpr_limit: f
     cell = load_cell(model, product, split, "test")
     predict = PREDICT_REPORTS / model / f"{product}.json"
     provenance = json.loads(predict.read_text()) if predict.is_file() else {}
-    doc, table = evaluate(cell, fitted, provenance, aupro_fpr_limit)
+    doc, table = evaluate(cell, fitted, provenance, aupro_fpr_limit, excluded)
     return write_cell_files(evaluate_path(model, product), doc, table, ".csv")

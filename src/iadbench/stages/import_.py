@@ -35,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--missing-masks",
         default="error",
-        choices=["error", "empty", "skip"],
-        help="anomalous images without a mask: refuse (default), empty mask (image-level only), leave out",
+        choices=["error", "empty", "skip", "annotate"],
+        help="anomalous images without a mask: refuse (default), empty mask (image-level only), leave out, or "
+        "annotate (mask pending until drawn in Label Studio: image-level metrics now, pixel metrics once drawn)",
     )
     parser.add_argument("--product", help="folder format: the product name (default: --name)")
     parser.add_argument(

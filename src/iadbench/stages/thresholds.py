@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from iadbench.paths import ASSIGNMENT
 from iadbench.stages import add_cell_arguments, read_params
 
 if TYPE_CHECKING:
@@ -27,11 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Fit every threshold rule of one (model, product) cell on its validation split."""
-    from iadbench.data.manifest import read_table
-    from iadbench.params import ThresholdParams
+    from iadbench.evaluation.cells import read_split_with_masks, without_masks_of
+    from iadbench.params import EvaluateParams, ThresholdParams
 
-    p = ThresholdParams.from_params(read_params(args))
-    doc = write_cell(args.model, args.product, read_table(ASSIGNMENT), params=p)
+    raw = read_params(args)
+    p, excluded = ThresholdParams.from_params(raw), EvaluateParams.from_params(raw).excluded_mask_sources()
+    doc = write_cell(args.model, args.product, without_masks_of(read_split_with_masks(), excluded), params=p)
     levels = [lv for lv in ("pixel", "image") if doc[lv]]
     summary = "; ".join(f"{lv}: " + ", ".join(f"{r}={f['threshold']:.4g}" for r, f in doc[lv].items()) for lv in levels)
     print(f"thresholds {args.model}/{args.product} ({doc['validation']['images']} validation images): {summary}")
