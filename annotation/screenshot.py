@@ -4,7 +4,8 @@ optionally submit the current task as shown (the suggested answer) — how `anno
 Not part of the test suite (it needs Chromium and Playwright, which the project's environment does not carry):
 
     apt-get install chromium && python -m venv /tmp/pw && /tmp/pw/bin/pip install playwright
-    /tmp/pw/bin/python annotation/screenshot.py --url http://127.0.0.1:8080 --project "iadbench magnetic_tile" \
+    iadbench annotate push --dataset synthetic --sandbox --prefill padim   # regions pre-drawn by PaDiM
+    /tmp/pw/bin/python annotation/screenshot.py --url http://127.0.0.1:8080 --project "iadbench synthetic (sandbox)" \
         --out annotation/labelling_view.png [--submit N]
 
 Credentials come from LABEL_STUDIO_USERNAME / LABEL_STUDIO_PASSWORD / LABEL_STUDIO_API_KEY, as for the server.

@@ -46,8 +46,13 @@ TINY = {
         "anomalous_images": "all",
         "seed": 0,
     },
-    "evaluate": {"aupro_fpr_limit": 0.3, "bootstrap": 200, "confidence": 0.95, "seed": 0,
-                 "exclude_prefill_accepted": True},
+    "evaluate": {
+        "aupro_fpr_limit": 0.3,
+        "bootstrap": 200,
+        "confidence": 0.95,
+        "seed": 0,
+        "exclude_prefill_accepted": True,
+    },
     "models": ["padim", "ae"],
     "backbone": {"name": "tf_efficientnet_lite0", "weights": "package", "layers": ["blocks.1", "blocks.2", "blocks.4"]},
     "train": {

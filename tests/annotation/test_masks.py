@@ -102,11 +102,11 @@ def test_pulled_regions_become_masks_pixel_for_pixel_with_provenance(dataset):
     drawn_a1, drawn_a2 = _mask((1, 8, 1, 12)), _mask((5, 14, 8, 20))
     pre = _mask((10, 20, 10, 30))
     prediction = {"model_version": f"{PREFILL_PREFIX} padim good_fpr t=0.5",
-                  "result": [region_result(pre, "surface", "p0")]}  # fmt: skip
+                  "result": [region_result(pre, "surface", "prefill-0")]}  # fmt: skip
     corrected = _mask((2, 6, 2, 9))  # the shipped 2:6 × 2:6 made wider
     export = [
         _task(1, A, _ann(1, 5, _region(drawn_a1, "structural")), _ann(2, 6, _region(drawn_a2, "contamination"))),
-        _task(2, B, _ann(3, 5, _region(pre, "surface", "p0"), prediction=prediction)),
+        _task(2, B, _ann(3, 5, _region(pre, "surface", "prefill-0"), prediction=prediction)),
         _task(3, S, _ann(4, 5, _region(corrected))),
     ]
     result = _pull(export, dataset)
@@ -132,7 +132,7 @@ def test_pulled_regions_become_masks_pixel_for_pixel_with_provenance(dataset):
 def test_an_edited_prefill_and_an_unchanged_shipped_mask(dataset):
     pre = _mask((10, 20, 10, 30))
     prediction = {"model_version": f"{PREFILL_PREFIX} padim good_fpr t=0.5",
-                  "result": [region_result(pre, "surface", "p0")]}  # fmt: skip
+                  "result": [region_result(pre, "surface", "prefill-0")]}  # fmt: skip
     edited = _mask((10, 20, 10, 25))
     shipped = _mask((2, 6, 2, 6))
     export = [_task(2, B, _ann(3, 5, _region(edited)), predictions=[prediction]),
@@ -248,3 +248,29 @@ def test_prefill_refuses_what_cannot_pre_draw(tmp_path, monkeypatch, setup, mode
     _cell(tmp_path, **setup)
     with pytest.raises(IadbenchError, match=message):
         prefill_masks(model, "nut", rule, ["nut/test/crack/000.png"])
+
+
+def test_regions_of_two_categories_make_the_image_combined_and_regions_decide_over_choices(dataset):
+    choice = {"from_name": "defect_category", "to_name": "image", "type": "choices", "value": {"choices": ["surface"]}}
+    two = _ann(1, 5, _region(_mask((1, 5, 1, 5)), "structural", "a"), _region(_mask((9, 12, 9, 12)), "surface", "b"))
+    same = _ann(2, 6, _region(_mask((1, 5, 1, 5)), "surface", "a"), _region(_mask((9, 12, 9, 12)), "surface", "b"))
+    same["result"].append(choice | {"value": {"choices": ["structural"]}})  # a choice beside regions: regions win
+    pre = _mask((1, 5, 1, 5))
+    background = {"from_name": "background", "to_name": "image", "type": "choices", "value": {"choices": ["with"]}}
+    regions = [region_result(pre, "surface", "prefill-0"), background]  # as push sends it: regions and the background
+    prediction = {"model_version": f"{PREFILL_PREFIX} padim good_fpr t=0.5", "result": regions}
+    accepted = _ann(3, 5, _region(pre, "surface", "prefill-0"))
+    export = [_task(1, A, two, same), _task(2, B, accepted, predictions=[prediction])]
+    result = _pull(export, dataset)
+    votes = {(v.image_id, v.annotator): v for v in parse_export(Path(result["path"]), ROOT, set(dataset))}
+    assert votes[(A, "5")].defect_categories == {"combined"} and votes[(A, "6")].defect_categories == {"surface"}
+    assert votes[(B, "5")].source == "suggestion"  # the pre-drawn regions submitted unchanged
+
+
+def test_a_shipped_mask_in_a_prefilled_push_is_not_taken_for_a_prefill(dataset):
+    """One push versions every task alike: the region ids tell a shipped mask's regions from a detector's."""
+    shipped = _mask((2, 6, 2, 6))
+    regions = mask_regions(shipped, (), "region-")
+    prediction = {"model_version": f"{PREFILL_PREFIX} padim good_fpr t=0.5", "result": regions}
+    result = _pull([_task(3, S, _ann(4, 5, _region(_mask((2, 6, 2, 9)))), predictions=[prediction])], dataset)
+    assert result["mask_sources"] == {"shipped_corrected": 1}

@@ -1,9 +1,11 @@
 """The annotation round trip against a real Label Studio server on 127.0.0.1 (its own venv, telemetry off).
 
-A fresh copy of this repository imports a tiny dataset with an export, builds the DAG, then: push → annotators
-answer through the API → pull → `dvc repro` reruns categories and the tables that read them, nothing upstream of
-them, and the categories table says what the annotators said. The server's environment is created on first use
-(annotation/.label-studio/venv, a few minutes) and reused afterwards.
+A fresh copy of this repository imports a tiny dataset whose half of the anomalous images ship no mask
+(``--missing-masks annotate``: pending), builds the DAG, then: push with regions pre-drawn by the trained PaDiM cell
+→ annotators answer through the API (categories first, then regions whose RLE the SDK makes) → status → pull →
+`dvc repro` reruns what reads categories or masks, nothing upstream of them (no model retrains), and the categories
+table, the masks on disk and the evaluation say what the annotators said. The server's environment is created on
+first use (annotation/.label-studio/venv, a few minutes) and reused afterwards.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from iadbench.annotation import server
 from iadbench.synth.generate import generate
@@ -88,9 +91,11 @@ def world(tmp_path_factory):
     source = base / "source"
     images = source / "data/raw/synthetic"  # export paths are relative to `source`, as to a repository root
     generate(tiny_synth(), images, source / "export.json", source, progress=False)
+    for mask in sorted(images.glob("*/ground_truth/*/*_mask.png"))[::2]:  # a new product: half its masks not drawn
+        mask.unlink()
     # before anyone labels: the provisional per-type map (annotator "iadbench-import"), as a new user starts
-    _run(["iadbench", "import", str(images), "--name", "tinyreal", "--background", "with", "--defect-map", DEFECT_MAP],
-         repo, env)  # fmt: skip
+    _run(["iadbench", "import", str(images), "--name", "tinyreal", "--background", "with", "--defect-map", DEFECT_MAP,
+          "--missing-masks", "annotate"], repo, env)  # fmt: skip
     _run(["dvc", "repro"], repo, env)
     _run(["git", "add", "-A"], repo, env)
     _run(["git", "commit", "-qm", "built"], repo, env)
@@ -131,7 +136,7 @@ def world(tmp_path_factory):
 def pushed(world) -> str:
     """The first push of the module (what every test that needs tasks on the server depends on)."""
     repo, env, _, _ = world
-    return _run(["iadbench", "annotate", "push", "--dataset", "tinyreal"], repo, env).stdout
+    return _run(["iadbench", "annotate", "push", "--dataset", "tinyreal", "--prefill", "padim"], repo, env).stdout
 
 
 def _stages_run(output: str) -> set[str]:
@@ -146,6 +151,11 @@ def test_push_is_idempotent(world, pushed):
     expected = int(((assignment["label"] == "anomalous") & (assignment["split"] != "train")).sum())
     first = pushed
     assert "created project" in first and f"imported {expected} new task(s)" in first
+    pending_masks = json.loads((repo / "data/raw/tinyreal/import.json").read_text())["pending_masks"]
+    pending = sum(p.startswith("nut/") for p in pending_masks)  # the run's product: the others have no cell
+    assert pending and f"pre-drawn regions on {pending} image(s) without a mask" in first
+    assert "(iadbench-prefill padim good_quantile t=" in first
+    assert "no pre-drawn regions for product(s) ['tiles', 'weave']: not in data.products" in first
     again = _run(["iadbench", "annotate", "push", "--dataset", "tinyreal"], repo, env).stdout
     assert "imported 0 new task(s)" in again
 
@@ -201,7 +211,8 @@ def test_annotate_pull_repro_changes_only_categories_and_tables(world, first_sit
     """The second sitting labels the rest: the first task with a disagreement, the others as contamination."""
     repo, env, client, url = world
     tasks = _tasks(client)
-    assert tasks and all(t.data["mask"].startswith("/data/local-files/?d=data/raw/tinyreal/") for t in tasks)
+    shipped = [t for t in tasks if t.data["mask_source"] == "shipped"]
+    assert shipped and all(t.data["mask"].startswith("/data/local-files/?d=data/raw/tinyreal/") for t in shipped)
     annotators = _annotators(client)
     for i, task in enumerate(tasks[: len(tasks) // 2]):
         if i == 0:  # the annotators disagree: kept as multi-label and flagged as a tie
@@ -243,6 +254,131 @@ def test_annotate_pull_repro_changes_only_categories_and_tables(world, first_sit
     assert int(contamination["n_images"].iloc[0]) == len(set(rest) & set(evaluated["image_id"]))
     summary = json.loads((repo / "reports/data_summary.json").read_text())
     assert "contamination" in summary["annotation"]["fleiss_kappa"]
+
+
+def _prefill_regions(client, task) -> list[dict]:
+    """The regions the detector pre-drew on a task (its iadbench-prefill prediction)."""
+    for prediction in client.predictions.list(task=task.id):
+        if str(prediction.model_version).startswith("iadbench-prefill"):
+            return [dict(r) for r in prediction.result if str(dict(r).get("id", "")).startswith("prefill-")]
+    return []
+
+
+def _submit(client, task, user, result: list[dict]) -> None:
+    """The annotator's answer on the task: their earlier annotation updated, or a new one."""
+    mine = [a for a in client.annotations.list(id=task.id) if a.completed_by == user.id]
+    if mine:
+        client.annotations.update(id=mine[0].id, result=result)
+    else:
+        client.annotations.create(id=task.id, result=result, completed_by=user.id)
+
+
+def _decode(result: list[dict], size: tuple[int, int]):
+    import numpy as np
+
+    from iadbench.annotation.masks import decode_region
+
+    return np.logical_or.reduce([decode_region(r, size) for r in result if r["type"] == "brushlabels"])
+
+
+@pytest.fixture(scope="module")
+def mask_sitting(world, pushed) -> dict:
+    """Two people draw regions on two pending test images: on one both submit the pre-drawn regions unchanged, on the
+    other one adds a region to them and the other draws only that region. Status, pull, `dvc repro`."""
+    import numpy as np
+    from PIL import Image
+
+    from iadbench.annotation.masks import region_result
+
+    repo, env, client, _ = world
+    split = pd.read_csv(repo / "data/split.csv", keep_default_na=False).set_index("image_id")
+    tasks = [t for t in _tasks(client) if t.data["mask_source"] == "pending"]
+    drawn = [
+        (t, r) for t in tasks if split.loc[t.data["image_id"], "split"] == "test" and (r := _prefill_regions(client, t))
+    ]
+    assert len(drawn) >= 2, "the tiny PaDiM pre-drew regions on fewer than two pending test images"
+    (accepted, accepted_regions), (edited, edited_regions) = drawn[:2]
+    before = {k: json.loads((repo / "reports/evaluate/padim/nut.json").read_text())["test"][k]
+              for k in ("anomalous_with_mask", "mask_sources")}  # fmt: skip
+    raw_before, cache_before = tree_digest(repo / "data/raw/tinyreal"), tree_digest(repo / ".dvc/cache")
+    background = choose([], "with")[1:]
+    annotators = _annotators(client)
+    expected = {}
+    for task, regions, extra in ((accepted, accepted_regions, False), (edited, edited_regions, True)):
+        size = (regions[0]["original_width"], regions[0]["original_height"])
+        box = np.zeros(size[::-1], bool)
+        box[: size[1] // 4, : size[0] // 4] = True  # a corner the detector did not pre-draw (checked below)
+        added = region_result(box, "contamination", "added")
+        answers = [regions + [added], [added]] if extra else [regions, regions]
+        masks = []
+        for user, answer in zip(annotators, answers, strict=True):
+            result = [{**r, "origin": "manual"} for r in answer] + background
+            _submit(client, task, user, result)
+            masks.append(_decode(result, size))
+        expected[task.data["image_id"]] = 2 * np.stack(masks).astype(int).sum(axis=0) >= len(masks)
+        if extra:
+            assert not (_decode(regions, size) >= box).all()
+    status = _run(["iadbench", "annotate", "status", "--dataset", "tinyreal"], repo, env).stdout
+    pulled = _run(["iadbench", "annotate", "pull", "--dataset", "tinyreal"], repo, env).stdout
+    on_disk = {}
+    for image_id in expected:
+        with Image.open(repo / "annotation/masks/tinyreal" / image_id) as im:
+            on_disk[image_id] = (im.mode, np.asarray(im))
+    repro = _run(["dvc", "repro"], repo, env).stdout
+    found = {
+        "accepted": accepted.data["image_id"], "edited": edited.data["image_id"], "expected": expected,
+        "on_disk": on_disk, "status": status, "pulled": pulled, "ran": _stages_run(repro), "before": before,
+        "raw_before": raw_before, "cache_before": cache_before,
+        "masks": pd.read_csv(repo / "data/masks.csv", keep_default_na=False).set_index("image_id"),
+        "evaluate": json.loads((repo / "reports/evaluate/padim/nut.json").read_text()),
+        "report": (repo / "reports/report.md").read_text(),
+    }  # fmt: skip
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluate"]["exclude_prefill_accepted"] = False
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    found["ran_counted"] = _stages_run(_run(["dvc", "repro"], repo, env).stdout)
+    found["evaluate_counted"] = json.loads((repo / "reports/evaluate/padim/nut.json").read_text())
+    return found
+
+
+def test_regions_drawn_on_pending_images_become_the_masks_the_evaluation_reads(world, mask_sitting):
+    """Pre-drawn, corrected, pulled: the masks on disk equal the submitted regions (pixel majority of two people),
+    their provenance is counted, `dvc repro` retrains nothing, and data/raw and the DVC cache stay as they were."""
+    import numpy as np
+
+    repo, *_ = world
+    found = mask_sitting
+    assert "regions drawn on 2 task(s)" in found["status"]
+    assert "2 mask(s) (1 prefill_accepted, 1 prefill_edited)" in found["pulled"]
+    for image_id, mask in found["expected"].items():
+        mode, pixels = found["on_disk"][image_id]
+        assert mode == "L" and set(np.unique(pixels).tolist()) <= {0, 255}
+        assert np.array_equal(pixels > 0, mask), image_id
+    masks = found["masks"]
+    assert masks.loc[found["accepted"], "mask_source"] == "prefill_accepted"
+    assert masks.loc[found["edited"], "mask_source"] == "prefill_edited"
+    assert masks.loc[found["edited"], "mask_path"] == f"annotation/masks/tinyreal/{found['edited']}"
+    ran = found["ran"]
+    assert {"manifest", "split", "thresholds@padim-nut", "evaluate@padim-nut", "report"} <= ran, ran
+    assert not any(s.startswith(("train@", "predict@")) for s in ran), ran
+    assert tree_digest(repo / "data/raw/tinyreal") == found["raw_before"]
+    cache_after = tree_digest(repo / ".dvc/cache")
+    assert all(cache_after.get(k) == v for k, v in found["cache_before"].items())
+    # pending before; now the edited mask counts in pixel figures and the accepted one is left out (the default)
+    before, test = found["before"], found["evaluate"]["test"]
+    assert before["mask_sources"]["pending"] >= 2
+    assert test["mask_sources"]["prefill_accepted"] == 1 and test["mask_sources"]["prefill_edited"] == 1
+    assert test["mask_sources"].get("pending", 0) == before["mask_sources"]["pending"] - 2
+    assert test["anomalous_with_mask"] == before["anomalous_with_mask"] + 1
+    assert test["mask_sources_excluded"] == ["prefill_accepted"]
+    assert "1 mask(s) accepted unchanged from a detector's pre-drawn regions: left out of pixel" in found["report"]
+
+
+def test_the_bias_param_puts_accepted_prefills_back_into_pixel_figures(mask_sitting):
+    ran, counted = mask_sitting["ran_counted"], mask_sitting["evaluate_counted"]["test"]
+    assert "evaluate@padim-nut" in ran and not any(s.startswith(("train@", "predict@")) for s in ran), ran
+    assert counted["mask_sources_excluded"] == []
+    assert counted["anomalous_with_mask"] == mask_sitting["evaluate"]["test"]["anomalous_with_mask"] + 1
 
 
 def test_the_server_command_line_holds_no_secret(world):

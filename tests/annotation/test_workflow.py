@@ -12,11 +12,12 @@ STEPS = {
     "import": import_steps("magnetic_tile", ADDED, ["tile"]),
     "push": push_steps("magnetic_tile"),
     "pull": pull_steps("magnetic_tile"),
+    "pull_masks": pull_steps("my_part", masks=True),
 }
 
 
 @pytest.mark.parametrize(
-    "doc, kinds", [("annotation/README.md", ("import", "push", "pull")), ("README.md", ("import",))]
+    "doc, kinds", [("annotation/README.md", ("import", "push", "pull", "pull_masks")), ("README.md", ("import",))]
 )
 def test_the_docs_show_the_lines_the_cli_prints(doc, kinds):
     text = (PROJECT / doc).read_text()

@@ -322,3 +322,31 @@ def test_cli_import_prints_notes_and_refuses_with_exit_2(workdir, tmp_path, caps
     (empty / "x").mkdir(parents=True)
     assert main(["--quiet", "import", str(empty), "--name", "other", "--no-dvc"]) == 2
     assert "no known dataset format found" in capsys.readouterr().err
+
+
+def test_folder_annotate_policy_keeps_the_images_with_their_masks_pending(workdir, tmp_path):
+    from iadbench.data.drawn import read_pending
+    from iadbench.data.manifest import scan
+    from iadbench.gates.manifest import manifest_gate
+    from iadbench.params import GateParams
+    from tests.conftest import copy_gx
+
+    copy_gx(workdir)
+    src = folder(tmp_path / "mine")
+    result = import_dataset(src, "mine", track=False, options=Options(product="widget"), missing_masks="annotate")
+    root = workdir / "data/raw/mine"
+    assert read_pending(root) == {"widget/test/crack/c2.png"} == set(result.record["pending_masks"])
+    assert not (root / "widget/ground_truth/crack/c2_mask.png").exists()  # no mask file: nothing pretends
+    assert any("wait for a mask drawn in Label Studio" in n for n in result.notes)
+    images, masks = scan(root, "mine", progress=False, pending=read_pending(root))
+    sources = images.set_index("image_id")["mask_source"]
+    assert sources["widget/test/crack/c2.png"] == "pending" and sources["widget/test/crack/c1.png"] == "shipped"
+    assert (images.loc[images["split_folder"] == "train", "mask_source"] == "").all()
+    paths = {"images": "data/manifest.csv", "masks": "data/manifest_masks.csv"}
+
+    def mask_errors(table):  # the fixture's 16-px images break the size rule: only the mask rules matter here
+        result = manifest_gate(table, masks, GateParams(empty_mask="warn"), paths)
+        return {Path(v.file).name for v in result.errors if "mask" in v.rule}
+
+    assert mask_errors(images) == set()  # pending is not missing
+    assert mask_errors(images.assign(mask_source="")) == {"c2.png"}  # without the import's word for it: missing

@@ -79,15 +79,16 @@ def test_non_binary_mask(tiny_repo):
     assert _rules(_gate())["mask is binary (one channel, values 0/255 or 0/1)"] == {str(mask)}
 
 
-MASK_RULE = "every anomalous image has a mask (ground_truth/<defect>/<stem>_mask.png, or drawn in Label Studio; --missing-masks annotate: pending)"
+MASK_RULE = (
+    "every anomalous image has a mask (ground_truth/<defect>/<stem>_mask.png, or drawn in Label Studio; "
+    "--missing-masks annotate: pending)"
+)
 
 
 def test_missing_and_orphan_masks(tiny_repo):
     (ROOT / "tiles/ground_truth/stain/000_mask.png").rename(ROOT / "tiles/ground_truth/stain/999_mask.png")
     rules = _rules(_gate())
-    assert rules[MASK_RULE] == {
-        "data/raw/synthetic/tiles/test/stain/000.jpg"
-    }
+    assert rules[MASK_RULE] == {"data/raw/synthetic/tiles/test/stain/000.jpg"}
     assert rules["no mask without an image (orphan mask)"] == {
         "data/raw/synthetic/tiles/ground_truth/stain/999_mask.png"
     }
@@ -225,3 +226,37 @@ def test_a_dataset_that_is_not_imported_is_named(tiny_repo):
     with pytest.raises(InputErrors, match=r"data/raw/btad: data.datasets names 'btad' but the folder does not exist"
                        r".*\n.*data/raw/visa"):  # fmt: skip
         scan_datasets(roots, dict.fromkeys(roots, ""), progress=False)
+
+
+def test_drawn_masks_replace_and_complete_the_shipped_ones(tiny_repo):
+    """A drawn mask is the image's mask (a corrected shipped one too), with its source; a drawn mask of an image
+    the dataset does not have, or a record whose file is missing, is refused naming masks.json."""
+    import json
+
+    from iadbench.data.drawn import drawn_masks
+    from iadbench.errors import InputError
+
+    export = Path("annotation/masks/synthetic")
+    target = export / "tiles/test/crack/000.png"  # the image is a .jpg: drawn masks are always PNG
+    target.parent.mkdir(parents=True)
+    Image.fromarray(np.full((48, 48), 255, np.uint8)).save(target)
+    record = {"images": {"tiles/test/crack/000.jpg": {"mask_source": "shipped_corrected"}}}
+    (export / "masks.json").write_text(json.dumps(record))
+    images, _ = scan(ROOT, "synthetic", progress=False, drawn=drawn_masks(export), drawn_record=export / "masks.json")
+    row = images.set_index("image_id").loc["tiles/test/crack/000.jpg"]
+    assert (row["mask_path"], row["mask_source"]) == (target.as_posix(), "shipped_corrected")
+    assert row["mask_fraction"] == 1.0
+    assert set(images.loc[images["label"] == "good", "mask_source"]) == {""}
+
+    record["images"]["tiles/train/good/000.jpg"] = {"mask_source": "drawn"}  # a train image: never masked
+    (export / "tiles/train/good").mkdir(parents=True)
+    Image.fromarray(np.full((48, 48), 255, np.uint8)).save(export / "tiles/train/good/000.png")
+    (export / "masks.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match="drawn masks for images that are not anomalous validation/test images"):
+        scan(ROOT, "synthetic", progress=False, drawn=drawn_masks(export), drawn_record=export / "masks.json")
+    (export / "tiles/train/good/000.png").unlink()
+    with pytest.raises(InputError, match=r"image tiles/train/good/000.jpg: its mask file is missing"):
+        drawn_masks(export)
+    (export / "masks.json").write_text(json.dumps({"images": {"tiles/test/crack/000.jpg": {"mask_source": "ai"}}}))
+    with pytest.raises(InputError, match="mask_source must be one of"):
+        drawn_masks(export)

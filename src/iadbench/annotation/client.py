@@ -91,15 +91,18 @@ def push(
     assignment: pd.DataFrame,
     categories: pd.DataFrame,
     prefill: str | None = None,
-    prefill_rule: str = "good_fpr",
+    prefill_rule: str = "good_quantile",
     sandbox: bool = False,
+    products: list[str] | None = None,
 ) -> dict[str, Any]:
     """Create or update the project and import the tasks it lacks (re-running imports nothing twice).
 
     ``assignment``: the split's rows with their masks (``data/assignment.csv`` joined with ``data/masks.csv``).
     ``prefill``: a model whose trained cells pre-draw regions on the images without a mask, at the normal-only
-    pixel threshold ``prefill_rule``. ``sandbox``: a separate project (``iadbench NAME (sandbox)``) whose pulls go
-    to ``annotation/sandbox/``, never to the pipeline's inputs: to learn the interface, on the synthetic data too.
+    pixel threshold ``prefill_rule``, for the run's ``products`` (None: every product of the dataset; a product
+    outside the run has no trained cell, so its images get no regions, said in the result). ``sandbox``: a separate
+    project (``iadbench NAME (sandbox)``) whose pulls go to ``annotation/sandbox/``, never to the pipeline's inputs:
+    to learn the interface, on the synthetic data too (where ``prefill`` then pre-draws every image).
 
     Refused: the synthetic dataset outside a sandbox (its export is the synthesize stage's output, written by
     simulated annotators: a pull could never bring labels back), and a dataset whose images are not in
@@ -123,7 +126,7 @@ def push(
     if not root.is_dir():
         raise InputError(root, "dataset not found", f"import it first: iadbench import PATH --name {dataset}")
     rows = assignment[assignment["dataset"] == dataset]
-    masks, version = _prefill(rows, prefill, prefill_rule) if prefill else ({}, "")
+    masks, version, skipped = _prefill(rows, prefill, prefill_rule, sandbox, products) if prefill else ({}, "", [])
     tasks = build_tasks(rows, categories, dataset, masks, version)
     if not tasks:
         raise InputError(ASSIGNMENT, f"no anomalous validation/test image of dataset {dataset!r} to label")
@@ -148,25 +151,36 @@ def push(
     if new:
         client.projects.import_tasks(id=project.id, request=new, commit_to_project=True)
     return {"project_id": project.id, "created": created, "imported": len(new), "already_there": len(existing),
-            "tasks": len(tasks), "prefilled": len(masks), "prefill_version": version}  # fmt: skip
+            "tasks": len(tasks), "prefilled": len(masks), "prefill_version": version,
+            "prefill_skipped_products": skipped}  # fmt: skip
 
 
-def _prefill(rows: pd.DataFrame, model: str, rule: str) -> tuple[dict[str, Any], str]:
-    """The detector's regions for every anomalous validation/test image without a mask, per product (its cell)."""
+def _prefill(
+    rows: pd.DataFrame, model: str, rule: str, everywhere: bool = False, products: list[str] | None = None
+) -> tuple[dict[str, Any], str, list[str]]:
+    """The detector's regions for every anomalous validation/test image without a mask (``everywhere``, a sandbox:
+    every one, so that the pre-drawn regions can be tried on data that ships masks), per product of the run (its
+    cell); the products left out because the run does not hold them.
+    """
     from iadbench.annotation.masks import prefill_masks
 
     candidates = rows["split"].isin(["validation", "test"]) & (rows["label"] == "anomalous")
-    wanted = rows[candidates & (rows["mask_path"] == "")]
+    wanted = rows[candidates & ((rows["mask_path"] == "") | everywhere)]
     if wanted.empty:
         raise IadbenchError(f"--prefill {model}: every anomalous validation/test image already has a mask; nothing to "
                             "pre-draw (the tasks show the masks themselves)")  # fmt: skip
+    skipped = sorted(set(wanted["product"]) - set(products)) if products is not None else []
+    wanted = wanted[~wanted["product"].isin(skipped)]
+    if wanted.empty:
+        raise IadbenchError(f"--prefill {model}: the images without a mask belong to {skipped}, none of which is in "
+                            "data.products: no trained cell can pre-draw them")  # fmt: skip
     masks: dict[str, Any] = {}
     versions = set()
     for product, group in wanted.groupby("product", sort=True):
         found, _, version = prefill_masks(model, str(product), rule, sorted(group["image_id"]))
         masks.update(found)
         versions.add(version)
-    return masks, "; ".join(sorted(versions))
+    return masks, "; ".join(sorted(versions)), skipped
 
 
 def _order(value: object) -> tuple:
@@ -243,9 +257,28 @@ def _download(client: Any, dataset: str, sandbox: bool = False) -> tuple[Any, ob
         raise IadbenchError(f"Label Studio has no project {title!r}: run `iadbench annotate push{flag}` first")
     raw = b"".join(client.projects.exports.download_sync(id=project.id, export_type="JSON", download_all_tasks=True))
     try:
-        return project, json.loads(raw)
+        tasks = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise IadbenchError(f"Label Studio's export of project {project.id} is not JSON: {exc}") from None
+    return project, _with_predictions(client, project.id, tasks)
+
+
+def _with_predictions(client: Any, project_id: int, tasks: object) -> object:
+    """The export with every task's predictions as objects (model version, result), not the bare ids Label Studio's
+    JSON export lists: the pre-drawn regions a mask's provenance is measured against then live in the versioned
+    export itself, whether or not an annotator started from them in the interface.
+    """
+    if not isinstance(tasks, list) or not any(
+        not isinstance(p, dict) for t in tasks if isinstance(t, dict) for p in t.get("predictions") or []
+    ):
+        return tasks
+    by_task: dict[object, list[dict[str, Any]]] = {}
+    for p in client.predictions.list(project=project_id):
+        by_task.setdefault(p.task, []).append({"id": p.id, "model_version": p.model_version, "result": p.result})
+    for task in tasks:
+        if isinstance(task, dict) and task.get("predictions"):
+            task["predictions"] = sorted(by_task.get(task.get("id"), []), key=lambda p: p["id"])
+    return tasks
 
 
 def pull(

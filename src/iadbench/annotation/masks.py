@@ -34,6 +34,7 @@ from iadbench.labelstudio import IMAGE_FIELD, REGION_CATEGORIES, REGION_FIELD
 
 SMALL_DEFECT = 0.02  # a component covering under 2 % of the image is suggested as surface, else structural
 PREFILL_PREFIX = "iadbench-prefill"  # the prediction's model_version: "iadbench-prefill <model> <rule> t=<t>"
+PREFILL_REGION = "prefill-"  # ids of a detector's regions (a shipped mask's are "region-<k>"), in the same push
 
 
 def components(mask: np.ndarray) -> list[np.ndarray]:
@@ -155,9 +156,11 @@ class ImageMask:
 
 
 def _prefill(task: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    """The regions of the task's detector prediction (``iadbench-prefill ...``) and its version; none without one.
-    Label Studio's export lists a task's predictions as ids and puts the prediction an annotation started from in
-    the annotation's ``prediction`` object, so both places are read.
+    """The regions a detector pre-drew on the task (region ids ``prefill-<k>``, in a prediction versioned
+    ``iadbench-prefill ...``) and that version; none without. A push gives all its tasks one version (Label Studio
+    pre-labels from one model version), so the region ids, not the version, tell a detector's regions from a shipped
+    mask's. The task's predictions are read (objects, see ``client._with_predictions``) and the ``prediction`` an
+    annotation started from.
     """
     candidates = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
     for annotation in task.get("annotations") or []:
@@ -165,8 +168,8 @@ def _prefill(task: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
             candidates.append(annotation["prediction"])
     for prediction in candidates:
         version = str(prediction.get("model_version") or "")
-        if version.startswith(PREFILL_PREFIX):
-            regions = [r for r in prediction.get("result") or [] if _is_region(r)]
+        regions = [r for r in prediction.get("result") or [] if _is_region(r)]
+        if version.startswith(PREFILL_PREFIX) and any(str(r.get("id", "")).startswith(PREFILL_REGION) for r in regions):
             return regions, version
     return [], None
 

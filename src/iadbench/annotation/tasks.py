@@ -44,9 +44,11 @@ def build_tasks(
     """Tasks (data + one prediction) for the anomalous validation/test images, sorted by image id.
 
     ``rows``: the split's rows with ``mask_path`` and ``mask_source`` (``data/assignment.csv`` joined with
-    ``data/masks.csv``); ``prefill``: image id -> a detector's decision at map size, for images without a mask.
+    ``data/masks.csv``); ``prefill``: image id -> a detector's decision at map size (images without a mask; in a
+    sandbox every image), drawn instead of the image's mask; ``prefill_version`` then versions every prediction of
+    the push (Label Studio pre-labels from one model version).
     """
-    from iadbench.annotation.masks import mask_regions, resize_mask
+    from iadbench.annotation.masks import PREFILL_REGION, mask_regions, resize_mask
 
     cats = categories.set_index("image_id")
     majority = categories.groupby("product")["background"].agg(lambda s: s.value_counts().sort_index().idxmax())
@@ -67,14 +69,13 @@ def build_tasks(
             "defect_type": r.defect_type,
             "mask_source": r.mask_source,
         }
-        mask, version = read_mask(r.mask_path), SUGGESTION_VERSION
-        if mask is None and prefill is not None and r.image_id in prefill:
+        mask, prefix = read_mask(r.mask_path), "region-"
+        if prefill and r.image_id in prefill:  # images without a mask (a sandbox: every image, to try it)
             with Image.open(r.image_path) as im:
-                mask = resize_mask(prefill[r.image_id], im.size)
-            version = prefill_version
-        result = mask_regions(mask, current, "region-") if mask is not None else []
+                mask, prefix = resize_mask(prefill[r.image_id], im.size), PREFILL_REGION
+        result = mask_regions(mask, current, prefix) if mask is not None else []
         background_choice = choices_result(BACKGROUND_FIELD, [background], "suggest-b")
         background_choice["origin"] = "prediction"
-        prediction = {"model_version": version, "result": [*result, background_choice]}
+        prediction = {"model_version": prefill_version or SUGGESTION_VERSION, "result": [*result, background_choice]}
         tasks.append({"data": data, "predictions": [prediction]})
     return tasks

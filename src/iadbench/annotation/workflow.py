@@ -23,10 +23,13 @@ def push_steps(name: str) -> list[str]:
     return [f"iadbench annotate status --dataset {name}", f"iadbench annotate pull --dataset {name}"]
 
 
-def pull_steps(name: str) -> list[str]:
-    """After ``iadbench annotate pull``: commit the export's and the masks' DVC files, push them, rebuild what reads
-    categories and masks (no model retrains: models read neither).
+def pull_steps(name: str, masks: bool = True) -> list[str]:
+    """After ``iadbench annotate pull``: commit the export's (and, when it wrote masks, the masks') DVC files, push
+    them, rebuild what reads categories and masks (no model retrains: models read neither).
     """
+    if not masks:
+        return [f"git add annotation/exports/{name}.json.dvc", f'git commit -m "{name} labels"', "dvc push",
+                "dvc repro"]  # fmt: skip
     return [
         f"git add annotation/exports/{name}.json.dvc annotation/masks/{name}.dvc annotation/masks/.gitignore",
         f'git commit -m "{name} labels and masks"',

@@ -256,15 +256,21 @@ def applied_thresholds(doc: EvaluateRecord) -> dict[str, float | None]:
 def product_table(
     docs: dict[tuple[str, str], EvaluateRecord], table: pd.DataFrame, method: str, p: EvaluateParams
 ) -> pd.DataFrame:
-    """One row per (model, product): counts, threshold-free metrics, figures at the headline rule, the threshold
-    values of every rule (:func:`applied_thresholds`).
+    """One row per (model, product): counts (masks pending or pre-drawn and accepted among them), threshold-free
+    metrics, figures at the headline rule, the threshold values of every rule (:func:`applied_thresholds`).
     """
     records = []
     for (model, product), doc in docs.items():
         rows = table[(table["model"] == model) & (table["product"] == product)]
         rec: dict[str, Any] = {"model": model, "product": product, "dataset": doc.dataset}
         rec["image_score"] = doc.image_score
-        rec.update({f"n_{k}": v for k, v in doc.test.items()})
+        rec.update({f"n_{k}": v for k, v in doc.test.items() if not isinstance(v, dict | list)})
+        # masks still pending, or accepted unchanged from a detector (left out of pixel figures when masks_excluded
+        # names them): how far the pixel columns of this row rest on people's masks (iadbench.data.drawn)
+        sources = doc.test.get("mask_sources") or {}
+        rec["n_masks_pending"] = int(sources.get("pending", 0))
+        rec["n_masks_prefill_accepted"] = int(sources.get("prefill_accepted", 0))
+        rec["masks_excluded"] = " ".join(doc.test.get("mask_sources_excluded") or [])
         for level in ("image", "pixel"):
             section = getattr(doc, level) or {}
             rec.update({f"{level}_{m.name}": section.get(m.name) for m in level_metrics(level)})

@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "stored maps at a normal-only pixel threshold); annotators correct them")  # fmt: skip
     parser.add_argument(
         "--prefill-rule",
-        default="good_fpr",
-        help="push --prefill: the normal-only rule of the pixel threshold (default good_fpr)",
+        default="good_quantile",
+        help="push --prefill: the normal-only rule of the pixel threshold (default good_quantile, SuperADD's: the "
+        "closest to IoU-T without masks in the fewshot study, docs/fewshot.md)",
     )
     parser.add_argument("--replace", action="store_true",
                    help="pull: overwrite the export with the server's instead of merging (unlabelled images lose "
@@ -59,15 +60,22 @@ def run(args: argparse.Namespace) -> None:
     title = client.project_title(args.dataset, args.sandbox)
     if args.action == "push":
         from iadbench.evaluation.cells import read_split_with_masks
+        from iadbench.params import DataParams
+        from iadbench.stages import read_params
 
+        products = list(DataParams.from_params(read_params(args)).products) if args.prefill else None
         rows = read_split_with_masks()
         result = client.push(ls, args.dataset, rows, read_table(CATEGORIES), args.prefill, args.prefill_rule,
-                             args.sandbox)  # fmt: skip
+                             args.sandbox, products)  # fmt: skip
         verb = "created" if result["created"] else "updated"
         print(f"{verb} project {result['project_id']} ({title}): imported "
               f"{result['imported']} new task(s), {result['already_there']} already there")  # fmt: skip
         if result["prefilled"]:
-            print(f"pre-drawn regions on {result['prefilled']} image(s) without a mask ({result['prefill_version']})")
+            which = "(a sandbox: every image, mask or not)" if args.sandbox else "without a mask"
+            print(f"pre-drawn regions on {result['prefilled']} image(s) {which} ({result['prefill_version']})")
+        if result["prefill_skipped_products"]:
+            print(f"no pre-drawn regions for product(s) {result['prefill_skipped_products']}: not in data.products, "
+                  "so no trained cell")  # fmt: skip
         print("next: label in the browser; after each sitting:")
         for line in sandbox_steps(args.dataset) if args.sandbox else push_steps(args.dataset):
             print(f"  {line}")
@@ -105,5 +113,5 @@ def run(args: argparse.Namespace) -> None:
             print("a sandbox pull: nothing here is read by the pipeline")
             return
         print("next:")
-        for line in pull_steps(args.dataset):
+        for line in pull_steps(args.dataset, bool(result["masks_path"])):
             print(f"  {line}")
