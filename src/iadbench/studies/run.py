@@ -41,6 +41,7 @@ def run_study(
     collect_only: bool = False,
     echo: Callable[[str], None] = print,
     rev: str | None = None,
+    ray: Any = None,
 ) -> dict[str, Any]:
     """Queue, run, follow and summarise one study (see the module docstring); return the summary written.
 
@@ -56,6 +57,8 @@ def run_study(
         collect_only: summarise the experiments already run, queue nothing.
         echo: where progress lines go.
         rev: the commit whose experiments ``collect_only`` reads.
+        ray: :class:`~iadbench.studies.ray_executor.RaySettings` to run the experiments on a Ray cluster instead of
+            DVC's local queue (None: the local queue).
 
     """
     study = get_study(name)
@@ -66,6 +69,13 @@ def run_study(
         return collect(study, echo=echo, rev=head(rev or "HEAD"))
     _precheck(study, points)
     baseline = head()
+    remotes = None
+    if ray is not None:
+        from iadbench.studies.ray_executor import preflight
+
+        remotes = preflight(ray, baseline)
+        # what the remote holds already (an earlier run, another head): pulled, then skipped like a local one
+        dvc("exp", "pull", remotes.git_remote, "--rev", baseline, check=False)
     todo = _missing(points, experiments(baseline), echo)
     sets = {exp: [f"{k}={yaml_value(v)}" for k, v in params.items()] for exp, params in todo}
     for exp, _ in todo:
@@ -74,7 +84,16 @@ def run_study(
         echo(f"{len(points)} experiment(s) in study {name}: {len(todo)} to run, {len(points) - len(todo)} done")
         return {"study": name, "planned": [e for e, _ in todo], "done": len(points) - len(todo)}
     failed: dict[str, str] = {}
-    if todo:
+    if todo and remotes is not None:
+        from iadbench.studies.ray_executor import run_on_ray
+
+        start = time.perf_counter()
+        failed = run_on_ray(sets, baseline, remotes, ray, echo)
+        done = [exp for exp in sets if exp not in failed]
+        if done:
+            dvc("exp", "pull", remotes.git_remote, *done)
+        _record_run(name, baseline, jobs, list(sets), failed, time.perf_counter() - start, "ray")
+    elif todo:
         start = time.perf_counter()
         _queue_and_start(sets, jobs, echo)
         failed = follow(study.name, list(sets), start, echo)
@@ -137,11 +156,13 @@ def _queue_and_start(sets: dict[str, list[str]], jobs: int, echo: Callable[[str]
         raise StudyError(f"dvc queue start --jobs {jobs} failed ({started.returncode}); try it by hand")
 
 
-def _record_run(name: str, baseline: str, jobs: int, names: list[str], failed: dict[str, str], wall: float) -> None:
+def _record_run(
+    name: str, baseline: str, jobs: int, names: list[str], failed: dict[str, str], wall: float, executor: str = "local"
+) -> None:
     """One line per study run in ``reports/studies/runs.jsonl`` (wall time and host: kept out of the summaries)."""
     record = {
         "study": name, "baseline": baseline, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "wall_seconds": round(wall, 1), "cpu_count": os.cpu_count(), "jobs": jobs,
+        "wall_seconds": round(wall, 1), "cpu_count": os.cpu_count(), "jobs": jobs, "executor": executor,
         "experiments": names, "failed": sorted(failed),
     }  # fmt: skip
     RUNS.parent.mkdir(parents=True, exist_ok=True)

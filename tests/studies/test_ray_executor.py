@@ -1,0 +1,151 @@
+"""``iadbench study --executor ray``: a real two-node Ray cluster on this machine, a bare git remote and a DVC remote
+in temporary folders, a tiny study whose worker is killed mid-experiment; and every bad input refused before anything
+is queued."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from iadbench.studies.grids import StudyError
+from iadbench.studies.ray_executor import RaySettings, preflight
+from tests.conftest import TINY, make_repo, run_in
+
+STUDY = ["study", "fewshot", "--conditions", "0,all", "--seeds", "1"]  # 2 conditions × 1 seed, AE, 1 epoch
+
+
+def _repo(root: Path, remote: bool = True, dvc_remote: bool = True) -> tuple[Path, dict]:
+    """The tiny repository with (optionally) a bare git remote holding its commit and a DVC remote."""
+    repo, env = make_repo(root / "repo", {**TINY, "models": ["ae"]})
+    if remote:
+        run_in(["git", "init", "-q", "--bare", str(root / "remote.git")], root, env)
+        run_in(["git", "remote", "add", "origin", str(root / "remote.git")], repo, env)
+    if dvc_remote:
+        run_in(["dvc", "remote", "add", "-d", "store", str(root / "dvcstore")], repo, env)
+        run_in(["git", "commit", "-qam", "dvc remote"], repo, env)
+    if remote:
+        run_in(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], repo, env)
+    return repo, env
+
+
+def _head(repo: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def inside(monkeypatch):
+    def enter(repo: Path, env: dict) -> Path:
+        monkeypatch.chdir(repo)
+        monkeypatch.setenv("PATH", env["PATH"])
+        monkeypatch.setenv("HOME", env["HOME"])
+        return repo
+
+    return enter
+
+
+def test_every_bad_input_is_refused_before_anything_is_queued(tmp_path, inside, monkeypatch):
+    repo, env = _repo(tmp_path)
+    inside(repo, env)
+    baseline = _head(repo)
+    assert preflight(RaySettings(), baseline).dvc_remote == "store"  # the good case passes
+    with pytest.raises(StudyError, match="--gpus-per-experiment needs a cluster"):
+        preflight(RaySettings(gpus=1), baseline)
+    with pytest.raises(StudyError, match="no Ray cluster at 127.0.0.1:9: nothing answers there"):
+        preflight(RaySettings(address="127.0.0.1:9"), baseline)
+    with pytest.raises(StudyError, match="expected HOST:PORT"):
+        preflight(RaySettings(address="headnode"), baseline)
+    with pytest.raises(StudyError, match="no git remote 'upstream'"):
+        preflight(RaySettings(git_remote="upstream"), baseline)
+    run_in(["git", "remote", "add", "gone", str(tmp_path / "nowhere.git")], repo, env)
+    with pytest.raises(StudyError, match="git remote 'gone' .* is unreachable"):
+        preflight(RaySettings(git_remote="gone"), baseline)
+    run_in(["git", "commit", "-q", "--allow-empty", "-m", "not pushed"], repo, env)
+    with pytest.raises(StudyError, match=r"is not a branch or tag of git remote 'origin'.*git push origin HEAD"):
+        preflight(RaySettings(), _head(repo))
+    Path("params.yaml").write_text(Path("params.yaml").read_text() + "\n")
+    with pytest.raises(StudyError, match="the workspace has uncommitted changes"):
+        preflight(RaySettings(), baseline)
+    run_in(["git", "checkout", "-q", "params.yaml"], repo, env)
+    run_in(["dvc", "remote", "remove", "store"], repo, env)
+    run_in(["git", "commit", "-qam", "no default dvc remote"], repo, env)
+    run_in(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], repo, env)
+    with pytest.raises(StudyError, match=r"no default DVC remote among \['storage'\]"):
+        preflight(RaySettings(), _head(repo))
+    run_in(["dvc", "remote", "remove", "storage"], repo, env)  # the project's own, beside the repository
+    run_in(["git", "commit", "-qam", "no dvc remote"], repo, env)
+    run_in(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], repo, env)
+    with pytest.raises(StudyError, match="no DVC remote"):
+        preflight(RaySettings(), _head(repo))
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # Ray not installed
+    with pytest.raises(StudyError, match="--executor ray needs Ray: pip install"):
+        preflight(RaySettings(), baseline)
+
+
+def _kill_one_worker_mid_experiment(killed: list[int], stop: threading.Event) -> None:
+    """Wait until some worker runs `dvc exp run`, then SIGKILL that Ray worker process (not the dvc child): what a
+    worker lost to the OOM killer or a node lost looks like to Ray.
+    """
+    while not stop.is_set():
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+                if b"exp" in cmdline and b"run" in cmdline and any(b"fewshot-" in c for c in cmdline):
+                    ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    time.sleep(3)  # midway: the experiment has started writing in its folder
+                    os.kill(ppid, signal.SIGKILL)
+                    killed.append(ppid)
+                    return
+            except (OSError, ValueError, IndexError):
+                continue
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_study_on_a_two_node_cluster_survives_a_killed_worker_and_matches_the_local_queue(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    repo, env = _repo(tmp_path)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_one_worker_mid_experiment, args=(killed, stop), daemon=True)
+    killer.start()
+    try:
+        proc = subprocess.run(
+            ["iadbench", *STUDY, "--executor", "ray", "--address", cluster.address, "--max-retries", "2"],
+            cwd=repo, env=env, capture_output=True, text=True, timeout=1500,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        cluster.shutdown()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert killed, "no worker was killed: the fault was not injected"
+    assert "done fewshot-0-s0" in out and "done fewshot-all-s0" in out and "FAILED" not in out
+    assert "per node:" in out and "ETA" in out
+    ray_doc = json.loads((repo / "reports/studies/fewshot.json").read_text())
+    assert sorted(ray_doc["experiments"]) == ["fewshot-0-s0", "fewshot-all-s0"] and not ray_doc["failed"]
+    refs = run_in(["git", "ls-remote", str(tmp_path / "remote.git")], repo, env).stdout
+    assert refs.count("refs/exps/") == 2  # shared: both experiments, once each (the killed attempt pushed nothing)
+    assert any((tmp_path / "dvcstore").rglob("runs/*"))  # and the run-cache
+
+    # the same study through DVC's local queue, from the same commit in a clone of the remote
+    local = tmp_path / "local"
+    run_in(["git", "clone", "-q", str(tmp_path / "remote.git"), str(local)], tmp_path, env)
+    run_in(["iadbench", *STUDY, "--jobs", "2"], local, env)
+    local_doc = json.loads((local / "reports/studies/fewshot.json").read_text())
+    for key in ("metrics", "per_product", "by_rule", "models", "conditions", "params"):
+        assert ray_doc[key] == local_doc[key], key
+
+    # rerun: every experiment is on the remote with the same params: nothing is queued again
+    again = run_in(["iadbench", *STUDY, "--executor", "ray"], repo, env).stdout
+    assert "skip fewshot-0-s0: done already" in again and "skip fewshot-all-s0: done already" in again
