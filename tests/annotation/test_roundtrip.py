@@ -136,7 +136,9 @@ def world(tmp_path_factory):
 def pushed(world) -> str:
     """The first push of the module (what every test that needs tasks on the server depends on)."""
     repo, env, _, _ = world
-    return _run(["iadbench", "annotate", "push", "--dataset", "tinyreal", "--prefill", "padim"], repo, env).stdout
+    # good_fpr: the lowest normal-only threshold, so that the tiny 64-px PaDiM pre-draws on several images
+    push = ["iadbench", "annotate", "push", "--dataset", "tinyreal", "--prefill", "padim", "--prefill-rule", "good_fpr"]
+    return _run(push, repo, env).stdout
 
 
 def _stages_run(output: str) -> set[str]:
@@ -154,7 +156,7 @@ def test_push_is_idempotent(world, pushed):
     pending_masks = json.loads((repo / "data/raw/tinyreal/import.json").read_text())["pending_masks"]
     pending = sum(p.startswith("nut/") for p in pending_masks)  # the run's product: the others have no cell
     assert pending and f"pre-drawn regions on {pending} image(s) without a mask" in first
-    assert "(iadbench-prefill padim good_quantile t=" in first
+    assert "(iadbench-prefill padim good_fpr t=" in first
     assert "no pre-drawn regions for product(s) ['tiles', 'weave']: not in data.products" in first
     again = _run(["iadbench", "annotate", "push", "--dataset", "tinyreal"], repo, env).stdout
     assert "imported 0 new task(s)" in again

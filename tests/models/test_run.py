@@ -231,8 +231,9 @@ def test_drift_moves_test_images_and_their_masks_only(params):
     assert np.array_equal(drifted["maps"][val], clean["maps"][val])  # thresholds stay fitted on clean images
     assert not np.array_equal(drifted["maps"][test], clean["maps"][test])
     assert report["drift"]["drifted_images"] == int(test.sum())
-    split = _split()
-    cell = load_cell("ae", "nut", split, "test")
+    from iadbench.evaluation.cells import read_split_with_masks
+
+    cell = load_cell("ae", "nut", read_split_with_masks(), "test")
     rotated = [i for i, p in enumerate(cell.plans) if '"rotate"' in p]
     assert rotated and any(cell.masks[i].any() for i in rotated)
     from iadbench.evaluation.cells import load_mask

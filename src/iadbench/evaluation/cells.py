@@ -156,6 +156,9 @@ def load_cell(model: str, product: str, split: pd.DataFrame, split_name: str, wi
         if not finite.all():
             raise InputError(path, "anomaly maps must be finite", f"image {picked_ids[~finite][0]} has NaN or inf")
         if with_masks:
+            if "mask_path" not in rows:
+                raise InputError(SPLIT, "the rows hold no mask_path: models' assignment holds no mask",
+                                 "join data/masks.csv first (read_split_with_masks)")  # fmt: skip
             size = maps.shape[1]
             masks = (
                 np.stack([load_mask(p, size) for p in rows["mask_path"]]) if len(rows) else np.zeros(maps.shape, bool)
