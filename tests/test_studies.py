@@ -14,7 +14,7 @@ from iadbench.studies.summary import cell, mean_std, render_markdown, segad_pair
 
 
 def test_every_study_of_the_issue_is_registered():
-    assert list(STUDIES) == ["seeds", "drift", "noise", "size", "validation", "unified", "segad", "fewshot"]
+    assert list(STUDIES) == ["seeds", "drift", "noise", "size", "validation", "unified", "segad", "fewshot", "cells"]
     assert list(NAMES) == list(STUDIES)  # the CLI's help lists them without importing the registry
 
 
@@ -32,6 +32,40 @@ def test_grid_names_conditions_and_seeds():
     assert get_study("unified").params("unified", 0)["train.unified"] is True
     assert experiment_name("noise", "0.04", 0) == "noise-0.04-s0"
     assert experiment_name("x", "a b/c", 1) == "x-a_b_c-s1"
+
+
+def test_the_cells_study_is_the_benchmark_one_cell_per_experiment(tmp_path, monkeypatch):
+    """Its conditions are params.yaml's cells, once each whatever --seeds (no seed varies); a cell outside the
+    benchmark, or SegAD's split on, is refused before anything runs."""
+    from pathlib import Path
+
+    import yaml
+
+    from iadbench.studies.run import _precheck
+    from tests.conftest import TINY
+
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(
+        yaml.safe_dump(
+            {
+                **TINY,
+                "models": ["ae", "padim"],
+                "data": {**TINY["data"], "datasets": ["synthetic", "btad"], "products": ["synthetic/nut", "btad/01"]},
+            }
+        )
+    )
+    study = get_study("cells")
+    points = grid(study, None, 3)
+    assert [p[0] for p in points] == ["cells-ae_synthetic_nut-s0", "cells-ae_btad_01-s0",
+                                      "cells-padim_synthetic_nut-s0", "cells-padim_btad_01-s0"]  # fmt: skip
+    assert points[1][3] == {"models": ["ae"], "data.products": ["btad/01"], "export.cells": []}
+    with pytest.raises(StudyError, match="condition must be MODEL@PRODUCT"):
+        grid(study, ["padim"], 1)
+    with pytest.raises(StudyError, match="model stfpm is not in models"):
+        _precheck(study, grid(study, ["stfpm@btad/01"], 1))
+    Path("params.yaml").write_text(yaml.safe_dump({**TINY, "segad": {**TINY["segad"], "detectors": ["padim"]}}))
+    with pytest.raises(StudyError, match="segad.detectors is set"):
+        _precheck(study, grid(study, ["padim@nut"], 1))
 
 
 @pytest.mark.parametrize(

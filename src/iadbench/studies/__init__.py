@@ -19,5 +19,15 @@ Modules: :mod:`~iadbench.studies.grids` (the registry), :mod:`~iadbench.studies.
 :mod:`~iadbench.studies.run` (queue and follow), :mod:`~iadbench.studies.summary` (the tables).
 """
 
-NAMES = ("seeds", "drift", "noise", "size", "validation", "unified", "segad", "fewshot")  # :data:`grids.STUDIES`'
+NAMES = (
+    "seeds",
+    "drift",
+    "noise",
+    "size",
+    "validation",
+    "unified",
+    "segad",
+    "fewshot",
+    "cells",
+)  # :data:`grids.STUDIES`'
 # keys, here so that building the CLI parser (`iadbench study --help`) imports nothing heavy; a test keeps them equal

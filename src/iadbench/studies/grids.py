@@ -96,6 +96,33 @@ def _segad(condition: str) -> dict[str, Any]:
             "segad.shots": int(condition)}  # fmt: skip
 
 
+def _cell(condition: str) -> dict[str, Any]:
+    """One (model, product) cell, ``<model>@<product>``: only its train, predict and evaluation stages run (no
+    export); every other param is the baseline's, so its stages' run-cache entries are the full pipeline's.
+    """
+    model, sep, product = condition.partition("@")
+    if not sep or not model or not product:
+        raise StudyError(f"study cells: condition must be MODEL@PRODUCT (e.g. padim@nut), got {condition!r}")
+    return {"models": [model], "data.products": [product], "export.cells": []}
+
+
+def _cells_of(params: dict[str, Any]) -> tuple[str, ...]:
+    """Every (model, product) cell of params.yaml, models first: the study's default conditions."""
+    return tuple(f"{m}@{p}" for m in params.get("models") or [] for p in (params.get("data") or {}).get("products", []))
+
+
+def _cell_fits(condition: str, params: dict[str, Any]) -> str | None:
+    model, _, product = condition.partition("@")
+    if model not in (params.get("models") or []):
+        return f"model {model} is not in models {params.get('models')}: its cell is not part of the benchmark"
+    if product not in (params.get("data") or {}).get("products", []):
+        return f"product {product} is not in data.products: its cell is not part of the benchmark"
+    if (params.get("segad") or {}).get("detectors"):
+        return ("segad.detectors is set: SegAD's split moves train images, so one cell alone would not train on the "
+                "benchmark's split; run the cells with SegAD off, or `iadbench study segad`")  # fmt: skip
+    return None
+
+
 def _fewshot(condition: str) -> dict[str, Any]:
     """``threshold.anomalous_images``: a number of anomalous validation images per product, or ``all``."""
     if condition != "all" and (not condition.isdigit() or int(condition) > 1024):
@@ -146,6 +173,7 @@ class Study:
     metrics: tuple[tuple[str, str], ...] = METRICS  # the keys of reports/metrics.json it tabulates
     precheck: Callable[[str, dict[str, Any]], str | None] | None = None  # (condition, params.yaml) -> problem
     seedless: tuple[str, ...] = ()  # conditions no seed key changes: one experiment (seed 0), whatever --seeds
+    default_conditions: Callable[[dict[str, Any]], tuple[str, ...]] | None = None  # from params.yaml, not fixed
     by_rule: bool = False  # also tabulate every threshold rule's figures per category (reports/tables/categories.csv)
 
     def params(self, condition: str, seed: int) -> dict[str, Any]:
@@ -200,6 +228,12 @@ STUDIES: dict[str, Study] = {
             seedless=("0", "all"), by_rule=True,
             metrics=(("mean_iou", "mean IoU at the headline rule"), ("image_recall", "image recall (headline rule)")),
         ),
+        Study(
+            "cells", "The benchmark itself, one experiment per (model, product) cell of params.yaml, so that a "
+            "cluster shares its training and prediction (--executor ray); `dvc repro` then restores every cell from "
+            "the shared run-cache", "iadbench: the README's Scale out section", (), _cell, seed_keys=(),
+            precheck=_cell_fits, default_conditions=_cells_of,
+        ),
     )
 }  # fmt: skip
 
@@ -220,8 +254,15 @@ def grid(study: Study, conditions: list[str] | None, seeds: int) -> list[tuple[s
     """(experiment name, condition, seed, params) of every experiment; conditions are checked before anything runs."""
     if seeds < 1:
         raise StudyError(f"--seeds must be >= 1, got {seeds}")
-    chosen = list(conditions or study.conditions)
+    if conditions:
+        chosen = list(conditions)
+    elif study.default_conditions is not None:
+        from iadbench.params import load_params
+
+        chosen = list(study.default_conditions(load_params()))
+    else:
+        chosen = list(study.conditions)
     if len(set(chosen)) != len(chosen):
         raise StudyError(f"study {study.name}: a condition is listed twice: {chosen}")
     return [(experiment_name(study.name, c, s), c, s, study.params(c, s)) for c in chosen
-            for s in (range(1) if c in study.seedless else range(seeds))]  # fmt: skip
+            for s in (range(1) if c in study.seedless or not study.seed_keys else range(seeds))]  # fmt: skip

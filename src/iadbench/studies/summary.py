@@ -348,9 +348,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
         "",
         f"{summary['question']} ({summary['reference']}.)",
         "",
-        f"Conditions: {', '.join(f'`{c}`' for c in conditions)}; seeds {seeds} (each sets "
-        f"{', '.join(f'`{k}`' for k in summary['seed_keys'])}); cells are mean ± sample std over seeds, measured on "
-        "the test split at thresholds fitted on the validation split. "
+        f"Conditions: {', '.join(f'`{c}`' for c in conditions)}; "
+        + (f"seeds {seeds} (each sets {', '.join(f'`{k}`' for k in summary['seed_keys'])}); cells are mean ± sample "
+           "std over seeds, measured on " if summary["seed_keys"] else "one experiment each (no seed varies); cells "
+           "are measured on ")
+        + "the test split at thresholds fitted on the validation split. "
         + (f"Wall time of the run that produced them: {wall / 60:.1f} min on {summary['cpu_count']} CPU core(s)."
            if wall else ""),
         "",
