@@ -189,6 +189,14 @@ def run_experiment(spec: dict[str, Any]) -> dict[str, Any]:
         env["CUDA_VISIBLE_DEVICES"] = ""
     workspace = Path(tempfile.mkdtemp(prefix=f"iadbench-{spec['name']}-"))
     log: list[str] = []
+    seconds: dict[str, float] = {}  # the Ray path's overhead (clone, push) against the experiment itself (run)
+
+    def timed(kind: str, *cmd: str) -> None:
+        t = time.perf_counter()
+        try:
+            step(*cmd)
+        finally:
+            seconds[kind] = round(seconds.get(kind, 0.0) + time.perf_counter() - t, 1)
 
     def step(*cmd: str) -> None:
         proc = subprocess.run(list(cmd), cwd=workspace / "repo", capture_output=True, text=True, env=env,
@@ -199,19 +207,19 @@ def run_experiment(spec: dict[str, Any]) -> dict[str, Any]:
 
     try:
         (workspace / "repo").mkdir()
-        step("git", "clone", "-q", spec["git_url"], ".")
-        step("git", "checkout", "-q", spec["baseline"])
+        timed("clone", "git", "clone", "-q", spec["git_url"], ".")
+        timed("clone", "git", "checkout", "-q", spec["baseline"])
         dvc = [sys.executable, "-m", "dvc"]
-        step(*dvc, "exp", "run", "--pull", "-n", spec["name"], *[a for s in spec["sets"] for a in ("-S", s)])
-        step(*dvc, "exp", "push", spec["git_remote"], spec["name"])
-        step(*dvc, "push", "--run-cache")
+        timed("run", *dvc, "exp", "run", "--pull", "-n", spec["name"], *[a for s in spec["sets"] for a in ("-S", s)])
+        timed("push", *dvc, "exp", "push", spec["git_remote"], spec["name"])
+        timed("push", *dvc, "push", "--run-cache")
         status = "success"
     except subprocess.CalledProcessError:
         status = "failed"
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
     return {"name": spec["name"], "status": status, "node": node, "seconds": round(time.perf_counter() - start, 1),
-            "log_tail": _tail("\n".join(log))}  # fmt: skip
+            "steps": seconds, "log_tail": _tail("\n".join(log))}  # fmt: skip
 
 
 def run_on_ray(
@@ -262,7 +270,8 @@ def _follow(refs: dict[Any, str], echo: Callable[[str], None]) -> dict[str, str]
                 failed[name] = result["log_tail"]
                 echo(f"FAILED {name} on node {str(result['node'])[:8]}; last lines of its log:\n{result['log_tail']}")
             else:
-                echo(f"done {name} on node {str(result['node'])[:8]} in {result['seconds']} s")
+                steps = ", ".join(f"{k} {v} s" for k, v in result.get("steps", {}).items())
+                echo(f"done {name} on node {str(result['node'])[:8]} in {result['seconds']} s ({steps})")
         if ready:
             done = len(refs) - len(pending)
             elapsed = time.perf_counter() - start
