@@ -274,3 +274,15 @@ def test_a_shipped_mask_in_a_prefilled_push_is_not_taken_for_a_prefill(dataset):
     prediction = {"model_version": f"{PREFILL_PREFIX} padim good_fpr t=0.5", "result": regions}
     result = _pull([_task(3, S, _ann(4, 5, _region(_mask((2, 6, 2, 9)))), predictions=[prediction])], dataset)
     assert result["mask_sources"] == {"shipped_corrected": 1}
+
+
+def test_a_person_counts_once_with_their_latest_regions(dataset):
+    """Two annotations of one person on a task (a redo on the server): their latest is their mask, and the
+    majority is over people, not annotations."""
+    first, redo, other = _mask((1, 5, 1, 5)), _mask((1, 9, 1, 9)), _mask((20, 25, 20, 25))
+    export = [_task(1, A, _ann(7, 5, _region(first)), _ann(9, 5, _region(redo)), _ann(8, 6, _region(other)))]
+    result = _pull(export, dataset)
+    with Image.open(Path("annotation/masks/tile") / A) as im:
+        assert np.array_equal(np.asarray(im) > 0, redo | other)  # two people: the union of their latest masks
+    record = json.loads(Path("annotation/masks/tile/masks.json").read_text())["images"][A]
+    assert record["annotators"] == ["5", "6"] and result["masks"] == 1

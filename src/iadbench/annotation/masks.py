@@ -212,8 +212,11 @@ def build_masks(
         image_path, shipped_path = images[image_id]
         with Image.open(image_path) as im:
             size = im.size
+        latest: dict[str, dict[str, Any]] = {}  # one mask per person: their latest annotation (highest id)
+        for annotation in sorted(drawn, key=lambda a: (not isinstance(a.get("id"), int), a.get("id") or 0)):
+            latest[annotator_of(annotation)] = annotation
         per_annotator, who, bad = [], [], False
-        for annotation in sorted(drawn, key=annotator_of):
+        for annotation in (latest[k] for k in sorted(latest)):
             layers = []
             for result in (r for r in annotation.get("result") or [] if _is_region(r)):
                 labels = (result.get("value") or {}).get("brushlabels") or []
