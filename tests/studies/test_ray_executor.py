@@ -128,6 +128,7 @@ def test_a_study_on_a_two_node_cluster_survives_a_killed_worker_and_matches_the_
         stop.set()
         cluster.shutdown()
     out = proc.stdout + proc.stderr
+    print(out)  # the study's progress lines, in the test's log
     assert proc.returncode == 0, out
     assert killed, "no worker was killed: the fault was not injected"
     assert "done fewshot-0-s0" in out and "done fewshot-all-s0" in out and "FAILED" not in out
@@ -140,7 +141,7 @@ def test_a_study_on_a_two_node_cluster_survives_a_killed_worker_and_matches_the_
 
     # the same study through DVC's local queue, from the same commit in a clone of the remote
     local = tmp_path / "local"
-    run_in(["git", "clone", "-q", str(tmp_path / "remote.git"), str(local)], tmp_path, env)
+    run_in(["git", "clone", "-q", "-b", "main", str(tmp_path / "remote.git"), str(local)], tmp_path, env)
     run_in(["iadbench", *STUDY, "--jobs", "2"], local, env)
     local_doc = json.loads((local / "reports/studies/fewshot.json").read_text())
     for key in ("metrics", "per_product", "by_rule", "models", "conditions", "params"):
