@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iadbench.paths import STUDIES_DIR
 from iadbench.studies.grids import POLL_SECONDS, StudyError
 
 LOG_LINES = 40  # lines of a failed experiment's log kept in the study's JSON
@@ -76,7 +77,9 @@ def preflight(settings: RaySettings, baseline: str) -> Remotes:
         raise StudyError("--cpus-per-experiment must be > 0, --gpus-per-experiment and --max-retries >= 0")
     if settings.force_cpu and settings.gpus > 0:
         raise StudyError("--force-cpu and --gpus-per-experiment > 0 contradict each other")
-    dirty = _git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    # the studies' own tables (reports/studies/, what `iadbench study` writes) are no input of an experiment
+    changed = _git("status", "--porcelain", "--untracked-files=no").stdout.splitlines()
+    dirty = "\n".join(line for line in changed if not line[3:].startswith(f"{STUDIES_DIR.as_posix()}/")).strip()
     if dirty:
         raise StudyError(
             "the workspace has uncommitted changes: the workers run the study's baseline commit, fetched from the git "
