@@ -243,7 +243,7 @@ def build_masks(
             except ValueError as exc:
                 problems.append(InputError(export, f"task {task_id} ({image_id}): its pre-drawn regions: {exc}"))
                 continue
-        shipped = _read_mask(shipped_path) if shipped_path is not None else None
+        shipped = read_mask(shipped_path)
         if prefill is not None:
             source = "prefill_accepted" if np.array_equal(final, prefill) else "prefill_edited"
         elif shipped is not None:
@@ -261,7 +261,10 @@ def build_masks(
     return sorted(out, key=lambda m: m.image_id), counts
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def read_mask(path: str | Path | None) -> np.ndarray | None:
+    """A mask file as booleans (non-zero = defect); None without a file (an empty path)."""
+    if not path:
+        return None
     with Image.open(path) as im:
         return np.asarray(im.convert("L")) > 0
 

@@ -26,14 +26,6 @@ from iadbench.taxonomy import split_categories
 SUGGESTION_VERSION = "iadbench-suggest-2"
 
 
-def read_mask(path: str) -> np.ndarray | None:
-    """A mask as booleans (non-zero = defect); None if the image has no mask file."""
-    if not path:
-        return None
-    with Image.open(path) as im:
-        return np.asarray(im.convert("L")) > 0
-
-
 def build_tasks(
     rows: pd.DataFrame,
     categories: pd.DataFrame,
@@ -48,7 +40,7 @@ def build_tasks(
     sandbox every image), drawn instead of the image's mask; ``prefill_version`` then versions every prediction of
     the push (Label Studio pre-labels from one model version).
     """
-    from iadbench.annotation.masks import PREFILL_REGION, mask_regions, resize_mask
+    from iadbench.annotation.masks import PREFILL_REGION, mask_regions, read_mask, resize_mask
 
     cats = categories.set_index("image_id")
     majority = categories.groupby("product")["background"].agg(lambda s: s.value_counts().sort_index().idxmax())
