@@ -83,6 +83,8 @@ def test_resources_record_whether_a_stage_ran_warm(monkeypatch):
 def test_the_key_follows_sources_packages_and_start_up_environment(tmp_path, monkeypatch):
     base = {"PATH": "/usr/bin", "HOME": "/h"}
     assert warm.key(base) == warm.key({**base, "DVC_STAGE": "train@padim-nut", "PWD": "/x", "SHLVL": "3"})
+    queued = {"CELERY_LOG_LEVEL": "20", "_MP_FORK_LOGLEVEL_": "20", "GIT_AUTHOR_NAME": "t", "DVC_EXP_NAME": "e"}
+    assert warm.key(base) == warm.key({**base, **queued})  # a queued experiment reuses the workspace's worker
     assert warm.key(base) != warm.key({**base, "MALLOC_MMAP_THRESHOLD_": "4194304"})
     assert warm.key(base) != warm.key({**base, "HF_HUB_OFFLINE": "1"})
     copy = tmp_path / "iadbench"

@@ -14,8 +14,9 @@ in a ``fork()`` of it, so a command starts in milliseconds and runs exactly the 
   after ``IADBENCH_WARM_IDLE`` seconds (default 300) without a command.
 - **Key**: a worker serves only commands whose process would be identical: the same interpreter and version, the
   same ``iadbench`` source files (content), the same installed distributions (their ``dist-info`` names carry the
-  versions) and the same environment except the variables DVC sets per stage (``DVC_*``) and the shell's
-  bookkeeping (``PWD``, ``OLDPWD``, ``SHLVL``, ``_``) — environment variables that take effect when a process or
+  versions) and the same environment except the variables DVC sets per stage (``DVC_*``), DVC's queue worker sets
+  (``CELERY_*``, ``_MP_FORK_*``), git's (``GIT_*``) and the shell's bookkeeping (``PWD``, ``OLDPWD``, ``SHLVL``,
+  ``_``) — environment variables that take effect when a process or
   library starts (``MALLOC_*``, ``OMP_NUM_THREADS``, ``HF_HUB_OFFLINE``) are therefore honoured: another value is
   another worker. A code or environment change makes a new key; the old worker idles out.
 
@@ -46,7 +47,11 @@ import tempfile
 import time
 from pathlib import Path
 
-KEY_SKIP_PREFIXES = ("DVC_",)  # DVC sets these per stage and experiment; the command reads them at run time
+# DVC sets DVC_* per stage and experiment; DVC's queue worker (Celery on billiard) adds CELERY_* and _MP_FORK_* to the
+# environment of every queued experiment; git reads GIT_* when it runs. None takes effect when a process or library
+# starts, and the forked command runs with the client's own environment: without these, every queued experiment
+# started two fresh workers (~8 s of imports each) instead of reusing the workspace's.
+KEY_SKIP_PREFIXES = ("DVC_", "CELERY_", "_MP_FORK_", "GIT_")
 KEY_SKIP_NAMES = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})
 IDLE_SECONDS = 300.0
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
