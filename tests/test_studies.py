@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -260,20 +264,26 @@ def test_dvc_runs_with_the_interpreters_bin_first_on_path(monkeypatch):
     assert dvc_env()["PATH"].split(os.pathsep) == [str(Path(sys.executable).parent), "/usr/bin"]
 
 
-def test_queue_status_parses_experiments_and_workers():
-    from iadbench.studies.dvc import parse_queue_status
+def test_queue_state_reads_dvcs_queue_in_process(tmp_path, monkeypatch):
+    """What `dvc queue status` prints (experiment -> status, workers), asked through DVC's API: a real queue."""
+    from iadbench.studies.dvc import queue_state
 
-    text = ("Task     Name            Created    Status\n4dd49aa  segad-0-s0      10:21 PM   Queued\n"
-            "295f32b  drift-clean-s0  06:58 PM   Success\n\nWorker status: 0 active, 0 idle\n")  # fmt: skip
-    assert parse_queue_status(text) == ({"segad-0-s0": "Queued", "drift-clean-s0": "Success"}, 0)
-    assert parse_queue_status("Task Name Created Status\n")[1] is None
+    monkeypatch.chdir(tmp_path)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}  # fmt: skip
+    Path("params.yaml").write_text("x: 1\n")
+    Path("dvc.yaml").write_text("stages:\n  s:\n    cmd: echo ${x} > out\n    params: [x]\n    outs: [out]\n")
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "i"],
+                ["dvc", "exp", "run", "--queue", "-n", "drift-clean-s0", "-S", "x=2"]):  # fmt: skip
+        subprocess.run([sys.executable, "-m", *cmd] if cmd[0] == "dvc" else cmd, check=True, env=env,
+                       capture_output=True)  # fmt: skip
+    assert queue_state() == ({"drift-clean-s0": "Queued"}, 0)
 
 
 def test_a_queue_without_worker_is_an_error_not_a_hang(monkeypatch):
     from iadbench.studies import run as studies
 
-    text = "Task Name Created Status\nabc  segad-0-s0  10:21 PM  Queued\n\nWorker status: 0 active, 0 idle\n"
-    monkeypatch.setattr(studies, "dvc", lambda *a, **k: type("P", (), {"stdout": text})())
+    monkeypatch.setattr(studies, "queue_state", lambda: ({"segad-0-s0": "Queued"}, 0))
     monkeypatch.setattr(studies, "WORKER_GRACE_SECONDS", 0.0)
     monkeypatch.setattr(studies, "POLL_SECONDS", 0.01)
     with pytest.raises(StudyError, match="queued but no queue worker runs"):
@@ -285,9 +295,7 @@ def test_a_running_experiment_without_worker_fails_instead_of_hanging(monkeypatc
     status` reported it Running with no worker until the test's 600 s timeout."""
     from iadbench.studies import run as studies
 
-    text = ("Task Name Created Status\nabc  size-32-s0  10:21 PM  Running\ndef  size-64-s0  10:20 PM  Success\n\n"
-            "Worker status: 0 active, 0 idle\n")  # fmt: skip
-    monkeypatch.setattr(studies, "dvc", lambda *a, **k: type("P", (), {"stdout": text})())
+    monkeypatch.setattr(studies, "queue_state", lambda: ({"size-32-s0": "Running", "size-64-s0": "Success"}, 0))
     monkeypatch.setattr(studies, "WORKER_GRACE_SECONDS", 0.0)
     monkeypatch.setattr(studies, "POLL_SECONDS", 0.01)
     failed = studies.follow("size", ["size-32-s0", "size-64-s0"], 0.0, lambda _: None)

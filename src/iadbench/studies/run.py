@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from iadbench.paths import STUDIES_DIR
-from iadbench.studies.dvc import dvc, dvc_env, experiments, head, log_tail, parse_queue_status, queue_status
+from iadbench.studies.dvc import dvc, dvc_env, experiments, head, log_tail, queue_state, queue_status
 from iadbench.studies.grids import (
     POLL_SECONDS,
     RUNS,
@@ -177,7 +177,7 @@ def follow(study: str, names: list[str], start: float, echo: Callable[[str], Non
     failed: dict[str, str] = {}
     idle_since = orphan_since = None
     while True:
-        status, workers = parse_queue_status(dvc("queue", "status").stdout)
+        status, workers = queue_state()
         states = {n: status.get(n, "Unknown") for n in names}
         done = [n for n, s in states.items() if s in {"Success", "Failed"}]
         running = [n for n, s in states.items() if s == "Running"]
