@@ -14,6 +14,7 @@ by the process's owner.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -44,10 +45,17 @@ def ensure_environment(venv_dir: Path = VENV, lock: Path = LOCK) -> Path:
     if not lock.is_file():
         raise IadbenchError(f"{lock}: server lock file not found (run from the repository root)")
     print(f"creating the Label Studio server environment in {venv_dir} (first use only, a few minutes)...", flush=True)
-    venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
     python = venv_dir / ("Scripts" if os.name == "nt" else "bin") / "python"
-    proc = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(lock)],
-                          capture_output=True, text=True)  # fmt: skip
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent))  # `make env` installs it beside this interpreter
+    proc = None
+    if uv:  # ~5x faster than pip for this environment's ~150 packages (a fresh CI machine creates it every run)
+        venv.EnvBuilder(with_pip=False, clear=True).create(venv_dir)
+        proc = subprocess.run([uv, "pip", "install", "--native-tls", "-q", "--python", str(python), "-r", str(lock)],
+                              capture_output=True, text=True)  # fmt: skip
+    if proc is None or proc.returncode != 0:  # no uv, or uv could not reach the index (pip reads pip.conf)
+        venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
+        proc = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r",
+                               str(lock)], capture_output=True, text=True)  # fmt: skip
     if proc.returncode != 0 or not binary.is_file():
         raise IadbenchError(f"installing Label Studio from {lock} failed:\n{proc.stderr.strip()[-2000:]}")
     return binary
