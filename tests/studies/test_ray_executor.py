@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -18,12 +19,13 @@ from iadbench.studies.grids import StudyError
 from iadbench.studies.ray_executor import RaySettings, preflight
 from tests.conftest import TINY, make_repo, run_in
 
-STUDY = ["study", "fewshot", "--conditions", "0,all", "--seeds", "1"]  # 2 conditions × 1 seed, AE, 1 epoch
+STUDY = ["study", "cells"]  # the benchmark: one experiment per (model, product) cell, once each (no seed varies)
+CELLS_PARAMS = {**TINY, "models": ["ae"], "data": {**TINY["data"], "products": ["nut", "weave"]}}  # 2 cells, 1 epoch
 
 
-def _repo(root: Path, remote: bool = True, dvc_remote: bool = True) -> tuple[Path, dict]:
-    """The tiny repository with (optionally) a bare git remote holding its commit and a DVC remote."""
-    repo, env = make_repo(root / "repo", {**TINY, "models": ["ae"]})
+def _repo(root: Path, remote: bool = True, dvc_remote: bool = True, params: dict | None = None) -> tuple[Path, dict]:
+    """The tiny repository (unbuilt) with (optionally) a bare git remote holding its commit and a DVC remote."""
+    repo, env = make_repo(root / "repo", params or {**TINY, "models": ["ae"]})
     if remote:
         run_in(["git", "init", "-q", "--bare", str(root / "remote.git")], root, env)
         run_in(["git", "remote", "add", "origin", str(root / "remote.git")], repo, env)
@@ -96,7 +98,7 @@ def _kill_one_worker_mid_experiment(killed: list[int], stop: threading.Event) ->
         for proc in Path("/proc").glob("[0-9]*"):
             try:
                 cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-                if b"exp" in cmdline and b"run" in cmdline and any(b"fewshot-" in c for c in cmdline):
+                if b"exp" in cmdline and b"run" in cmdline and any(b"cells-" in c for c in cmdline):
                     ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
                     time.sleep(3)  # midway: the experiment has started writing in its folder
                     os.kill(ppid, signal.SIGKILL)
@@ -107,11 +109,19 @@ def _kill_one_worker_mid_experiment(killed: list[int], stop: threading.Event) ->
         time.sleep(0.5)
 
 
+def _stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
 @pytest.mark.slow
-def test_a_study_on_a_two_node_cluster_survives_a_killed_worker_and_matches_the_local_queue(tmp_path):
+def test_the_benchmark_on_a_two_node_cluster_survives_a_killed_worker_and_the_head_restores_every_cell(tmp_path):
+    """`iadbench study cells` (2 cells: the AE on two products, 1 epoch) on a two-node Ray cluster with one worker
+    killed mid-experiment: it completes; its tables equal those of DVC's local queue on the same commit; a rerun
+    queues nothing; and `dvc fetch --run-cache && dvc repro --pull` on the head, which never built a cell, restores every
+    cell's train and predict from the shared run-cache (nothing retrained) and builds the tables."""
     from ray.cluster_utils import Cluster
 
-    repo, env = _repo(tmp_path)
+    repo, env = _repo(tmp_path, params=CELLS_PARAMS)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
@@ -131,10 +141,10 @@ def test_a_study_on_a_two_node_cluster_survives_a_killed_worker_and_matches_the_
     print(out)  # the study's progress lines, in the test's log
     assert proc.returncode == 0, out
     assert killed, "no worker was killed: the fault was not injected"
-    assert "done fewshot-0-s0" in out and "done fewshot-all-s0" in out and "FAILED" not in out
+    assert "done cells-ae_nut-s0" in out and "done cells-ae_weave-s0" in out and "FAILED" not in out
     assert "per node:" in out and "ETA" in out
-    ray_doc = json.loads((repo / "reports/studies/fewshot.json").read_text())
-    assert sorted(ray_doc["experiments"]) == ["fewshot-0-s0", "fewshot-all-s0"] and not ray_doc["failed"]
+    ray_doc = json.loads((repo / "reports/studies/cells.json").read_text())
+    assert sorted(ray_doc["experiments"]) == ["cells-ae_nut-s0", "cells-ae_weave-s0"] and not ray_doc["failed"]
     refs = run_in(["git", "ls-remote", str(tmp_path / "remote.git")], repo, env).stdout
     assert refs.count("refs/exps/") == 2  # shared: both experiments, once each (the killed attempt pushed nothing)
     assert any((tmp_path / "dvcstore").rglob("runs/*"))  # and the run-cache
@@ -143,10 +153,26 @@ def test_a_study_on_a_two_node_cluster_survives_a_killed_worker_and_matches_the_
     local = tmp_path / "local"
     run_in(["git", "clone", "-q", "-b", "main", str(tmp_path / "remote.git"), str(local)], tmp_path, env)
     run_in(["iadbench", *STUDY, "--jobs", "2"], local, env)
-    local_doc = json.loads((local / "reports/studies/fewshot.json").read_text())
-    for key in ("metrics", "per_product", "by_rule", "models", "conditions", "params"):
-        assert ray_doc[key] == local_doc[key], key
+    local_doc = json.loads((local / "reports/studies/cells.json").read_text())
+    run_facts = {"experiments", "runs", "wall_seconds"}  # commit ids, the executor and timings: how it ran
+    assert {k: v for k, v in ray_doc.items() if k not in run_facts} == {
+        k: v for k, v in local_doc.items() if k not in run_facts
+    }  # every table (metrics, per product), condition, param and code fingerprint
 
     # rerun: every experiment is on the remote with the same params: nothing is queued again
     again = run_in(["iadbench", *STUDY, "--executor", "ray"], repo, env).stdout
-    assert "skip fewshot-0-s0: done already" in again and "skip fewshot-all-s0: done already" in again
+    assert "skip cells-ae_nut-s0: done already" in again and "skip cells-ae_weave-s0: done already" in again
+
+    # the head never built a cell: the shared run-cache restores them all, and the tables are built from them
+    run_in(["dvc", "fetch", "--run-cache"], repo, env)  # the run entries; their outputs come with `repro --pull`
+    built = run_in(["dvc", "repro", "--pull"], repo, env).stdout
+    cells = {f"{stage}@ae-{product}" for stage in ("train", "predict") for product in ("nut", "weave")}
+    assert not cells & _stages_run(built), built
+    for stage in sorted(cells):
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in built, built
+    for product in ("nut", "weave"):  # each cell's numbers are the ones its experiment measured
+        rev = ray_doc["experiments"][f"cells-ae_{product}-s0"]
+        measured = json.loads(run_in(["git", "show", f"{rev}:reports/metrics.json"], repo, env).stdout)
+        evaluated = json.loads((repo / f"reports/evaluate/ae/{product}.json").read_text())
+        assert evaluated["image"]["auroc"] == pytest.approx(measured["ae"]["image_auroc"], abs=1e-12)
+    assert (repo / "reports/report.html").is_file()

@@ -12,8 +12,9 @@ sharing is DVC's own:
   ``dvc exp show`` as with the local queue;
 - **worker** (:func:`run_experiment`, one Ray task): clones the git remote at the study's baseline commit into a
   fresh folder, runs ``dvc exp run --pull -n <name> -S ...`` there (missing inputs come from the DVC remote), then
-  ``dvc exp push`` (the experiment's commit and its cached outputs) and ``dvc push --run-cache`` (so that the head's
-  ``dvc repro`` can restore its stages). Nothing is pushed before the experiment succeeded, so a worker killed midway
+  ``dvc exp push`` (the experiment's commit and its cached outputs), ``dvc push --run-cache`` and the objects of its
+  uncached outputs, which that push leaves out (:func:`push_run_outputs`), so that the head's ``dvc repro --pull``
+  can restore its stages. Nothing is pushed before the experiment succeeded, so a worker killed midway
   leaves nothing half-written on the remotes; Ray then retries the task, on a fresh folder, up to ``--max-retries``
   times. An experiment that fails (its command exits non-zero) is not retried: it is reported with its log.
 
@@ -216,6 +217,7 @@ def run_experiment(spec: dict[str, Any]) -> dict[str, Any]:
         timed("run", *dvc, "exp", "run", "--pull", "-n", spec["name"], *[a for s in spec["sets"] for a in ("-S", s)])
         timed("push", *dvc, "exp", "push", spec["git_remote"], spec["name"])
         timed("push", *dvc, "push", "--run-cache")
+        timed("push", sys.executable, "-c", "from iadbench.studies.ray_executor import push_run_outputs as p; p()")
         status = "success"
     except subprocess.CalledProcessError:
         status = "failed"
@@ -223,6 +225,32 @@ def run_experiment(spec: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(workspace, ignore_errors=True)
     return {"name": spec["name"], "status": status, "node": node, "seconds": round(time.perf_counter() - start, 1),
             "steps": seconds, "log_tail": _tail("\n".join(log))}  # fmt: skip
+
+
+def push_run_outputs() -> int:
+    """Push the objects of this workspace's uncached stage outputs (``cache: false`` plots and metrics) to the
+    default DVC remote; return how many.
+
+    DVC's run-cache keeps a copy of such an output in the local cache (``StageCache.save``), so that a stage restored
+    from it gets them back; but ``dvc push --run-cache`` pushes the run entries and the workspace's *cached* outputs
+    only (``dvc/repo/push.py``: the entries it transfers are counted, their outputs not collected), and another
+    machine's ``dvc repro`` then finds an entry whose outputs it cannot restore (``outs_cached`` fails) and runs the
+    stage again: every train stage here (its training curve and resource record are uncached plots). Measured: a
+    ``cells`` study's head retrained every cell. Pushed here, the head's ``dvc repro --pull`` restores them.
+    """
+    from dvc.repo import Repo
+    from dvc_data.hashfile.tree import Tree
+
+    with Repo(".") as repo:
+        odb = repo.cache.local
+        objs = {out.hash_info for stage in repo.index.stages for out in stage.outs
+                if not out.use_cache and out.hash_info and out.hash_info.value}  # fmt: skip
+        objs = {h for h in objs if odb.exists(h.value)}  # the run-cache's copies (a stage it skips has none)
+        for tree in [h for h in objs if h.isdir]:  # a folder: its listing and every file in it
+            objs.update(oid for _, _, oid in Tree.load(odb, tree))
+        if objs:
+            repo.cloud.push(objs)
+    return len(objs)
 
 
 def run_on_ray(
