@@ -137,9 +137,11 @@ def _processes(root: Path) -> set[str]:
 
 
 def test_clean_rebuild_is_byte_identical(repo, first_build):
-    """A forced rebuild in fresh processes (``IADBENCH_WARM=0``) measuring every receptive field again
-    (``IADBENCH_SHIFT_CACHE=off``) writes what the first build wrote, whose stages ran in the warm worker once it was
-    up and read the shifts cached by the first cell: every cached output hash is equal."""
+    """A forced rebuild from nothing (``data/raw`` and ``models/`` deleted) measuring every receptive field again
+    (``IADBENCH_SHIFT_CACHE=off``) writes what the first build wrote, which read the shifts cached by the first cell:
+    every cached output hash is equal. Then the cells' train and predict forced again in fresh processes
+    (``IADBENCH_WARM=0``) write the same bytes as the warm worker's forks (every other verb's warm/fresh parity is
+    tests/test_warm.py's; a whole cold rebuild cost this module ~4 min more for what these four stages prove)."""
     root, env = repo
     _restore(root, env)
     assert "warm" in _processes(root)  # the worker was started before the build
@@ -160,8 +162,7 @@ def test_clean_rebuild_is_byte_identical(repo, first_build):
         (root / p).unlink()
     shutil.rmtree(root / "data/raw/synthetic")
     shutil.rmtree(root / "models")
-    _run(["dvc", "repro", "--force"], root, {**env, "IADBENCH_WARM": "0", "IADBENCH_SHIFT_CACHE": "off"})
-    assert _processes(root) == {"fresh"}
+    _run(["dvc", "repro", "--force"], root, {**env, "IADBENCH_SHIFT_CACHE": "off"})
     assert {p: (root / p).read_bytes() for p in before} == before
     assert tree_digest(root / "data/raw/synthetic") == raw_before
     # a stable dvc.lock: every output hash of every stage is rebuilt, the trained models' folders included; only
@@ -170,6 +171,16 @@ def test_clean_rebuild_is_byte_identical(repo, first_build):
     assert set(lock_after) == set(lock_before)
     changed = {k for k in lock_before if lock_after[k] != lock_before[k]}
     assert changed and all(path.startswith(VOLATILE) for _, path in changed), sorted(changed)
+    models = tree_digest(root / "models")
+    cells = sorted(_cells("train", "predict"))
+    _run(["dvc", "repro", "--force", "--single-item", *cells], root, {**env, "IADBENCH_WARM": "0"})
+    assert _processes(root) == {"fresh"}
+    assert tree_digest(root / "models") == models
+    assert (root / "data/maps/padim/nut.npz").read_bytes() == before["data/maps/padim/nut.npz"]
+    fresh = _lock_outputs(root)
+    assert {k: v for k, v in fresh.items() if not k[1].startswith(VOLATILE)} == {
+        k: v for k, v in lock_after.items() if not k[1].startswith(VOLATILE)
+    }
 
 
 VOLATILE = ("reports/resources/", "reports/costs.")  # seconds and memory: excluded from the lock comparison
@@ -263,34 +274,26 @@ def _metric_columns(exps: list[dict]) -> dict[str, int]:
     return {path: len(keys) for path, keys in columns.items()}
 
 
-def test_run_cache_restores_train_and_predict_going_back(repo, first_build):
-    """A -> B -> A: going back to parameters already run restores train and predict from DVC's run-cache (no
-    `train@` or `predict@` stage runs), which DVC does only for stages without a plain uncached output.
+def test_run_cache_restores_a_retrained_cell_and_plots_diff_overlays_both(repo, first_build):
+    """A -> B -> A: an experiment that trains the AE with another bottleneck (only the AE's cells rerun), then back
+    to the built parameters: DVC's run-cache restores the AE's train and predict (no `train@` or `predict@` stage
+    runs, which DVC does only for stages without a plain uncached output), byte for byte. `dvc plots diff` of the
+    workspace and the experiment then carries both revisions in the AE's training curves and a cell's threshold
+    curves, offline (the tiny AE trains one step, so only its architecture moves the one point of its curve).
     """
     root, env = repo
     _restore(root, env)
-    model = (root / "models/padim/nut/model.pt").read_bytes()
-    out = _run(["dvc", "exp", "run", "-n", "padim40", "-S", "model_options.padim.n_features=40"], root, env)
-    assert {"train@padim-nut", "predict@padim-nut"} <= _stages_run(out.stdout)
-    assert (root / "models/padim/nut/model.pt").read_bytes() != model
-    out = _run(["dvc", "exp", "run", "-n", "padim50", "-S", "model_options.padim.n_features=50"], root, env)
-    ran = _stages_run(out.stdout)
-    assert not {s for s in ran if s.startswith(("train@", "predict@"))}, ran
-    for stage in ("train@padim-nut", "predict@padim-nut"):
-        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in out.stdout, out.stdout
-    assert (root / "models/padim/nut/model.pt").read_bytes() == model
-
-
-def test_plots_diff_overlays_two_experiments(repo, first_build):
-    """`dvc plots diff` of the built workspace and an experiment that trains the AE with another bottleneck (only
-    the AE's cells rerun; the tiny AE trains one step, so only its architecture moves the one point of its curve):
-    the AE's training curves and a cell's threshold curves carry both revisions, offline.
-    """
-    root, env = repo
-    _restore(root, env)
+    model = (root / "models/ae/nut/model.pt").read_bytes()
     out = _run(["dvc", "exp", "run", "-n", "lat16", "-S", "model_options.ae.latent_dim=16"], root, env)
-    assert not any(s.endswith("padim-nut") for s in _stages_run(out.stdout))
-    _restore(root, env)  # the workspace is the build again (its cells restored from the run-cache)
+    ran = _stages_run(out.stdout)
+    assert {"train@ae-nut", "predict@ae-nut"} <= ran and not any(s.endswith("padim-nut") for s in ran), ran
+    assert (root / "models/ae/nut/model.pt").read_bytes() != model
+    _run(["git", "checkout", "--", "params.yaml"], root, env)
+    out = _run(["dvc", "repro"], root, env)
+    assert not {s for s in _stages_run(out.stdout) if s.startswith(("train@", "predict@"))}, out.stdout
+    for stage in ("train@ae-nut", "predict@ae-nut"):
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in out.stdout, out.stdout
+    assert (root / "models/ae/nut/model.pt").read_bytes() == model
     targets = ["reports/train/ae/nut/plots/metrics", "reports/thresholds/ae/nut.curves.csv"]
     _run(["dvc", "plots", "diff", "lat16", "-o", "diff_out", "--targets", *targets], root, env)
     page = (root / "diff_out/index.html").read_text()

@@ -26,7 +26,8 @@ the worker's resident size at the fork instead of the import peak (the stage's r
 (``<socket dir>/<key>.log``) instead of the command's stderr; the variables libraries set in ``os.environ`` when
 imported (torch, OpenCV, tokenizers: ``KMP_DUPLICATE_LIB_OK``, ``LD_LIBRARY_PATH``...) are set for every verb, as
 for a process that imported every verb's libraries. Outputs are byte-identical (the e2e test
-``test_clean_rebuild_is_byte_identical`` builds cold and warm; ``benchmarks/repro_speed.py`` compares the hashes).
+``test_clean_rebuild_is_byte_identical`` forces the cells' train and predict again in fresh processes after a warm
+build; ``benchmarks/repro_speed.py`` compares the hashes of whole cold and warm builds).
 
 Only Linux (``socket.send_fds`` and ``fork`` after the imports: the preloaded libraries start no thread that a fork
 would orphan except OpenBLAS's pools, which OpenBLAS shuts down and restarts around ``fork`` itself).
