@@ -117,8 +117,8 @@ def _stages_run(output: str) -> set[str]:
 def test_the_benchmark_on_a_two_node_cluster_survives_a_killed_worker_and_the_head_restores_every_cell(tmp_path):
     """`iadbench study cells` (2 cells: the AE on two products, 1 epoch) on a two-node Ray cluster with one worker
     killed mid-experiment: it completes; its tables equal those of DVC's local queue on the same commit; a rerun
-    queues nothing; and `dvc fetch --run-cache && dvc repro --pull` on the head, which never built a cell, restores every
-    cell's train and predict from the shared run-cache (nothing retrained) and builds the tables."""
+    queues nothing; and `dvc fetch --run-cache && dvc repro --pull` on the head, which never built a cell, restores
+    every cell's train and predict from the shared run-cache (nothing retrained) and builds the tables."""
     from ray.cluster_utils import Cluster
 
     repo, env = _repo(tmp_path, params=CELLS_PARAMS)
