@@ -152,7 +152,7 @@ def test_the_benchmark_on_a_two_node_cluster_survives_a_killed_worker_and_the_he
     # the same study through DVC's local queue, from the same commit in a clone of the remote
     local = tmp_path / "local"
     run_in(["git", "clone", "-q", "-b", "main", str(tmp_path / "remote.git"), str(local)], tmp_path, env)
-    run_in(["iadbench", *STUDY, "--jobs", "2"], local, env)
+    run_in(["iadbench", *STUDY], local, env)  # one queue worker (two failed once under a full suite's load)
     local_doc = json.loads((local / "reports/studies/cells.json").read_text())
     run_facts = {"experiments", "runs", "wall_seconds"}  # commit ids, the executor and timings: how it ran
     assert {k: v for k, v in ray_doc.items() if k not in run_facts} == {
