@@ -36,7 +36,7 @@ demo: env
 # TEST_JOBS=0 runs everything in this process.
 TEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: env
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
 lint: env
 	$(BIN)/ruff check src tests benchmarks tools

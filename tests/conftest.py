@@ -264,7 +264,25 @@ def _warm_workers(tmp_path_factory):
             os.environ[name] = value
 
 
+def _module_seconds(items) -> dict[str, float]:
+    """Each module's cost: the largest ``slow(seconds=...)`` among its tests (a module's measured wall time in a
+    fresh-clone ``make test``, summed over setup, calls and teardown from ``--durations=0``), 0 when none is slow."""
+    cost: dict[str, float] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        marker = item.get_closest_marker("slow")
+        if marker is not None and "seconds" not in marker.kwargs:
+            raise pytest.UsageError(f"{module}: a slow test states its measured seconds: pytest.mark.slow(seconds=N)")
+        cost[module] = max(cost.get(module, 0.0), float(marker.kwargs["seconds"]) if marker else 0.0)
+    return cost
+
+
 def pytest_collection_modifyitems(config, items):
-    """The whole-pipeline (``slow``) modules first, each module's tests kept together and in order: with one
-    pytest-xdist worker per CPU (``make test``), the long modules start at once instead of ending the run alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The whole-pipeline (``slow``) modules first and longest first, each module's tests kept together and in order
+    (a stable sort): with one pytest-xdist worker per CPU plus one (``make test``, ``--dist loadfile``), the longest
+    modules start at once and the short ones fill the workers' tails, instead of a long module ending the run alone.
+
+    ``make test`` passes ``--no-loadscope-reorder``: by default pytest-xdist's loadfile scheduler re-sorts modules by
+    their number of tests, which put the two longest modules (9 and 7 tests) after every many-test unit module."""
+    cost = _module_seconds(items)
+    items.sort(key=lambda item: -cost[item.nodeid.split("::")[0]])

@@ -19,7 +19,7 @@ from tests.conftest import TINY, make_repo, tiny_synth
 from tests.conftest import run_in as _run
 from tests.test_pipeline_e2e import _set_params, _stages_run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=99)
 
 
 def btad_layout(tmp: Path) -> Path:

@@ -24,7 +24,7 @@ from iadbench.metrics.rules import fitted_rules
 from tests.conftest import TINY, chromium_screenshot, drawn_share, make_repo, tree_digest
 from tests.conftest import run_in as _run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=374)
 PROJECT = Path(__file__).resolve().parents[1]
 
 

@@ -17,7 +17,7 @@ from tests.conftest import TINY, make_repo, tree_digest
 from tests.conftest import run_in as _run
 from tests.test_pipeline_e2e import _stages_run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=97)
 SETUPS = ("padim+segad", "ae+segad", "all+segad")
 
 

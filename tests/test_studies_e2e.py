@@ -18,7 +18,7 @@ from iadbench.depsclosure import code_fingerprints
 from tests.conftest import TINY, make_repo
 from tests.conftest import run_in as _run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=409)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from iadbench.annotation import server
 from iadbench.synth.generate import generate
 from tests.conftest import TINY, make_repo, tiny_synth, tree_digest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=204)
 PROJECT = Path(__file__).resolve().parents[2]
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 DEFECT_MAP = (

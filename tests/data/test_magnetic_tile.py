@@ -21,7 +21,7 @@ SOURCE = Path(
     os.environ.get("IADBENCH_MAGNETIC_TILE", Path(__file__).resolve().parents[3] / "shared/data/magnetic_tile")
 )
 pytestmark = [
-    pytest.mark.slow,
+    pytest.mark.slow(seconds=13),
     pytest.mark.skipif(not (SOURCE / "tile").is_dir(), reason=f"real data not found at {SOURCE}"),
 ]
 DEFECT_MAP = "blowhole=structural,break=structural,crack=structural,fray=structural,uneven=surface"

@@ -30,7 +30,7 @@ from iadbench.deploy.bundle import FORMATS, sha256
 from iadbench.deploy.export import CONVERSION_TOLERANCE
 from tests.conftest import TINY, registry_params, run_in
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=129)
 MODELS = ("ae", "stfpm", "padim", "cflow", "patchcore")  # params.yaml's default models
 RULE = "iou"
 

@@ -17,7 +17,7 @@ from iadbench.stages.train import train_cell
 from tests.conftest import registry_params
 from tests.models.probe import default_probe, write_probe
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=42)
 SIZE = 64
 # model -> option overrides for a tiny offline fit
 RUNS = {

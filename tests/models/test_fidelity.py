@@ -19,7 +19,7 @@ from iadbench.stages.train import train_cell
 from tests.conftest import registry_params
 from tests.models.probe import default_probe, locate, write_probe
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=100)
 PROJECT = Path(__file__).resolve().parents[2]
 # model -> (epochs, option overrides). Maps whose cells are too coarse for a 1/16-size square (DFM: 2x2 cells at
 # 128 px, FRE: 4x4) are checked for batch independence here and for placement in test_geometry.py.

@@ -23,7 +23,7 @@ from iadbench.stages.train import train_cell
 from tests.conftest import registry_params
 from tests.models.probe import default_probe, write_probe
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=5)
 PROJECT = Path(__file__).resolve().parents[2]
 SIZE = 64
 CORRECTIONS = {

@@ -35,7 +35,7 @@ def _split() -> pd.DataFrame:
     return pd.read_csv("data/assignment.csv", keep_default_na=False)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=19)
 def test_every_default_family_trains_and_predicts_offline(params):
     split = _split()
     expected = sorted(split.loc[(split["product"] == "nut") & (split["split"] != "train"), "image_id"])

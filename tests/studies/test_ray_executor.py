@@ -113,7 +113,7 @@ def _stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=172)
 def test_the_benchmark_on_a_two_node_cluster_survives_a_killed_worker_and_the_head_restores_every_cell(tmp_path):
     """`iadbench study cells` (2 cells: the AE on two products, 1 epoch) on a two-node Ray cluster with one worker
     killed mid-experiment: it completes; its tables equal those of DVC's local queue on the same commit; a rerun
