@@ -4,9 +4,11 @@ A rebuild on the same machine reproduces every cached hash of ``dvc.lock``; on a
 and maps can come out with other bytes (the demo on a new machine reran all 78 stages). This script measures the
 likely cause on a single machine: PyTorch's CPU kernels pick their code path from the instruction set the CPU has —
 oneDNN for convolutions (``ONEDNN_MAX_CPU_ISA`` caps it) and MKL for matrix products (``MKL_ENABLE_INSTRUCTIONS``)
-— and each path sums in another order. Each configuration below runs the train and predict stages of one cell in
-fresh processes (``IADBENCH_WARM=0``, the stages' own environment), then compares the model folder's bytes and the
-maps file with the uncapped run's: equal bytes, or the largest difference in the maps and the image scores.
+— and each path sums in another order; so may the number of threads that split a reduction (``OMP_NUM_THREADS``,
+which Ray sets to a task's CPUs; the uncapped runs use PyTorch's default, recorded as ``threads``). Each
+configuration below runs the train and predict stages of one cell in fresh processes (``IADBENCH_WARM=0``, the
+stages' own environment), then compares the model folder's bytes and the maps file with the uncapped run's: equal
+bytes, or the largest difference in the maps and the image scores.
 
     python benchmarks/isa_bytes.py [--models padim,ae] [--readme]
 
@@ -38,7 +40,9 @@ CONFIGS: dict[str, dict[str, str]] = {
     "MKL capped at AVX2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     "oneDNN capped at AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
     "both capped at AVX2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "uncapped, one thread": {"OMP_NUM_THREADS": "1"},  # what a Ray task with --cpus-per-experiment 1 gets
 }
+KNOBS = ("MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 PRODUCT = "nut"
 
 
@@ -64,6 +68,13 @@ def _cpu() -> dict:
     return {"model_name": name, "vector_flags": wide, "cpus": os.cpu_count()}
 
 
+def _default_threads() -> int:
+    """PyTorch's thread count in a stage's environment without the knobs (what the uncapped runs used)."""
+    env = {k: v for k, v in os.environ.items() if k not in KNOBS}
+    code = "import torch; print(torch.get_num_threads())"
+    return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout)
+
+
 def run(models: list[str]) -> dict:
     import torch
 
@@ -83,7 +94,7 @@ def run(models: list[str]) -> dict:
         reference: dict | None = None
         rows[model] = []
         for name, caps in CONFIGS.items():
-            env = {k: v for k, v in os.environ.items() if k not in ("MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")}
+            env = {k: v for k, v in os.environ.items() if k not in KNOBS}
             env.update({**STAGE_ENV, **caps})
             start = time.perf_counter()
             for verb in ("train", "predict"):
@@ -111,7 +122,7 @@ def run(models: list[str]) -> dict:
             print(model, name, {k: row[k] for k in ("model_equal", "maps_equal", "max_map_diff_of_range")}, flush=True)
     result = {
         "product": PRODUCT, "image_size": params["data"]["image_size"], "torch": torch.__version__,
-        "cpu": _cpu(), "threads": torch.get_num_threads(), "models": rows,
+        "cpu": _cpu(), "threads": _default_threads(), "models": rows,
     }  # fmt: skip
     save_result("isa_bytes", result, here, work)
     return result
@@ -124,7 +135,7 @@ def render(result: dict) -> None:
         f"From `python benchmarks/isa_bytes.py --readme` (`reports/bench/isa_bytes.json`): the train and predict "
         f"stages of one synthetic `{result['product']}` cell at {result['image_size']} px, fresh processes, on one "
         f"machine ({cpu['cpus']} CPUs, {len(avx512)} AVX-512 extensions: {', '.join(avx512) or 'none'}; torch "
-        f"{result['torch']}), each configuration compared with the uncapped run.",
+        f"{result['torch']}, {result['threads']} threads uncapped), each configuration compared with the uncapped run.",
         "",
         "| model | kernels | model bytes | maps bytes | largest map difference (of the map range) | largest score "
         "difference | images whose score rank moved |",
