@@ -22,18 +22,18 @@ class _Item:
 def test_slow_modules_run_longest_first_with_their_tests_kept_together_and_in_order():
     slow = {"slow": {"seconds": 100}}
     items = [
-        _Item("tests/a.py::test_1"), _Item("tests/b.py::test_1", slow), _Item("tests/b.py::test_2", slow),
-        _Item("tests/c.py::test_1", {"slow": {"seconds": 400}}), _Item("tests/a.py::test_2"),
-        _Item("tests/d.py::test_fast"), _Item("tests/d.py::test_slow", {"slow": {"seconds": 50}}),
+        _Item("suite/a.py::test_1"), _Item("suite/b.py::test_1", slow), _Item("suite/b.py::test_2", slow),
+        _Item("suite/c.py::test_1", {"slow": {"seconds": 400}}), _Item("suite/a.py::test_2"),
+        _Item("suite/d.py::test_fast"), _Item("suite/d.py::test_slow", {"slow": {"seconds": 50}}),
     ]  # fmt: skip
     pytest_collection_modifyitems(None, items)
     assert [i.nodeid for i in items] == [
-        "tests/c.py::test_1", "tests/b.py::test_1", "tests/b.py::test_2",
-        "tests/d.py::test_fast", "tests/d.py::test_slow",  # a module is as long as its slowest test says
-        "tests/a.py::test_1", "tests/a.py::test_2",
+        "suite/c.py::test_1", "suite/b.py::test_1", "suite/b.py::test_2",
+        "suite/d.py::test_fast", "suite/d.py::test_slow",  # a module is as long as its slowest test says
+        "suite/a.py::test_1", "suite/a.py::test_2",
     ]  # fmt: skip
 
 
 def test_a_slow_marker_without_its_measured_seconds_is_refused():
-    with pytest.raises(pytest.UsageError, match=r"tests/e.py: a slow test states its measured seconds"):
-        _module_seconds([_Item("tests/e.py::test_1", {"slow": {}})])
+    with pytest.raises(pytest.UsageError, match=r"suite/e.py: a slow test states its measured seconds"):
+        _module_seconds([_Item("suite/e.py::test_1", {"slow": {}})])
