@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import yaml
+from models_bench import STAGE_ENV
 from readme_blocks import replace_block, save_result
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -72,9 +73,8 @@ def _default_params() -> dict:
 def measure(args: argparse.Namespace) -> dict:
     """Fit and predict every default model once on a synthetic product; seconds per image per epoch."""
     import torch
-    from models_bench import _repo
+    from models_bench import synthetic_repo
 
-    from iadbench.cli import main as iadbench
     from iadbench.models.quiet import quiet_libraries
     from iadbench.models.registry import get_entry
     from iadbench.stages.predict import predict_cell
@@ -94,9 +94,7 @@ def measure(args: argparse.Namespace) -> dict:
     for options in params["model_options"].values():
         if isinstance(options, dict) and "epochs" in options:
             options["epochs"] = None  # train.epochs = 1 for every trained method
-    _repo(params)
-    for verb in (["--quiet", "synthesize"], ["--quiet", "manifest"], ["categories"], ["split"]):
-        assert iadbench(verb) == 0, verb
+    synthetic_repo(params)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows: dict[str, dict] = {}
     for model in models:
@@ -185,9 +183,6 @@ def render(result: dict) -> None:
         f"{result['cells']} cells. Wall time, max(total / N, longest cell): {walls}.",
     ]
     replace_block("grid-plan", lines)
-
-
-STAGE_ENV = {"MALLOC_MMAP_THRESHOLD_": "4194304", "HF_HUB_OFFLINE": "1"}  # the train/predict stages' cmd (dvc.yaml)
 
 
 def main() -> None:

@@ -30,10 +30,10 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models_bench import _repo  # noqa: E402
+from models_bench import STAGE_ENV, synthetic_repo  # noqa: E402
 from readme_blocks import PROJECT, replace_block, save_result  # noqa: E402
 
-STAGE_ENV = {"MALLOC_MMAP_THRESHOLD_": "4194304", "HF_HUB_OFFLINE": "1", "IADBENCH_WARM": "0"}
+FRESH_STAGE_ENV = {**STAGE_ENV, "IADBENCH_WARM": "0"}  # each configuration in fresh processes
 CONFIGS: dict[str, dict[str, str]] = {
     "uncapped": {},
     "uncapped, again": {},
@@ -85,17 +85,15 @@ def run(models: list[str]) -> dict:
     params["segad"]["detectors"] = []
     params["export"]["cells"] = []
     here = Path.cwd()
-    work = _repo(params)
+    work = synthetic_repo(params)
     iadbench = str(Path(sys.executable).with_name("iadbench"))
-    for verb in (["--quiet", "synthesize"], ["--quiet", "manifest"], ["categories"], ["split"]):
-        subprocess.run([iadbench, *verb], check=True, env={**os.environ, **STAGE_ENV})
     rows: dict[str, list[dict]] = {}
     for model in models:
         reference: dict | None = None
         rows[model] = []
         for name, caps in CONFIGS.items():
             env = {k: v for k, v in os.environ.items() if k not in KNOBS}
-            env.update({**STAGE_ENV, **caps})
+            env.update({**FRESH_STAGE_ENV, **caps})
             start = time.perf_counter()
             for verb in ("train", "predict"):
                 subprocess.run([iadbench, verb, "--model", model, "--product", PRODUCT], check=True, env=env,

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+from models_bench import STAGE_ENV
 from readme_blocks import replace_block
 
 from iadbench import resources
@@ -75,7 +76,7 @@ def main() -> None:
     Path("params.yaml").write_text(yaml.safe_dump(_params(args.size, args.epochs), sort_keys=False))
     for verb in (["--quiet", "synthesize"], ["--quiet", "manifest"], ["categories"], ["split"]):
         assert iadbench(verb) == 0, verb
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MALLOC_MMAP_THRESHOLD_": "4194304"}
+    env = {**os.environ, **STAGE_ENV}
     results = []
     for model in args.models.split(","):
         entry = MODELS[model]

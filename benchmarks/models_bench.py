@@ -43,6 +43,19 @@ def _repo(params: dict) -> Path:
     return work
 
 
+STAGE_ENV = {"MALLOC_MMAP_THRESHOLD_": "4194304", "HF_HUB_OFFLINE": "1"}  # the train/predict stages' cmd (dvc.yaml)
+
+
+def synthetic_repo(params: dict) -> Path:
+    """A scratch repository (cwd) with ``params``' synthetic data generated and its manifest, categories and split."""
+    from iadbench.cli import main as iadbench
+
+    work = _repo(params)
+    for verb in (["--quiet", "synthesize"], ["--quiet", "manifest"], ["categories"], ["split"]):
+        assert iadbench(verb) == 0, verb
+    return work
+
+
 def _base_params() -> dict:
     return yaml.safe_load((PROJECT / "params.yaml").read_text())
 
@@ -126,7 +139,6 @@ def bench_overhead(args: argparse.Namespace) -> dict:
     from anomalib.data import Folder
     from anomalib.engine import Engine
 
-    from iadbench.cli import main as iadbench
     from iadbench.models.quiet import quiet_libraries
     from iadbench.models.registry import build_model
     from iadbench.models.run import model_config
@@ -137,9 +149,7 @@ def bench_overhead(args: argparse.Namespace) -> dict:
     params = _base_params()
     params["data"]["products"] = ["nut"]
     params["synthesize"]["products"] = ["nut"]
-    _repo(params)
-    for verb in (["--quiet", "synthesize"], ["--quiet", "manifest"], ["categories"], ["split"]):
-        assert iadbench(verb) == 0, verb
+    synthetic_repo(params)
     root = Path("data/raw/synthetic/nut")
     abnormal = sorted(p.name for p in (root / "test").iterdir() if p.name != "good")
     timings: dict[str, list[float]] = {"iadbench": [], "bare_engine": []}

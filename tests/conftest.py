@@ -264,12 +264,16 @@ def _warm_workers(tmp_path_factory):
             os.environ[name] = value
 
 
+def _module(item) -> str:
+    return item.nodeid.split("::")[0]
+
+
 def _module_seconds(items) -> dict[str, float]:
     """Each module's cost: the largest ``slow(seconds=...)`` among its tests (a module's measured wall time in a
     fresh-clone ``make test``, summed over setup, calls and teardown from ``--durations=0``), 0 when none is slow."""
     cost: dict[str, float] = {}
     for item in items:
-        module = item.nodeid.split("::")[0]
+        module = _module(item)
         marker = item.get_closest_marker("slow")
         if marker is not None and "seconds" not in marker.kwargs:
             raise pytest.UsageError(f"{module}: a slow test states its measured seconds: pytest.mark.slow(seconds=N)")
@@ -285,4 +289,4 @@ def pytest_collection_modifyitems(config, items):
     ``make test`` passes ``--no-loadscope-reorder``: by default pytest-xdist's loadfile scheduler re-sorts modules by
     their number of tests, which put the two longest modules (9 and 7 tests) after every many-test unit module."""
     cost = _module_seconds(items)
-    items.sort(key=lambda item: -cost[item.nodeid.split("::")[0]])
+    items.sort(key=lambda item: -cost[_module(item)])
